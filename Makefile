@@ -1,0 +1,56 @@
+# adaptbench — every target works from a fresh clone with nothing installed but Python 3.10+.
+# Set-up is idempotent: the venv is (re)installed only when pyproject.toml or constraints.txt change.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+PY          := $(BIN)/python
+STAMP       := $(VENV)/.adaptbench-installed
+CONSTRAINTS ?= constraints.txt
+PROFILE     ?= auto
+ARGS        ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data bench bench-micro bench-gpu bench-gpu-dry doctor report test lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install adaptbench with its pinned torch (once)
+
+data: setup ## fetch MNIST and Fashion-MNIST into a verified cache under ./data
+	$(PY) -m bench data fetch --dataset all
+
+bench: data ## run the default benchmark for this hardware (gpu profile with CUDA, else cpu) and report
+	$(PY) -m bench run --profile $(PROFILE) $(ARGS)
+
+bench-micro: setup ## pytest-benchmark micro suite; JSON saved under results/micro/
+	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=file://results/micro --benchmark-save=micro $(ARGS)
+
+bench-gpu: data ## one-shot GPU check: ceilings, gpu-quick profile, naive baseline, report
+	$(PY) -m bench.gpu_check $(ARGS)
+
+bench-gpu-dry: data ## the same script on CPU, tiny and fast, to prove it before a GPU is spent
+	$(PY) -m bench.gpu_check --dry-run $(ARGS)
+
+doctor: setup ## compatibility matrix of the torchvision zoo x strategies (meta device)
+	$(PY) -m bench doctor $(ARGS)
+
+report: setup ## regenerate tables and charts from results/<profile> CSVs (DIR=results/cpu)
+	$(PY) -m bench report $(or $(DIR),results/cpu)
+
+test: data ## the test suite (CPU; GPU tests skip themselves)
+	$(PY) -m pytest -q $(ARGS)
+
+lint: setup ## ruff
+	$(BIN)/ruff check bench strategies tests
+
+clean: ## remove caches and build files (keeps .venv, data and results)
+	rm -rf .pytest_cache .ruff_cache .benchmarks build *.egg-info
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

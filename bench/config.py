@@ -1,0 +1,304 @@
+"""Profiles and overrides -> one frozen :class:`Config`.
+
+A profile is a TOML file in ``bench/configs/`` (or any path) with four tables:
+``[grid]`` (what to run), ``[recipe]`` (how to train), ``[data]`` (how much data) and
+``[measure]`` (how to measure). Keys are unique across tables, so the resolved config is one
+flat dataclass and an override is just ``--set key=value``::
+
+    python -m bench run --profile cpu --set epochs=2 --set models=resnet18,vgg16
+
+List-valued keys take comma-separated values. Unknown keys and values of the wrong type are
+rejected with :class:`ConfigError`, naming the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+SECTIONS = ("grid", "recipe", "data", "measure")
+
+
+class ConfigError(ValueError):
+    """A bad profile, key or value. The CLI turns it into exit code 2."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every knob of a sweep. Units are in the names or the comments."""
+
+    # -- [grid]: the cells --------------------------------------------------------------
+    datasets: tuple[str, ...] = ("mnist",)
+    models: tuple[str, ...] = ("resnet18",)
+    strategies: tuple[str, ...] = ("repeat3",)
+    seeds: tuple[int, ...] = (0,)
+
+    # -- [recipe]: how one cell trains ---------------------------------------------------
+    epochs: int = 1
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.05  # peak learning rate, reached at the end of warm-up
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine | onecycle | constant
+    warmup_frac: float = 0.1  # fraction of all steps spent warming up linearly
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0  # max grad norm; 0 disables clipping
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds a grad scaler)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile; compile time is reported as compile_s, never in throughput
+    deterministic: bool = False  # deterministic algorithms, for reproducible CPU tests
+    weights: str = ""  # "" (random init) | "imagenet" | path to a state dict
+    num_threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
+
+    # -- [data] ---------------------------------------------------------------------------
+    train_size: int = 0  # stratified subset of the training split; 0 = all of it
+    test_size: int = 0  # stratified subset of the test split; 0 = all of it
+    val_size: int = 0  # held out of train for validation; 0 = evaluate on test
+    data_root: str = ""  # "" = $ADAPTBENCH_DATA or ./data
+
+    # -- [measure] ------------------------------------------------------------------------
+    warmup_steps: int = 5  # training steps excluded from throughput timing
+    window_steps: int = 5  # steps per timed window; throughput is the median over windows
+    max_steps_per_epoch: int = 0  # cap on steps per epoch (dry runs); 0 = the whole epoch
+    target_acc: float = 0.99  # accuracy for time_to_target_s / epochs_to_target
+    eval_every_steps: int = 0  # extra evaluations for time-to-target; 0 = per epoch only
+    profile_steps: int = 3  # active steps of the separate torch.profiler window; 0 = off
+    profile_top_ops: int = 15  # operators kept per cell in ops.csv
+    save_trace: bool = False  # also save a gzipped Chrome trace of the profiled window
+    measure_only_steps: int = 30  # steps timed for a measure-only cell (see cell_budget_s)
+    cell_budget_s: float = 0.0  # cells estimated above this run measure-only; 0 = no budget
+    cell_timeout_s: float = 3600.0  # a cell's subprocess is killed after this many seconds
+    peak_tflops: float = 0.0  # peak for MFU; 0 = measure it once per device with a matmul
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in fields(self)}
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+GRID_KEYS = ("datasets", "models", "strategies", "seeds")
+# Keys that change what a cell measures. Sweep-level keys (the grid lists, timeouts,
+# budgets, data_root) are left out so that a cell's hash names the experiment, not the run.
+_NOT_HASHED = set(GRID_KEYS) | {"cell_timeout_s", "cell_budget_s", "data_root", "save_trace"}
+
+_FIELDS = {f.name: f for f in fields(Config)}
+_DEFAULTS = Config()
+
+
+def valid_keys() -> list[str]:
+    return sorted(_FIELDS)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Convert a TOML or command-line value to the type of ``Config.key``."""
+    if key not in _FIELDS:
+        raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
+    default = getattr(_DEFAULTS, key)
+    try:
+        if isinstance(default, tuple):
+            items = value if isinstance(value, (list, tuple)) else [
+                s.strip() for s in str(value).split(",") if s.strip()]
+            if not items:
+                raise ValueError("empty list")
+            elem = int if key == "seeds" else str
+            return tuple(elem(v) for v in items)
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("not a boolean (true/false)")
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("not an integer")
+            return int(str(value)) if not isinstance(value, (int, float)) else int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"bad value {value!r} for {key!r} (expected {type(default).__name__}"
+            f"{' list' if isinstance(default, tuple) else ''}): {exc}") from None
+
+
+_CHOICES = {
+    "optimizer": ("sgd", "adamw"),
+    "schedule": ("cosine", "onecycle", "constant"),
+    "precision": ("fp32", "bf16", "fp16"),
+}
+_POSITIVE = ("epochs", "batch_size", "window_steps")
+_NON_NEGATIVE = ("train_size", "test_size", "val_size", "warmup_steps", "max_steps_per_epoch",
+                 "eval_every_steps", "profile_steps", "profile_top_ops", "measure_only_steps",
+                 "num_threads", "lr", "weight_decay", "label_smoothing", "grad_clip",
+                 "cell_budget_s", "peak_tflops")
+
+
+def validate(cfg: Config) -> Config:
+    """Check ranges and choices; raise :class:`ConfigError` naming the bad value."""
+    for key, choices in _CHOICES.items():
+        if getattr(cfg, key) not in choices:
+            raise ConfigError(
+                f"bad value {getattr(cfg, key)!r} for {key!r}; valid: {', '.join(choices)}")
+    for key in _POSITIVE:
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"{key} must be > 0, got {getattr(cfg, key)!r}")
+    for key in _NON_NEGATIVE:
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{key} must be >= 0, got {getattr(cfg, key)!r}")
+    if not 0.0 <= cfg.warmup_frac < 1.0:
+        raise ConfigError(f"warmup_frac must be in [0, 1), got {cfg.warmup_frac!r}")
+    if not 0.0 < cfg.target_acc <= 1.0:
+        raise ConfigError(f"target_acc must be in (0, 1], got {cfg.target_acc!r}")
+    if not 0.0 <= cfg.momentum < 1.0:
+        raise ConfigError(f"momentum must be in [0, 1), got {cfg.momentum!r}")
+    if cfg.cell_timeout_s <= 0:
+        raise ConfigError(f"cell_timeout_s must be > 0, got {cfg.cell_timeout_s!r}")
+    for key in GRID_KEYS:
+        if len(set(getattr(cfg, key))) != len(getattr(cfg, key)):
+            raise ConfigError(f"{key} lists a value twice: {list(getattr(cfg, key))}")
+    return cfg
+
+
+def list_profiles() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+
+
+def profile_path(profile: str) -> Path:
+    """A profile name (``cpu``) or a path to a TOML file."""
+    candidate = Path(profile)
+    if candidate.suffix == ".toml":
+        if not candidate.is_file():
+            raise ConfigError(f"profile file not found or unreadable: {profile}")
+        return candidate
+    path = CONFIG_DIR / f"{profile}.toml"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown profile {profile!r}; valid profiles: {', '.join(list_profiles())} "
+            "(or a path to a .toml file)")
+    return path
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"bad override {text!r}: expected key=value")
+    return key.strip(), value.strip()
+
+
+def load(profile: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Resolve a profile plus ``key=value`` overrides into a validated :class:`Config`."""
+    path = profile_path(profile)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read profile {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"profile {path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for section, table in raw.items():
+        if section not in SECTIONS or not isinstance(table, dict):
+            raise ConfigError(
+                f"unknown table [{section}] in {path}; valid tables: {', '.join(SECTIONS)}")
+        for key, value in table.items():
+            values[key] = _coerce(key, value)
+    for text in overrides:
+        key, value = parse_override(text)
+        values[key] = _coerce(key, value)
+    return validate(Config(**values))
+
+
+def profile_name(profile: str) -> str:
+    return Path(profile).stem
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid."""
+
+    dataset: str
+    model: str
+    strategy: str
+    seed: int
+
+    def label(self) -> str:
+        return f"{self.dataset}/{self.model}/{self.strategy}/seed{self.seed}"
+
+
+def cells(cfg: Config) -> list[Cell]:
+    """The grid in a stable order: dataset, model, strategy, seed."""
+    return [Cell(d, m, s, seed) for d in cfg.datasets for m in cfg.models
+            for s in cfg.strategies for seed in cfg.seeds]
+
+
+def cell_hash(cfg: Config, cell: Cell, device_kind: str = "") -> str:
+    """Short hash naming one experiment: the cell, every setting that affects it, the device kind.
+
+    Resume keys on it, so changing the recipe or the device re-runs the cell.
+    """
+    payload = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED}
+    payload.update(dataclasses.asdict(cell), device_kind=device_kind)
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def config_hash(cfg: Config) -> str:
+    blob = json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved config as TOML, by table, for saving beside results."""
+    section_of = {}
+    for section, keys in _SECTION_KEYS.items():
+        for key in keys:
+            section_of[key] = section
+    out: list[str] = []
+    for section in SECTIONS:
+        out.append(f"[{section}]")
+        for key, value in cfg.to_dict().items():
+            if section_of.get(key) == section:
+                out.append(f"{key} = {_toml_value(value)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+_SECTION_KEYS = {
+    "grid": GRID_KEYS,
+    "recipe": ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+               "schedule", "warmup_frac", "label_smoothing", "grad_clip", "precision",
+               "channels_last", "compile", "deterministic", "weights", "num_threads"),
+    "data": ("train_size", "test_size", "val_size", "data_root"),
+    "measure": ("warmup_steps", "window_steps", "max_steps_per_epoch", "target_acc",
+                "eval_every_steps", "profile_steps", "profile_top_ops", "save_trace",
+                "measure_only_steps", "cell_budget_s", "cell_timeout_s", "peak_tflops"),
+}
+assert set().union(*_SECTION_KEYS.values()) == set(_FIELDS), "every key belongs to one table"
