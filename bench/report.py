@@ -1,0 +1,674 @@
+"""Tables and charts from a results directory — reads only the published CSVs.
+
+    python -m bench report results/<profile> [--compat results/compat.csv] [--out DIR] [--headline]
+
+Inputs, all under ``results/<profile>/``: ``runs*.csv`` (``runs.csv`` plus any shard or rank
+files; merged, and a cell run twice keeps its latest row), ``history*.csv`` and ``ops*.csv``;
+plus the doctor's ``compat.csv`` (default: ``<dir>/../compat.csv`` when it exists).
+
+Outputs, beside the inputs (or under ``--out``): ``summary.md`` (one table per dataset × model ×
+device, one row per strategy), ``comparison.csv`` (the same numbers, machine-readable) and
+``charts/*.png|svg``. Accuracies are fractions in the CSVs and percent in ``summary.md``.
+
+Bad input (no rows, missing columns, mixed schema versions, unknown status) raises
+:class:`ReportError`, which the CLI prints and turns into exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from bench.stats import mean_ci, welch_diff_ci
+
+STATUSES = ("ok", "incompatible", "diverged", "oom", "error", "timeout")
+MODES = ("full", "measure-only")
+
+# Columns of runs.csv the report reads (a subset of bench.results.RUN_COLUMNS).
+RUN_KEY_COLUMNS = ("cell_hash", "dataset", "model", "strategy", "seed", "status", "mode",
+                   "timestamp")
+RUN_NUMERIC_COLUMNS = ("test_acc", "best_acc", "target_acc", "time_to_target_s", "train_img_s",
+                       "eval_img_s", "peak_mem_mib", "gflops_fwd_per_img", "params",
+                       "effective_input_px", "estimate_s")
+RUN_REQUIRED_COLUMNS = (*RUN_KEY_COLUMNS, "schema_version", "reason", "device_name",
+                        *RUN_NUMERIC_COLUMNS)
+HISTORY_REQUIRED_COLUMNS = ("cell_hash", "dataset", "model", "strategy", "seed", "device_name",
+                            "epoch", "test_acc", "elapsed_s")
+OPS_REQUIRED_COLUMNS = ("cell_hash", "dataset", "model", "strategy", "seed", "device_name", "op",
+                        "self_cpu_ms", "self_device_ms")
+COMPAT_REQUIRED_COLUMNS = ("model", "strategy", "status", "error_class")
+
+# One table per (dataset, model, device); rows are strategies.
+TABLE_KEYS = ["dataset", "model", "device_name"]
+GROUP_KEYS = [*TABLE_KEYS, "strategy"]
+
+UNKNOWN_DEVICE = "unknown device"
+
+
+class ReportError(ValueError):
+    """Input the report cannot use; the message names the file, the bad value and the fix."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """Read every column as text (empty cell -> NaN); numbers are converted per column later."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise ReportError(f"{path} is empty (not even a header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path} is not a well-formed CSV: {exc}".strip()) from None
+
+
+def _check_columns(df: pd.DataFrame, path: Path, required: Iterable[str]) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ReportError(
+            f"{path} lacks column(s) {', '.join(missing)}: it was written by a different schema "
+            f"or is not a {path.name.split('.')[0]} file. Columns found: "
+            f"{', '.join(map(str, df.columns[:12]))}{' ...' if len(df.columns) > 12 else ''}")
+
+
+def _to_numeric(df: pd.DataFrame, columns: Iterable[str], path: Path) -> None:
+    """Convert columns in place; a non-empty cell that is not a number is an error."""
+    for col in columns:
+        if col not in df.columns:
+            continue
+        raw = df[col]
+        num = pd.to_numeric(raw, errors="coerce")
+        bad = raw.notna() & num.isna() & ~raw.astype(str).str.lower().isin(["nan", "none"])
+        if bad.any():
+            i = bad.to_numpy().nonzero()[0][0]
+            raise ReportError(f"{path}, line {i + 2}: column {col!r} holds {raw.iloc[i]!r}, "
+                              "which is not a number")
+        df[col] = num.astype(float)
+
+
+def _check_not_empty(df: pd.DataFrame, path: Path, columns: Iterable[str]) -> None:
+    for col in columns:
+        empty = df[col].isna()
+        if empty.any():
+            i = empty.to_numpy().nonzero()[0][0]
+            raise ReportError(f"{path}, line {i + 2}: column {col!r} is empty — the row is "
+                              "truncated or was not written by `python -m bench run`")
+
+
+def _check_choices(df: pd.DataFrame, path: Path, col: str, valid: tuple[str, ...]) -> None:
+    bad = ~df[col].isin(valid)
+    if bad.any():
+        i = bad.to_numpy().nonzero()[0][0]
+        raise ReportError(f"{path}, line {i + 2}: {col} {df[col].iloc[i]!r} is not one of "
+                          f"{', '.join(valid)}")
+
+
+def _parse_timestamps(values: pd.Series, path_of: pd.Series) -> pd.Series:
+    """ISO-8601 strings (or epoch seconds) -> UTC datetimes; unparseable is an error."""
+    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+    missing = parsed.isna()
+    if missing.any():
+        as_num = pd.to_numeric(values[missing], errors="coerce")
+        parsed[missing] = pd.to_datetime(as_num, unit="s", utc=True, errors="coerce")
+        missing = parsed.isna()
+    if missing.any():
+        i = missing.to_numpy().nonzero()[0][0]
+        raise ReportError(f"{path_of.iloc[i]}: timestamp {values.iloc[i]!r} is not ISO-8601 "
+                          "(e.g. 2025-01-31T12:00:00+00:00)")
+    return parsed
+
+
+def _files(results_dir: Path, stem: str) -> list[Path]:
+    """``stem.csv`` first, then its shard/rank siblings (``stem.shard-1-of-4.csv``, ...)."""
+    found = sorted(results_dir.glob(f"{stem}*.csv"))
+    return sorted(found, key=lambda p: (p.name != f"{stem}.csv", p.name))
+
+
+def read_runs(results_dir: Path) -> pd.DataFrame:
+    """All ``runs*.csv`` rows, validated, merged and de-duplicated.
+
+    A cell run more than once (resume, a shard re-run) keeps the row with the latest timestamp.
+    The key is (cell_hash, device_name): the hash names the device *kind* only, so the same
+    cell on two different GPUs is two results, not a duplicate.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ReportError(f"results directory {results_dir} does not exist; run "
+                          "`python -m bench run --profile <name>` first or pass the right path")
+    paths = _files(results_dir, "runs")
+    if not paths:
+        raise ReportError(f"no runs*.csv in {results_dir}; run `python -m bench run --profile "
+                          "<name>` first or pass the right directory")
+    frames = []
+    versions: dict[str, set[str]] = {}
+    for path in paths:
+        df = _read_csv(path)
+        _check_columns(df, path, RUN_REQUIRED_COLUMNS)
+        if df.empty:
+            continue
+        _check_not_empty(df, path, RUN_KEY_COLUMNS)
+        _check_choices(df, path, "status", STATUSES)
+        _check_choices(df, path, "mode", MODES)
+        _to_numeric(df, (*RUN_NUMERIC_COLUMNS, "seed"), path)
+        versions[path.name] = set(df["schema_version"].dropna().astype(str))
+        df["source_file"] = path.name
+        frames.append(df)
+    if not frames:
+        raise ReportError(f"{', '.join(p.name for p in paths)} in {results_dir} hold a header "
+                          "but no rows: no cell has finished yet")
+    all_versions = set().union(*versions.values())
+    if len(all_versions) > 1:
+        detail = "; ".join(f"{name}: {', '.join(sorted(v)) or 'none'}"
+                           for name, v in versions.items())
+        raise ReportError(f"mixed schema versions in {results_dir} ({detail}); regenerate the "
+                          "older files or report each schema from its own directory")
+    runs = pd.concat(frames, ignore_index=True)
+    runs["seed"] = runs["seed"].astype(int)
+    runs["device_name"] = runs["device_name"].fillna(UNKNOWN_DEVICE)
+    runs["reason"] = runs["reason"].fillna("")
+    runs["_order"] = range(len(runs))
+    runs["_ts"] = _parse_timestamps(runs["timestamp"], runs["source_file"])
+    runs = (runs.sort_values(["_ts", "_order"], kind="stable")
+            .drop_duplicates(["cell_hash", "device_name"], keep="last")
+            .sort_values("_order").drop(columns="_order").reset_index(drop=True))
+    return runs
+
+
+def _read_optional(results_dir: Path, stem: str, required: tuple[str, ...],
+                   numeric: tuple[str, ...]) -> pd.DataFrame | None:
+    frames = []
+    for path in _files(results_dir, stem):
+        df = _read_csv(path)
+        _check_columns(df, path, required)
+        _to_numeric(df, numeric, path)
+        df["device_name"] = df["device_name"].fillna(UNKNOWN_DEVICE)
+        frames.append(df)
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def read_history(results_dir: Path, runs: pd.DataFrame) -> pd.DataFrame | None:
+    """Per-epoch rows of the cells kept in ``runs`` (None when there are none).
+
+    history.csv has no timestamp, so a re-run cell's epochs are de-duplicated keeping the row
+    written last.
+    """
+    hist = _read_optional(Path(results_dir), "history", HISTORY_REQUIRED_COLUMNS,
+                          ("seed", "epoch", "step", "train_loss", "test_acc", "epoch_s",
+                           "elapsed_s"))
+    if hist is None:
+        return None
+    keep = set(zip(runs["cell_hash"], runs["device_name"], strict=True))
+    hist = hist[[k in keep for k in zip(hist["cell_hash"], hist["device_name"], strict=True)]]
+    subset = [c for c in ("cell_hash", "device_name", "epoch", "step") if c in hist.columns]
+    hist = hist.drop_duplicates(subset, keep="last")
+    return hist.reset_index(drop=True) if not hist.empty else None
+
+
+def read_ops(results_dir: Path, runs: pd.DataFrame) -> pd.DataFrame | None:
+    """Profiler top-operator rows of the cells kept in ``runs`` (None when there are none)."""
+    ops = _read_optional(Path(results_dir), "ops", OPS_REQUIRED_COLUMNS,
+                         ("seed", "self_cpu_ms", "self_device_ms", "calls"))
+    if ops is None:
+        return None
+    keep = set(zip(runs["cell_hash"], runs["device_name"], strict=True))
+    ops = ops[[k in keep for k in zip(ops["cell_hash"], ops["device_name"], strict=True)]]
+    ops = ops.drop_duplicates(["cell_hash", "device_name", "op"], keep="last")
+    return ops.reset_index(drop=True) if not ops.empty else None
+
+
+def read_compat(path: Path) -> pd.DataFrame:
+    """The doctor's compatibility matrix (model × strategy -> ok | failed, error_class)."""
+    if not Path(path).is_file():
+        raise ReportError(f"compat file {path} does not exist; run `python -m bench doctor` "
+                          "or drop --compat")
+    df = _read_csv(Path(path))
+    _check_columns(df, Path(path), COMPAT_REQUIRED_COLUMNS)
+    if df.empty:
+        raise ReportError(f"{path} has a header but no rows")
+    _check_not_empty(df, Path(path), ("model", "strategy", "status"))
+    _check_choices(df, Path(path), "status", ("ok", "failed"))
+    return df
+
+
+# ---------------------------------------------------------------------------------------------
+# The comparison table
+
+
+def _median(values: pd.Series) -> float:
+    values = values.dropna()
+    return float(values.median()) if len(values) else math.nan
+
+
+def _first(values: pd.Series) -> float:
+    values = values.dropna()
+    return float(values.iloc[0]) if len(values) else math.nan
+
+
+def _status_summary(rows: pd.DataFrame) -> tuple[str, str]:
+    """(status, detail): 'ok' | 'measure-only' | a failure status | 'mixed', and counts."""
+    labels = [("measure-only" if (s == "ok" and m == "measure-only") else s)
+              for s, m in zip(rows["status"], rows["mode"], strict=True)]
+    counts = pd.Series(labels).value_counts()
+    ordered = [lab for lab in ("ok", "measure-only", *STATUSES[1:]) if lab in counts]
+    n = len(labels)
+    status = ordered[0] if len(ordered) == 1 else "mixed"
+    detail = ", ".join(f"{lab} {counts[lab]}/{n}" for lab in ordered)
+    return status, detail
+
+
+def comparison_table(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per dataset × model × device × strategy, in the order cells first appear.
+
+    Accuracy statistics use the ``ok`` full-mode seeds only; throughput and memory use every
+    seed that measured them (measure-only cells included). ``diff_vs_best`` is this strategy's
+    mean test accuracy minus the best strategy's in the same dataset × model × device, with a
+    Welch interval; ``diff_significant`` says the interval excludes 0.
+    """
+    rows = []
+    for key, g in runs.groupby(GROUP_KEYS, sort=False):
+        finished = g[(g["status"] == "ok") & (g["mode"] == "full")]
+        acc = mean_ci(finished["test_acc"].tolist(), confidence)
+        status, detail = _status_summary(g)
+        explained = (g["status"] != "ok") | (g["mode"] == "measure-only")
+        reasons = [r for r in dict.fromkeys(g.loc[explained, "reason"]) if r]
+        ttt = finished["time_to_target_s"].dropna()
+        rows.append({
+            **dict(zip(GROUP_KEYS, key, strict=True)),
+            "device": g["device"].iloc[0] if "device" in g else "",
+            "n_runs": len(g),
+            "status": status,
+            "status_detail": detail,
+            "reason": " | ".join(reasons),
+            "estimate_s": _median(g.loc[g["mode"] == "measure-only", "estimate_s"]),
+            "test_acc_mean": acc.mean,
+            "test_acc_std": acc.std,
+            "test_acc_n": acc.n,
+            "test_acc_ci_lo": acc.lo,
+            "test_acc_ci_hi": acc.hi,
+            "best_acc_mean": finished["best_acc"].mean() if len(finished) else math.nan,
+            "target_acc": _first(g["target_acc"]),
+            "time_to_target_s_median": float(ttt.median()) if len(ttt) else math.nan,
+            "n_reached_target": len(ttt),
+            "train_img_s_median": _median(g["train_img_s"]),
+            "eval_img_s_median": _median(g["eval_img_s"]),
+            "peak_mem_mib": _median(g["peak_mem_mib"]),
+            "gflops_fwd_per_img": _first(g["gflops_fwd_per_img"]),
+            "params": _first(g["params"]),
+            "effective_input_px": _first(g["effective_input_px"]),
+            "_acc_values": finished["test_acc"].dropna().tolist(),
+        })
+    table = pd.DataFrame(rows)
+    for col in ("params", "effective_input_px"):  # counts, not measurements: keep them exact
+        table[col] = table[col].round().astype("Int64")
+    table["is_best"] = False
+    for col in ("diff_vs_best", "diff_ci_lo", "diff_ci_hi"):
+        table[col] = math.nan
+    table["diff_significant"] = pd.Series([pd.NA] * len(table), dtype="boolean")
+    for _, g in table.groupby(TABLE_KEYS, sort=False):
+        scored = g["test_acc_mean"].dropna()
+        if scored.empty:
+            continue
+        best = scored.idxmax()
+        table.loc[best, "is_best"] = True
+        for i in scored.index:
+            if i == best:
+                continue
+            d = welch_diff_ci(table.at[i, "_acc_values"], table.at[best, "_acc_values"],
+                              confidence)
+            table.loc[i, ["diff_vs_best", "diff_ci_lo", "diff_ci_hi"]] = [d.diff, d.lo, d.hi]
+            if not math.isnan(d.lo):
+                table.loc[i, "diff_significant"] = d.significant
+    return table.drop(columns="_acc_values")
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+_DASH = "—"
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    """Three significant figures, thousands separators from 1,000; NaN -> em dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return _DASH
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _fmt_duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return _DASH
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _pct(fraction: float, decimals: int = 2) -> str:
+    return _DASH if math.isnan(fraction) else f"{100 * fraction:.{decimals}f}"
+
+
+def _md_escape(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _bold_best(values: pd.Series, texts: list[str], higher_is_better: bool) -> list[str]:
+    """Bold every row holding the column's best value (only if at least two rows compete)."""
+    valid = values.dropna()
+    if len(valid) < 2 or valid.nunique() < 2:
+        return texts
+    best = valid.max() if higher_is_better else valid.min()
+    return [f"**{t}**" if (not math.isnan(v) and v == best) else t
+            for v, t in zip(values, texts, strict=True)]
+
+
+def _status_cell(row: pd.Series, note: int | None) -> str:
+    mark = f" [{note}]" if note else ""
+    if row["status"] == "ok":
+        return "ok"
+    if row["status"] == "measure-only":
+        return f"measure-only (full run est. {_fmt_duration(row['estimate_s'])}){mark}"
+    if row["status"] == "mixed":
+        return f"{row['status_detail']}{mark}"
+    return f"{row['status']}{mark}"
+
+
+def _table_markdown(t: pd.DataFrame) -> list[str]:
+    """One dataset × model × device table; returns lines (table, then the reasons as notes)."""
+    notes: dict[str, int] = {}
+    status_cells = []
+    for _, r in t.iterrows():
+        note = None
+        if r["reason"]:
+            note = notes.setdefault(r["reason"], len(notes) + 1)
+        status_cells.append(_status_cell(r, note))
+
+    acc = []
+    for _, r in t.iterrows():
+        if r["test_acc_n"] == 0:
+            acc.append(_DASH)
+        elif r["test_acc_n"] == 1:
+            acc.append(f"{_pct(r['test_acc_mean'])} (n=1)")
+        else:
+            acc.append(f"{_pct(r['test_acc_mean'])} ± {_pct(r['test_acc_std'])} "
+                       f"(n={r['test_acc_n']})")
+    ci = [f"[{_pct(lo)}, {_pct(hi)}]" if not math.isnan(lo) else _DASH
+          for lo, hi in zip(t["test_acc_ci_lo"], t["test_acc_ci_hi"], strict=True)]
+    diff = []
+    for _, r in t.iterrows():
+        if r["is_best"]:
+            diff.append("best")
+        elif math.isnan(r["diff_vs_best"]):
+            diff.append(_DASH)
+        elif math.isnan(r["diff_ci_lo"]):
+            diff.append(f"{100 * r['diff_vs_best']:+.2f} (no CI, n<2)")
+        else:
+            ns = "" if r["diff_significant"] else " n.s."
+            diff.append(f"{100 * r['diff_vs_best']:+.2f} "
+                        f"[{100 * r['diff_ci_lo']:+.2f}, {100 * r['diff_ci_hi']:+.2f}]{ns}")
+    ttt = []
+    for _, r in t.iterrows():
+        if r["test_acc_n"] == 0:
+            ttt.append(_DASH)
+        else:
+            ttt.append(f"{_fmt(r['time_to_target_s_median'])} "
+                       f"({r['n_reached_target']}/{r['test_acc_n']})")
+
+    columns = [
+        ("strategy", [f"`{s}`" for s in t["strategy"]], False),
+        ("test acc % (mean ± std)", _bold_best(t["test_acc_mean"], acc, True), True),
+        ("95% CI", ci, True),
+        ("Δ vs best, pp [95% CI]", diff, True),
+        ("best acc %", _bold_best(t["best_acc_mean"], [_pct(v) for v in t["best_acc_mean"]],
+                                  True), True),
+        ("time to target, s (reached)",
+         _bold_best(t["time_to_target_s_median"], ttt, False), True),
+        ("train img/s", _bold_best(t["train_img_s_median"],
+                                   [_fmt(v) for v in t["train_img_s_median"]], True), True),
+        ("eval img/s", _bold_best(t["eval_img_s_median"],
+                                  [_fmt(v) for v in t["eval_img_s_median"]], True), True),
+        ("peak MiB", _bold_best(t["peak_mem_mib"], [_fmt(v) for v in t["peak_mem_mib"]],
+                                False), True),
+        ("GFLOPs/img", _bold_best(t["gflops_fwd_per_img"],
+                                  [_fmt(v) for v in t["gflops_fwd_per_img"]], False), True),
+        ("params M", [_fmt(v / 1e6) for v in t["params"]], True),
+        ("input px", [_DASH if math.isnan(v) else f"{v:.0f}" for v in t["effective_input_px"]],
+         True),
+        ("status", status_cells, False),
+    ]
+    lines = ["| " + " | ".join(name for name, _, _ in columns) + " |",
+             "|" + "|".join("---:" if right else "---" for _, _, right in columns) + "|"]
+    for i in range(len(t)):
+        lines.append("| " + " | ".join(_md_escape(cells[i]) for _, cells, _ in columns) + " |")
+    if notes:
+        lines.append("")
+        lines += [f"[{n}] {_md_escape(reason)}  " for reason, n in notes.items()]
+    return lines
+
+
+def _is_comparison(df: pd.DataFrame) -> bool:
+    return "test_acc_mean" in df.columns
+
+
+def headline_table(df: pd.DataFrame) -> str:
+    """A compact markdown table for the README: model × strategy -> accuracy, speed, memory.
+
+    ``df`` is a :func:`comparison_table` (or a runs table, aggregated first). Dataset and
+    device columns appear only when there is more than one of them. The best accuracy of each
+    dataset × model × device is bold.
+    """
+    t = df if _is_comparison(df) else comparison_table(df)
+    if t.empty:
+        raise ReportError("nothing to tabulate: the table has no rows")
+    extra = [c for c in ("dataset", "device_name") if t[c].nunique() > 1]
+    head = [*extra, "model", "strategy"]
+    names = {"dataset": "dataset", "device_name": "device"}
+    competitors = t[t["test_acc_n"] > 0].groupby(TABLE_KEYS).size().to_dict()
+    lines = ["| " + " | ".join([*(names.get(c, c) for c in head), "test acc %", "train img/s",
+                                "peak MiB", "status"]) + " |",
+             "|" + "|".join(["---"] * len(head) + ["---:"] * 3 + ["---"]) + "|"]
+    for _, r in t.iterrows():
+        if r["test_acc_n"] == 0:
+            acc = _DASH
+        elif r["test_acc_n"] == 1:
+            acc = _pct(r["test_acc_mean"])
+        else:
+            acc = f"{_pct(r['test_acc_mean'])} ± {_pct(r['test_acc_std'])}"
+        if r["is_best"] and competitors[tuple(r[k] for k in TABLE_KEYS)] > 1:
+            acc = f"**{acc}**"
+        status = r["status_detail"] if r["status"] == "mixed" else r["status"]
+        cells = [*(r[c] for c in extra), r["model"], f"`{r['strategy']}`", acc,
+                 _fmt(r["train_img_s_median"]), _fmt(r["peak_mem_mib"]), status]
+        lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _display_path(path: Path) -> str:
+    """Relative to the working directory when below it (as a user would type it)."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)
+    return str(Path(path).resolve()) if rel.startswith("..") else rel
+
+
+def _unique(runs: pd.DataFrame, col: str) -> str:
+    if col not in runs.columns:
+        return ""
+    return " / ".join(str(v) for v in dict.fromkeys(runs[col].dropna()))
+
+
+def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
+                     inputs: list[str], charts: list[Path], notes: list[str],
+                     out_dir: Path) -> str:
+    """The whole summary.md text."""
+    profile = _unique(runs, "profile") or Path(results_dir).name
+    n_cells = len(table)
+    labels = pd.Series(["measure-only" if (s == "ok" and m == "measure-only") else s
+                        for s, m in zip(runs["status"], runs["mode"], strict=True)])
+    counts = labels.value_counts()
+    by_status = ", ".join(f"{counts[s]} {s}" for s in ("ok", "measure-only", *STATUSES[1:])
+                          if s in counts)
+    devices = []
+    for name, g in runs.groupby("device_name", sort=False):
+        kind = _unique(g, "device")
+        cells = table[table["device_name"] == name]
+        devices.append(f"{name}{f' ({kind})' if kind else ''}: {len(cells)} cells")
+    lines = [
+        f"# Results: profile `{profile}`",
+        "",
+        f"Generated by `python -m bench report {_display_path(results_dir)}` from "
+        f"{', '.join(inputs)} — regenerate with the same command; never edit by hand.",
+        "",
+        f"- **Device(s):** {'; '.join(devices)}",
+        f"- **Cells:** {n_cells} (dataset × model × strategy × device) from {len(runs)} runs "
+        f"(cell × seed): {by_status}",
+    ]
+    recipe = [f"{label} {_unique(runs, col)}" for col, label in
+              (("epochs", "epochs"), ("batch_size", "batch"), ("precision", "precision"),
+               ("optimizer", "optimizer"), ("lr", "lr"), ("train_size", "train images"))
+              if _unique(runs, col)]
+    if recipe:
+        lines.append(f"- **Recipe:** {', '.join(recipe)}")
+    prov = [f"{label} {_unique(runs, col)}" for col, label in
+            (("torch_version", "torch"), ("cuda_version", "CUDA"), ("git_sha", "git"))
+            if _unique(runs, col)]
+    first, last = runs["_ts"].min(), runs["_ts"].max()
+    prov.append(f"runs {first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} UTC")
+    lines.append(f"- **Provenance:** {', '.join(prov)}")
+    lines += [
+        "",
+        "How to read: accuracy is top-1 on the test split in %, mean ± sample std over the seeds "
+        "that finished (n); 95% CI is Student t. Δ vs best is the gap to the most accurate "
+        "strategy of the same table in percentage points with a Welch 95% CI — *n.s.* marks a "
+        "gap the seeds cannot tell from zero. Throughput is the median over seeds; bold is the "
+        "best of each column (higher accuracy and img/s; lower time, memory, GFLOPs). "
+        "Measure-only and failed cells are listed with their reason, never dropped.",
+        "",
+        "## At a glance",
+        "",
+        headline_table(table).rstrip("\n"),
+    ]
+    for key, t in table.groupby(TABLE_KEYS, sort=False):
+        dataset, model, device_name = key
+        target = t["target_acc"].dropna()
+        target_txt = f" — time to target = first evaluation ≥ {_pct(target.iloc[0], 1)}%" \
+            if len(target) else ""
+        lines += ["", f"## {dataset} · {model} · {device_name}", "",
+                  f"{len(t)} strategies{target_txt}", ""]
+        lines += _table_markdown(t.reset_index(drop=True))
+    if charts or notes:
+        lines += ["", "## Charts", ""]
+        for path in charts:
+            if path.suffix == ".png":
+                rel = os.path.relpath(path, out_dir).replace(os.sep, "/")
+                title = path.stem.replace("_", " ")
+                lines.append(f"![{title}]({rel})")
+                lines.append("")
+        lines += [f"- {note}" for note in notes]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def _default_compat(results_dir: Path) -> Path | None:
+    candidate = Path(results_dir).parent / "compat.csv"
+    return candidate if candidate.is_file() else None
+
+
+def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
+           ) -> tuple[list[Path], list[str], pd.DataFrame]:
+    """Everything :func:`build_report` does, also returning the notes and the table."""
+    from bench import report_charts  # matplotlib is imported only when charts are drawn
+
+    results_dir = Path(results_dir)
+    out_dir = Path(out_dir) if out_dir is not None else results_dir
+    runs = read_runs(results_dir)
+    history = read_history(results_dir, runs)
+    ops = read_ops(results_dir, runs)
+    compat_csv = Path(compat_csv) if compat_csv is not None else _default_compat(results_dir)
+    compat = read_compat(compat_csv) if compat_csv is not None else None
+    table = comparison_table(runs)
+
+    inputs = sorted(runs["source_file"].unique())
+    for stem, frame in (("history", history), ("ops", ops)):
+        if frame is not None:
+            inputs += [p.name for p in _files(results_dir, stem)]
+    if compat_csv is not None:
+        inputs.append(os.path.relpath(compat_csv, results_dir).replace(os.sep, "/"))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Curves of diverged or cut-short runs would bend the mean over seeds; they are plotted
+    # from the runs that finished ok only (their failures are in the tables).
+    curves = None
+    if history is not None:
+        finished = runs[(runs["status"] == "ok") & (runs["mode"] == "full")]
+        keep = set(zip(finished["cell_hash"], finished["device_name"], strict=True))
+        curves = history[[k in keep for k in zip(history["cell_hash"], history["device_name"],
+                                                    strict=True)]]
+        curves = curves if not curves.empty else None
+    charts, notes = report_charts.write_charts(table, curves, ops, compat, out_dir / "charts")
+
+    written = []
+    csv_path = out_dir / "comparison.csv"
+    table.to_csv(csv_path, index=False, float_format="%.6g")
+    written.append(csv_path)
+    md_path = out_dir / "summary.md"
+    md_path.write_text(summary_markdown(runs, table, results_dir, inputs, charts, notes,
+                                        out_dir), encoding="utf-8")
+    written.append(md_path)
+    return written + charts, notes, table
+
+
+def build_report(results_dir: Path, compat_csv: Path | None = None,
+                 out_dir: Path | None = None) -> list[Path]:
+    """Write summary.md, comparison.csv and charts/ for ``results_dir``; return the paths.
+
+    ``compat_csv`` defaults to ``results_dir/../compat.csv`` when present; ``out_dir`` defaults
+    to ``results_dir``. Raises :class:`ReportError` for unusable input.
+    """
+    return _build(results_dir, compat_csv, out_dir)[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench report <dir>``: argv excludes the ``report`` word. Returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench report",
+        description="Regenerate summary.md, comparison.csv and charts/ from a results directory.")
+    parser.add_argument("results_dir", type=Path, help="e.g. results/cpu (holds runs*.csv)")
+    parser.add_argument("--compat", type=Path, default=None,
+                        help="doctor's compat.csv (default: <dir>/../compat.csv if present)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write (default: the results directory)")
+    parser.add_argument("--headline", action="store_true",
+                        help="also print the compact README table (model × strategy) to stdout")
+    args = parser.parse_args(argv)
+    try:
+        written, notes, table = _build(args.results_dir, args.compat, args.out)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {_display_path(path)}")
+    for note in notes:
+        print(f"note: {note}")
+    if args.headline:
+        print()
+        print(headline_table(table), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

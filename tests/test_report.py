@@ -1,0 +1,232 @@
+"""The report: tables and charts from hand-made CSV fixtures (tests/fixtures/report/).
+
+The fixture is a tiny CPU "profile": resnet18 with three strategies × two seeds, and vgg16 with
+one incompatible, one measure-only, one OOM and one half-diverged cell. runs.csv holds a stale
+row for resnet18/conv1/seed1 that runs.shard-1-of-2.csv replaces with a later one.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import report
+from bench.report import ReportError, build_report, comparison_table, headline_table, read_runs
+from bench.stats import mean_ci, pareto_mask, t_quantile, welch_diff_ci
+
+FIXTURES = Path(__file__).parent / "fixtures" / "report"
+RESULT_FILES = ("runs.csv", "runs.shard-1-of-2.csv", "history.csv", "ops.csv")
+CHARTS = ("accuracy_vs_throughput", "peak_memory", "learning_curves_epoch",
+          "learning_curves_time", "compatibility", "op_time_shares")
+
+
+def _results_dir(tmp_path: Path, files=RESULT_FILES, compat: bool = True) -> Path:
+    """Lay the fixtures out like results/<profile>/ with the doctor's compat.csv beside it."""
+    d = tmp_path / "results" / "fixture"
+    d.mkdir(parents=True)
+    for name in files:
+        shutil.copy(FIXTURES / name, d / name)
+    if compat:
+        shutil.copy(FIXTURES / "compat.csv", d.parent / "compat.csv")
+    return d
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, list[Path]]:
+    """The whole report, built once (drawing the charts is the slow part)."""
+    d = _results_dir(tmp_path_factory.mktemp("report"))
+    return d, build_report(d)
+
+
+# --- the report from the fixture -------------------------------------------------------------
+
+
+def test_report_writes_every_file(built):
+    d, written = built
+    expected = {d / "summary.md", d / "comparison.csv"}
+    expected |= {d / "charts" / f"{c}.{ext}" for c in CHARTS for ext in ("png", "svg")}
+    assert set(written) == expected
+    for path in expected:
+        assert path.stat().st_size > 0, path
+    assert (d / "charts" / "peak_memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_header_tables_and_reasons(built):
+    d, _ = built
+    md = (d / "summary.md").read_text()
+    assert md.startswith("# Results: profile `fixture`")
+    assert "`python -m bench report " in md.splitlines()[2]
+    assert "Fixture CPU @ 2.0GHz (cpu): 7 cells" in md
+    assert "11 runs" in md and "1 measure-only" in md and "1 oom" in md
+    assert "## mnist · resnet18 · Fixture CPU @ 2.0GHz" in md
+    assert "## mnist · vgg16 · Fixture CPU @ 2.0GHz" in md
+    # Failed and measure-only cells stay, with their reason / estimate.
+    assert "incompatible [1]" in md and "Output size is too small" in md
+    assert "oom [2]" in md and "out of memory at batch 64" in md
+    assert "measure-only (full run est. 90 min)" in md
+    assert "ok 1/2, diverged 1/2 [3]" in md
+    # The best strategy is marked, and a gap the seeds cannot resolve says so.
+    assert "**95.00 ± 0.14 (n=2)**" in md
+    assert "-2.20 [-4.85, +0.45] n.s." in md
+    assert "![accuracy vs throughput](charts/accuracy_vs_throughput.png)" in md
+
+
+def test_comparison_csv_numbers(built):
+    d, _ = built
+    df = pd.read_csv(d / "comparison.csv")
+    assert len(df) == 7
+    row = df.set_index(["model", "strategy"]).loc[("resnet18", "conv1")]
+    # The stale 0.5 row in runs.csv lost to the later shard row.
+    assert row["test_acc_mean"] == pytest.approx(0.946)
+    assert row["test_acc_n"] == 2
+    assert row["train_img_s_median"] == pytest.approx(150.0)
+    assert row["params"] == 11168842
+    best = df[df["is_best"]]
+    assert set(best["strategy"]) == {"resize32", "conv1+resize32"}
+    mo = df.set_index("strategy").loc["post-convtranspose"]
+    assert mo["status"] == "measure-only" and mo["estimate_s"] == 5400
+    assert math.isnan(mo["test_acc_mean"]) and mo["peak_mem_mib"] == 2100
+
+
+def test_cli_writes_and_prints_headline(tmp_path, capsys):
+    d = _results_dir(tmp_path, files=("runs.csv",), compat=False)
+    out = tmp_path / "out"
+    assert report.main([str(d), "--out", str(out), "--headline"]) == 0
+    stdout = capsys.readouterr().out
+    assert "wrote " in stdout and "| model | strategy | test acc % |" in stdout
+    assert "learning curves skipped" in stdout
+    assert (out / "summary.md").is_file()
+    assert (out / "charts" / "accuracy_vs_throughput.svg").is_file()
+    assert not (out / "charts" / "compatibility.png").exists()
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("df", "expected"), [
+    (1, 12.706205), (2, 4.302653), (3, 3.182446), (5, 2.570582), (10, 2.228139),
+    (30, 2.042272), (120, 1.979930), (1e9, 1.959964)])
+def test_t_quantile_matches_tables(df, expected):
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-6)
+
+
+def test_mean_ci_known_case():
+    # n = 2: half-width = t(0.975, 1) * s / sqrt(2), s = 0.01 / sqrt(2).
+    ci = mean_ci([0.98, 0.99])
+    assert ci.mean == pytest.approx(0.985)
+    assert ci.std == pytest.approx(0.00707107, rel=1e-5)
+    assert ci.half_width == pytest.approx(12.706205 * 0.005, rel=1e-6)
+    one = mean_ci([0.9])
+    assert one.n == 1 and math.isnan(one.lo)
+
+
+def test_welch_known_case():
+    # var 2.5 and 10, n 5 each: se^2 = 2.5, df = 6.25 / (0.0625 + 1) = 5.882; t = 2.458824.
+    d = welch_diff_ci([1, 2, 3, 4, 5], [2, 4, 6, 8, 10])
+    assert d.diff == -3
+    assert d.df == pytest.approx(100 / 17)
+    assert d.hi - d.diff == pytest.approx(2.458824 * math.sqrt(2.5), rel=1e-6)
+    assert not d.significant
+    assert welch_diff_ci([0.9, 0.91, 0.92], [0.97, 0.98, 0.99]).significant
+
+
+def test_pareto_frontier_constructed():
+    # (throughput, accuracy): C dominates B; D ties A on accuracy but is slower;
+    # E equals C exactly (both stay); F has no accuracy.
+    x = [100, 50, 60, 80, 60, 500, float("nan")]
+    y = [0.90, 0.95, 0.97, 0.90, 0.97, 0.80, 0.99]
+    assert pareto_mask(x, y) == [True, False, True, False, True, True, False]
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+def _write(d: Path, name: str, text: str) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_text(text)
+
+
+def test_bad_csv_names_the_missing_columns(tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    shutil.copy(FIXTURES / "bad_runs.csv", d / "runs.csv")
+    with pytest.raises(ReportError, match=r"runs\.csv lacks column\(s\) strategy, seed, status"):
+        build_report(d)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "is empty"),
+    (None, "header but no rows"),
+    ("mixed", "mixed schema versions"),
+    ("status", "status 'finished' is not one of ok, incompatible"),
+    ("number", "column 'train_img_s' holds 'fast'"),
+    ("truncated", "column 'timestamp' is empty"),
+])
+def test_bad_inputs_give_a_clear_message(tmp_path, content, message):
+    d = tmp_path / "r"
+    header, *rows = (FIXTURES / "runs.csv").read_text().splitlines()
+    cols = header.split(",")
+    if content == "":
+        _write(d, "runs.csv", "")
+    elif content is None:
+        _write(d, "runs.csv", header + "\n")
+    elif content == "mixed":
+        _write(d, "runs.csv", "\n".join([header, *rows]) + "\n")
+        _write(d, "runs.rank1.csv", "\n".join([header, "2" + rows[0][1:]]) + "\n")
+    else:
+        cells = rows[0].split(",")
+        if content == "status":
+            cells[cols.index("status")] = "finished"
+        elif content == "number":
+            cells[cols.index("train_img_s")] = "fast"
+        else:
+            cells = cells[:cols.index("timestamp")]
+        _write(d, "runs.csv", "\n".join([header, ",".join(cells)]) + "\n")
+    with pytest.raises(ReportError, match=message):
+        build_report(d)
+
+
+def test_cli_exit_2_without_traceback(tmp_path, capsys):
+    assert report.main([str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: results directory") and "Traceback" not in err
+    d = tmp_path / "empty"
+    d.mkdir()
+    assert report.main([str(d)]) == 2
+    assert "no runs*.csv" in capsys.readouterr().err
+    d2 = _results_dir(tmp_path, files=("runs.csv",), compat=False)
+    assert report.main([str(d2), "--compat", str(tmp_path / "missing.csv")]) == 2
+    assert "compat file" in capsys.readouterr().err
+
+
+# --- grouping ------------------------------------------------------------------------------
+
+
+def test_devices_are_kept_apart(tmp_path):
+    d = _results_dir(tmp_path, files=("runs.csv",), compat=False)
+    runs = pd.read_csv(d / "runs.csv", dtype=str)
+    other = runs.assign(device_name="Other CPU", train_img_s="1.0")
+    other.to_csv(d / "runs.rank1.csv", index=False)
+    merged = read_runs(d)
+    # Same cell hashes on two devices are two results, not duplicates.
+    assert len(merged) == 2 * 9  # runs.csv: 9 cell hashes, on each of two devices
+    table = comparison_table(merged)
+    assert set(table["device_name"]) == {"Fixture CPU @ 2.0GHz", "Other CPU"}
+    assert len(table) == 2 * 6
+    assert table.groupby("device_name")["is_best"].sum().tolist() == [1, 1]
+    head = headline_table(table)
+    assert "| device |" in head.splitlines()[0] and "Other CPU" in head
+
+
+def test_headline_table_is_compact(tmp_path):
+    d = _results_dir(tmp_path, compat=False)
+    text = headline_table(read_runs(d))  # a runs table is aggregated first
+    lines = text.strip().splitlines()
+    assert lines[0] == "| model | strategy | test acc % | train img/s | peak MiB | status |"
+    assert len(lines) == 2 + 7
+    assert "| resnet18 | `resize32` | **95.00 ± 0.14** | 116 | 563 | ok |" in lines
+    assert "| vgg16 | `repeat3` | — | — | — | incompatible |" in lines
