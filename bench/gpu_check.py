@@ -1,0 +1,313 @@
+"""One-shot GPU check: ceilings, the lease-sized profile, the naive baseline, a summary.
+
+Made for a GPU lent for a few minutes: everything in one process tree, results written as it
+goes, and a summary table printed last. Steps:
+
+1. Device, versions, and the ceilings MFU is measured against: a large bf16 matmul and an
+   fp32 one (TF32 on and off), in TFLOP/s, and a device-to-device copy in GB/s.
+2. The naive baseline side by side with the harness: the original write-up's pipeline
+   (``DataLoader`` of PIL images with ``Resize(224)`` + ``Grayscale(3)`` + ``ToTensor`` on CPU,
+   fp32, an untouched torchvision model) against the harness's ``resize224`` cell on the same
+   model and batch, in fp32 (same arithmetic) and in the profile's precision. Printed as ratios.
+3. The ``gpu-quick`` profile through the normal sweep (one subprocess per cell), stopped cleanly
+   at the time budget: completed rows are kept, the rest are listed as not run.
+4. A short table: per cell accuracy, img/s, MFU, peak memory.
+
+    python -m bench.gpu_check                       # on a GPU: everything, into results/gpu-check/
+    python -m bench.gpu_check --out $OUT --budget-s 420
+    python -m bench.gpu_check --dry-run             # on CPU: tiny subset, two steps per cell
+
+Files written to ``--out``: ``ceilings.json``, ``baseline.csv``, ``gpu/`` (runs.csv, history.csv,
+ops.csv, env.json, config.toml of the sweep) and ``gpu_check.log`` (this output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench import measure
+from bench.config import Cell, Config, load
+from bench.train import resolve_device, run_cell
+
+RESULT_FILES = ("runs.csv", "history.csv", "ops.csv", "env.json", "config.toml")
+BASELINE_MODELS = ("vgg16", "resnet50")
+
+# Dry run: the same code paths on CPU, sized to finish in a few minutes on 2 cores.
+DRY_RUN_SETS = ("train_size=64", "test_size=40", "batch_size=4", "max_steps_per_epoch=2",
+                "warmup_steps=1", "window_steps=1", "epochs=1", "profile_steps=1",
+                "precision=fp32", "cell_timeout_s=600", "seeds=0")
+
+
+class Tee:
+    """Print to stdout and to a log file (the device tool returns only the output's tail)."""
+
+    def __init__(self, path: Path) -> None:
+        self.fh = open(path, "a", buffering=1)
+
+    def __call__(self, *parts: Any) -> None:
+        text = " ".join(str(p) for p in parts)
+        print(text, flush=True)
+        self.fh.write(text + "\n")
+
+
+def ceilings(device: torch.device, dry_run: bool) -> dict[str, float]:
+    """Matmul TFLOP/s (bf16; fp32 with TF32; strict fp32) and copy GB/s on ``device``."""
+    n = 512 if dry_run else 8192
+    reps = 3 if dry_run else 20
+    out = {}
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    try:
+        out["bf16_matmul_tflops"] = measure.matmul_tflops(device, torch.bfloat16, n, reps)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        out["tf32_matmul_tflops"] = measure.matmul_tflops(device, torch.float32, n, reps)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        out["fp32_matmul_tflops"] = measure.matmul_tflops(device, torch.float32, n, reps)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    out["copy_gb_s"] = measure.copy_gb_s(device, mib=16 if dry_run else 1024, reps=reps)
+    return out
+
+
+class _PilMnist(torch.utils.data.Dataset):
+    """MNIST as the write-up fed it: one PIL image per sample, transformed on the CPU."""
+
+    def __init__(self, x_uint8: torch.Tensor, y: torch.Tensor, transform) -> None:
+        self.x = x_uint8.squeeze(1).cpu().numpy()
+        self.y = y.cpu().tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.x[i], mode="L")), self.y[i]
+
+
+def naive_img_s(model_name: str, device: torch.device, batch_size: int, steps: int,
+                warmup: int, num_workers: int, data_root: str, train_size: int) -> float:
+    """Training img/s of the write-up's pipeline: DataLoader + Resize(224) + Grayscale(3), fp32."""
+    import torchvision
+    from torchvision import transforms
+
+    from bench import data as data_mod
+
+    splits = data_mod.load("mnist", data_root or None, train_size=train_size, test_size=100)
+    tf = transforms.Compose([transforms.Resize(224), transforms.Grayscale(3),
+                             transforms.ToTensor()])
+    loader = torch.utils.data.DataLoader(_PilMnist(splits.train_x, splits.train_y, tf),
+                                         batch_size=batch_size, shuffle=True,
+                                         num_workers=num_workers, drop_last=True)
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(model_name, num_classes=10).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+    meter = measure.ThroughputMeter(warmup, steps, device)
+    done = 0
+    while done < warmup + steps:
+        for x, y in loader:
+            meter.begin_step()
+            x, y = x.to(device), y.to(device)
+            loss = criterion(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            meter.end_step(len(y))
+            done += 1
+            if done >= warmup + steps:
+                break
+    return meter.summary()["train_img_s"]
+
+
+def baseline(cfg: Config, device: torch.device, dry_run: bool, log: Tee,
+             models: tuple[str, ...] = BASELINE_MODELS) -> list[dict[str, Any]]:
+    """Naive pipeline vs the harness on the same model and batch; rows for baseline.csv."""
+    bs = 4 if dry_run else 128
+    steps, warmup = (2, 1) if dry_run else (20, 5)
+    train_size = 64 if dry_run else bs * (warmup + steps + 2)
+    workers = (0, 2) if dry_run else (0, min(8, os.cpu_count() or 1))
+    rows = []
+    for model_name in models:
+        row: dict[str, Any] = {"model": model_name, "strategy": "resize224", "batch_size": bs,
+                               "device_name": measure.device_name(device)}
+        for w in workers:
+            try:
+                row[f"naive_w{w}_img_s"] = naive_img_s(model_name, device, bs, steps, warmup, w,
+                                                       cfg.data_root, train_size)
+            except Exception as exc:  # noqa: BLE001 - report, keep going
+                row[f"naive_w{w}_img_s"] = float("nan")
+                log(f"  naive {model_name} workers={w} failed: {type(exc).__name__}: {exc}")
+        for precision in ("fp32", cfg.precision):
+            key = f"harness_{precision}_img_s"
+            if key in row:
+                continue
+            hcfg = cfg.replace(batch_size=bs, precision=precision, train_size=train_size,
+                               test_size=100, warmup_steps=warmup, window_steps=1,
+                               measure_only_steps=warmup + steps, profile_steps=0,
+                               max_steps_per_epoch=0)
+            res = run_cell(hcfg, Cell("mnist", model_name, "resize224", 0), device=device,
+                           measure_only=True)
+            row[key] = res.row.get("train_img_s", float("nan"))
+            if res.row["status"] != "ok":
+                log(f"  harness {model_name} {precision}: {res.row['status']} {res.row['reason']}")
+        naive_best = max(row[f"naive_w{w}_img_s"] for w in workers)
+        row["naive_best_img_s"] = naive_best
+        row["ratio_fp32"] = row["harness_fp32_img_s"] / naive_best
+        row[f"ratio_{cfg.precision}"] = row[f"harness_{cfg.precision}_img_s"] / naive_best
+        rows.append(row)
+        log(f"  {model_name} resize224 batch {bs}: naive "
+            + ", ".join(f"workers={w} {row[f'naive_w{w}_img_s']:.0f}" for w in workers)
+            + f" img/s | harness fp32 {row['harness_fp32_img_s']:.0f}, {cfg.precision} "
+            f"{row[f'harness_{cfg.precision}_img_s']:.0f} img/s | ratio vs best naive: "
+            f"fp32 {row['ratio_fp32']:.2f}x, {cfg.precision} {row[f'ratio_{cfg.precision}']:.2f}x")
+    return rows
+
+
+def run_sweep(profile: str, sets: list[str], results_dir: Path, device: str, budget_s: float,
+              extra: list[str], log: Tee) -> int:
+    """Run the profile through the normal CLI; at the budget, stop it and keep complete rows."""
+    cmd = [sys.executable, "-m", "bench", "run", "--profile", profile, "--results-dir",
+           str(results_dir), "--device", device, "--quiet", *extra]
+    for s in sets:
+        cmd += ["--set", s]
+    log("  $ " + " ".join(cmd))
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        return proc.wait(timeout=max(1.0, budget_s))
+    except subprocess.TimeoutExpired:
+        log(f"  time budget of {budget_s:.0f} s reached: stopping the sweep; rows already "
+            "written are complete (atomic writes), the remaining cells are not run")
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return -1
+
+
+def summary_table(runs_csv: Path) -> list[str]:
+    if not runs_csv.is_file():
+        return ["  (no runs.csv: no cell finished)"]
+    with open(runs_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    lines = [f"  {'model':<10} {'strategy':<22} {'status':<12} {'acc':>6} {'img/s':>8} "
+             f"{'MFU':>6} {'peak MiB':>9}"]
+
+    def num(r: dict[str, str], k: str, fmt: str) -> str:
+        try:
+            v = float(r.get(k) or "nan")
+        except ValueError:
+            return "-"
+        return "-" if v != v else format(v, fmt)
+
+    for r in rows:
+        lines.append(f"  {r.get('model', ''):<10} {r.get('strategy', ''):<22} "
+                     f"{(r.get('status') or '') + ('*' if r.get('mode') == 'measure-only' else ''):<12} "
+                     f"{num(r, 'test_acc', '.4f'):>6} {num(r, 'train_img_s', '.0f'):>8} "
+                     f"{num(r, 'mfu', '.1%'):>6} {num(r, 'peak_mem_mib', '.0f'):>9}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.environ.get("OUT") or "results/gpu-check",
+                        help="folder for the files (default: $OUT or results/gpu-check)")
+    parser.add_argument("--profile", default="gpu-quick")
+    parser.add_argument("--budget-s", type=float, default=420.0,
+                        help="stop starting work after this many seconds (default 420)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="CPU, tiny subset, two steps per cell: proves the script")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--only", default="", help="narrow the sweep, as `bench run --only`")
+    parser.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    if args.budget_s <= 0:
+        parser.error(f"--budget-s must be > 0, got {args.budget_s}")
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = Tee(out / "gpu_check.log")
+    device = torch.device("cpu") if args.dry_run else resolve_device("auto")
+    if device.type != "cuda" and not args.dry_run:
+        log("no CUDA device found: use --dry-run to prove the script on CPU")
+        return 2
+    sets = list(DRY_RUN_SETS if args.dry_run else ()) + args.sets
+    cfg = load(args.profile, sets)
+
+    log(f"== adaptbench gpu_check {'(dry run) ' if args.dry_run else ''}on "
+        f"{measure.device_name(device)}")
+    log(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN "
+        f"{torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else '-'}, "
+        f"profile {args.profile}, budget {args.budget_s:.0f} s")
+
+    from bench import data as data_mod
+
+    for name in cfg.datasets:  # once, up front: cells must not each rebuild a missing cache
+        data_mod.fetch(name, cfg.data_root or None, install=False)
+
+    log("== 1. ceilings")
+    ceil = ceilings(device, args.dry_run)
+    (out / "ceilings.json").write_text(json.dumps(
+        {**ceil, "device_name": measure.device_name(device), "torch": torch.__version__}, indent=1))
+    log("  " + ", ".join(f"{k} {v:.4g}" for k, v in ceil.items()))
+    peak = ceil["bf16_matmul_tflops"] if cfg.precision in ("bf16", "fp16") else ceil[
+        "tf32_matmul_tflops"]
+
+    base_rows: list[dict[str, Any]] = []
+    if not args.skip_baseline:
+        log("== 2. naive pipeline vs harness (training img/s, same model and batch)")
+        base_rows = baseline(cfg, device, args.dry_run, log,
+                             ("resnet18",) if args.dry_run else BASELINE_MODELS)
+        if base_rows:
+            keys = list(dict.fromkeys(k for r in base_rows for k in r))
+            with open(out / "baseline.csv", "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(base_rows)
+
+    log(f"== 3. sweep: profile {args.profile}")
+    remaining = args.budget_s - (time.perf_counter() - t0) - 15
+    results_dir = Path(tempfile.mkdtemp(prefix="adaptbench-gpu-"))
+    sweep_sets = sets + [f"peak_tflops={peak}"]
+    extra = ["--only", args.only] if args.only else []
+    rc = run_sweep(args.profile, sweep_sets, results_dir, "cpu" if args.dry_run else "auto",
+                   remaining, extra, log)
+    (out / "gpu").mkdir(exist_ok=True)
+    for name in RESULT_FILES:
+        if (results_dir / name).is_file():
+            shutil.copy2(results_dir / name, out / "gpu" / name)
+    shutil.rmtree(results_dir, ignore_errors=True)
+
+    log(f"== 4. summary ({time.perf_counter() - t0:.0f} s, sweep exit {rc}); * = measure-only")
+    log(f"  ceilings: bf16 {ceil['bf16_matmul_tflops']:.0f} TFLOP/s, tf32 "
+        f"{ceil['tf32_matmul_tflops']:.0f}, fp32 {ceil['fp32_matmul_tflops']:.0f}, copy "
+        f"{ceil['copy_gb_s']:.0f} GB/s; MFU against {peak:.0f} TFLOP/s")
+    for r in base_rows:
+        log(f"  naive vs harness {r['model']} resize224: "
+            f"{r[f'ratio_{cfg.precision}']:.2f}x ({cfg.precision}), {r['ratio_fp32']:.2f}x (fp32)")
+    for line in summary_table(out / "gpu" / "runs.csv"):
+        log(line)
+    log(f"files: {out}")
+    return 0 if rc in (0, -1) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

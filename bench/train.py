@@ -1,0 +1,506 @@
+"""One cell: build the adapted model, train it for fixed epochs, measure it, never raise.
+
+``run_cell`` is the whole engine. Order of events in a cell::
+
+    meta-device build + forward   -> params, forward FLOPs, or status "incompatible"
+    data on the device (uint8)    -> stratified subsets for scaled-down profiles
+    train epochs (timed windows)  -> train_img_s median/p10/p90, peak memory, history rows
+    evaluate after every epoch    -> test_acc, best_acc, time_to_target_s (eval time excluded)
+    profiler window (extra steps) -> ops rows; never overlaps the timed windows
+
+A failure inside a cell becomes a status (``incompatible``, ``diverged``, ``oom``, ``error``) on
+the row; the sweep's subprocess boundary catches the rest (kills, timeouts).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import statistics
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench import measure
+from bench.config import Cell, Config
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class CellResult:
+    """What one cell produced: a results row (no provenance), history rows, profiler rows."""
+
+    row: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    ops: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Diverged(RuntimeError):
+    """The training loss became non-finite."""
+
+
+class Incompatible(RuntimeError):
+    """The strategy cannot run this model at this input size (explained)."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; valid: auto, cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r}; valid: auto, cpu, cuda, cuda:N")
+    return dev
+
+
+# --- fault injection -----------------------------------------------------------------------
+# Test-only: ADAPTBENCH_INJECT_FAULT="kind@step[:arg]" makes step `step` misbehave, so the fault
+# suite can prove that every failure becomes a recorded status. kinds: nan, oom, slow (arg =
+# seconds), kill (SIGKILL to this process), hang (sleeps until the sweep's timeout).
+
+def _parse_fault() -> tuple[str, int, float] | None:
+    text = os.environ.get("ADAPTBENCH_INJECT_FAULT", "").strip()
+    if not text:
+        return None
+    kind, _, rest = text.partition("@")
+    step, _, arg = rest.partition(":")
+    return kind, int(step or 0), float(arg or 0)
+
+
+def _inject(fault: tuple[str, int, float] | None, step: int, loss: torch.Tensor) -> torch.Tensor:
+    if fault is None or fault[1] != step:
+        return loss
+    kind, _, arg = fault
+    if kind == "nan":
+        return loss * float("nan")
+    if kind == "oom":
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by ADAPTBENCH_INJECT_FAULT)")
+    if kind == "slow":
+        time.sleep(arg)
+    elif kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == "hang":
+        time.sleep(10**6)
+    return loss
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+# --- building -----------------------------------------------------------------------------
+
+def inspect_on_meta(cell: Cell, num_classes: int) -> dict[str, Any]:
+    """Params, forward GFLOPs/img and effective input size, from a meta-device build.
+
+    A forward that fails on meta fails for real: that is raised as :class:`Incompatible`,
+    with the plain-language explanation, before any memory is spent.
+    """
+    import strategies
+
+    try:
+        with torch.device("meta"):
+            model = strategies.build(cell.model, cell.strategy, num_classes=num_classes)
+    except strategies.StrategyError as exc:
+        raise Incompatible(str(exc)) from exc
+    except Exception:
+        # A few models (RegNet) cannot be built on meta: count on a real CPU build instead.
+        model = strategies.build(cell.model, cell.strategy, num_classes=num_classes)
+    try:
+        gflops = measure.forward_gflops_per_img(model)
+    except RuntimeError as exc:
+        from strategies.explain import explain_error
+
+        raise Incompatible(explain_error(exc, cell.model, cell.strategy)) from exc
+    return {
+        "params": measure.count_params(model),
+        "gflops_fwd_per_img": gflops,
+        "effective_input_px": getattr(model, "effective_input_px", None),
+        "reinitialized": ";".join(getattr(model, "reinitialized", []) or []),
+    }
+
+
+def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    # No weight decay on biases and norm parameters: the usual, and it keeps BN models stable.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov and cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def make_schedule(cfg: Config, opt: torch.optim.Optimizer, total_steps: int):
+    """Per-step LR multiplier: linear warm-up to ``lr``, then cosine to 0 (or constant)."""
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=max(total_steps, 1),
+            pct_start=max(cfg.warmup_frac, 0.01), cycle_momentum=cfg.optimizer == "sgd")
+    warmup = int(cfg.warmup_frac * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _autocast(cfg: Config, device: torch.device):
+    if cfg.precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=PRECISIONS[cfg.precision])
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, mean: float,
+             std: float, num_classes: int, cfg: Config, device: torch.device
+             ) -> tuple[float, list[float], float]:
+    """Accuracy, per-class accuracy and eval throughput (img/s) over the whole split."""
+    from bench.data import batches
+
+    model.eval()
+    correct = torch.zeros(num_classes, dtype=torch.long, device=device)
+    measure.synchronize(device)
+    t0 = time.perf_counter()
+    with _autocast(cfg, device):
+        for xb, yb in batches(x, y, batch_size, mean=mean, std=std, shuffle=False,
+                              drop_last=False):
+            hit = model(xb).argmax(1) == yb
+            correct += torch.bincount(yb[hit], minlength=num_classes)
+    measure.synchronize(device)
+    elapsed = time.perf_counter() - t0
+    model.train()
+    totals = torch.bincount(y, minlength=num_classes).clamp(min=1)
+    per_class = (correct.float() / totals.float()).tolist()
+    acc = correct.sum().item() / max(1, len(y))
+    return acc, per_class, len(y) / elapsed if elapsed > 0 else float("nan")
+
+
+def _seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
+    torch.manual_seed(seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        # TF32 for fp32 matmuls and convs: what a user of an Ampere+ GPU gets by choice.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _base_row(cfg: Config, cell: Cell, device: torch.device, measure_only: bool) -> dict[str, Any]:
+    return {
+        "dataset": cell.dataset, "model": cell.model, "strategy": cell.strategy, "seed": cell.seed,
+        "status": "ok", "reason": "", "mode": "measure-only" if measure_only else "full",
+        "epochs": cfg.epochs, "batch_size": cfg.batch_size, "precision": cfg.precision,
+        "channels_last": cfg.channels_last, "compile": cfg.compile, "optimizer": cfg.optimizer,
+        "lr": cfg.lr, "train_size": cfg.train_size, "test_size": cfg.test_size,
+        "target_acc": cfg.target_acc, "device": device.type,
+        "device_name": measure.device_name(device),
+    }
+
+
+def run_cell(cfg: Config, cell: Cell, *, device: str | torch.device = "auto",
+             measure_only: bool = False, out_dir: Path | None = None) -> CellResult:
+    """Train and measure one cell. Failures become a status on the row; nothing is raised.
+
+    ``measure_only`` trains ``cfg.measure_only_steps`` steps for throughput, memory, FLOPs and
+    the profiler, and skips evaluation (accuracy columns stay empty). ``out_dir`` receives the
+    profiler trace when ``cfg.save_trace`` is set.
+    """
+    dev = resolve_device(device)
+    result = CellResult(row=_base_row(cfg, cell, dev, measure_only))
+    t_start = time.perf_counter()
+    try:
+        _train(cfg, cell, dev, measure_only, out_dir, result)
+    except Incompatible as exc:
+        result.row.update(status="incompatible", reason=str(exc))
+    except Diverged as exc:
+        result.row.update(status="diverged", reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - every failure must become a row, not a traceback
+        if _is_oom(exc):
+            result.row.update(status="oom",
+                              reason=f"out of memory at batch_size={cfg.batch_size}: "
+                                     f"{str(exc).splitlines()[0][:300]}")
+        else:
+            result.row.update(status="error",
+                              reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
+                              if str(exc) else type(exc).__name__)
+    finally:
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    result.row["wall_s"] = time.perf_counter() - t_start
+    return result
+
+
+def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
+           out_dir: Path | None, result: CellResult) -> None:
+    import strategies
+    from bench import data as data_mod
+
+    row = result.row
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    info = data_mod.DATASETS[cell.dataset] if cell.dataset in data_mod.DATASETS else None
+    if info is None:
+        raise ValueError(f"unknown dataset {cell.dataset!r}; valid: {', '.join(data_mod.DATASETS)}")
+    num_classes = info.num_classes
+    row.update(inspect_on_meta(cell, num_classes))
+
+    _seed_everything(cell.seed, cfg.deterministic, dev)
+    # The subset is drawn with a fixed seed, so every strategy and seed sees the same images
+    # and seeds vary only initialisation and batch order.
+    splits = data_mod.load(cell.dataset, cfg.data_root or None, device=dev,
+                           train_size=cfg.train_size, test_size=cfg.test_size,
+                           val_size=cfg.val_size, seed=0)
+    mean, std = info.mean, info.std
+    eval_x, eval_y = (splits.val_x, splits.val_y) if splits.val_x is not None else (
+        splits.test_x, splits.test_y)
+
+    torch.manual_seed(cell.seed)
+    weights = cfg.weights or None
+    model = strategies.build(cell.model, cell.strategy, num_classes=num_classes,
+                             weights=weights, device=dev)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    step_model = torch.compile(model) if cfg.compile else model
+
+    n_train = len(splits.train_y)
+    steps_per_epoch = data_mod.num_batches(n_train, cfg.batch_size, drop_last=True)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set "
+                         f"({n_train} images): no full batch to train on")
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    if measure_only:
+        total_steps = cfg.measure_only_steps
+        epochs = math.ceil(total_steps / steps_per_epoch)
+    else:
+        epochs = cfg.epochs
+        total_steps = epochs * steps_per_epoch
+
+    opt = make_optimizer(cfg, model)
+    sched = make_schedule(cfg, opt, total_steps)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    scaler = torch.amp.GradScaler(dev.type) if cfg.precision == "fp16" else None
+    autocast = _autocast(cfg, dev)
+    fault = _parse_fault()
+
+    def train_step(xb: torch.Tensor, yb: torch.Tensor, step: int) -> torch.Tensor:
+        with autocast:
+            loss = criterion(step_model(xb), yb)
+        loss = _inject(fault, step, loss)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+        sched.step()
+        return loss.detach()
+
+    meter = measure.ThroughputMeter(cfg.warmup_steps, cfg.window_steps, dev)
+    eval_bs = cfg.batch_size * 2  # no activations kept for backward, so a larger batch fits
+    train_s = 0.0  # cumulative training seconds, evaluation excluded
+    epoch_times: list[float] = []
+    eval_rates: list[float] = []
+    best_acc = -1.0
+    step = 0
+    first_step_s = float("nan")
+    loss_sum = torch.zeros((), device=dev)
+    loss_count = 0
+
+    def check_finite(where: str) -> None:
+        if not math.isfinite(loss_sum.item()):
+            raise Diverged(f"non-finite training loss at step {step} ({where}); stopped early")
+
+    def record_eval(epoch_pos: float) -> None:
+        nonlocal best_acc
+        acc, per_class, rate = evaluate(model, eval_x, eval_y, eval_bs, mean, std, num_classes,
+                                        cfg, dev)
+        eval_rates.append(rate)
+        best_acc = max(best_acc, acc)
+        mean_loss = loss_sum.item() / max(1, loss_count)
+        result.history.append({
+            "epoch": round(epoch_pos, 4), "step": step, "train_loss": mean_loss,
+            "test_acc": acc, "epoch_s": epoch_times[-1] if epoch_times else float("nan"),
+            "elapsed_s": train_s, "per_class_acc": [round(a, 5) for a in per_class],
+        })
+        if acc >= cfg.target_acc and "time_to_target_s" not in row:
+            row["time_to_target_s"] = train_s
+            row["epochs_to_target"] = round(epoch_pos, 4)
+
+    with measure.PeakMemory(dev) as mem:
+        for epoch in range(epochs):
+            loss_sum.zero_()
+            loss_count = 0
+            measure.synchronize(dev)
+            t_epoch = time.perf_counter()
+            t_seg = t_epoch
+            epoch_train_s = 0.0
+            it = data_mod.batches(splits.train_x, splits.train_y, cfg.batch_size, mean=mean,
+                                  std=std, shuffle=True, seed=cell.seed, epoch=epoch,
+                                  drop_last=True)
+            for i, (xb, yb) in enumerate(it):
+                if i >= steps_per_epoch or step >= total_steps:
+                    break
+                meter.begin_step()
+                t_step = time.perf_counter() if step == 0 else 0.0
+                loss_sum += train_step(xb, yb, step).float()
+                loss_count += 1
+                if step == 0:
+                    measure.synchronize(dev)
+                    first_step_s = time.perf_counter() - t_step
+                step += 1
+                if meter.end_step(len(yb)):
+                    check_finite("timed window")
+                if (cfg.eval_every_steps and not measure_only and step % cfg.eval_every_steps == 0
+                        and i + 1 < steps_per_epoch):
+                    meter.interrupt()
+                    measure.synchronize(dev)
+                    seg = time.perf_counter() - t_seg
+                    epoch_train_s += seg
+                    train_s += seg
+                    record_eval(epoch + (i + 1) / steps_per_epoch)
+                    t_seg = time.perf_counter()
+            meter.interrupt()
+            measure.synchronize(dev)
+            seg = time.perf_counter() - t_seg
+            epoch_train_s += seg
+            train_s += seg
+            epoch_times.append(epoch_train_s)
+            check_finite("end of epoch")
+            if not measure_only:
+                record_eval(epoch + 1)
+
+    summary = meter.summary()
+    row.update({k: summary[k] for k in ("train_img_s", "train_img_s_p10", "train_img_s_p90")})
+    if not meter.window_img_s:
+        row["reason"] = (f"no timed window: {step} steps <= warmup_steps={cfg.warmup_steps} "
+                         f"+ window_steps={cfg.window_steps}; throughput not measured")
+    row["epoch_s"] = statistics.median(epoch_times) if epoch_times else float("nan")
+    row["peak_mem_mib"] = mem.peak_mib
+    row["peak_reserved_mib"] = mem.reserved_mib
+    row["final_train_loss"] = loss_sum.item() / max(1, loss_count)
+    if not measure_only and result.history:
+        row["test_acc"] = _final_test_acc(model, splits, eval_x, eval_bs, mean, std, num_classes,
+                                          cfg, dev, result.history[-1]["test_acc"])
+        row["best_acc"] = best_acc
+        # The first evaluation pays one-off costs (cuDNN autotuning for a new shape).
+        rates = eval_rates[1:] if len(eval_rates) > 1 else eval_rates
+        row["eval_img_s"] = statistics.median(rates)
+    step_s = cfg.batch_size / row["train_img_s"] if row["train_img_s"] > 0 else float("nan")
+    row["compile_s"] = max(0.0, first_step_s - step_s) if cfg.compile else 0.0
+
+    compute_dtype = PRECISIONS["bf16"] if cfg.precision in ("bf16", "fp16") else torch.float32
+    peak = cfg.peak_tflops or measure.peak_tflops(dev, compute_dtype)
+    # Training costs about 3x the forward FLOPs (forward, grad wrt activations, grad wrt weights).
+    achieved = 3 * row["gflops_fwd_per_img"] * row["train_img_s"] / 1e3
+    row.update(peak_tflops=peak, tflops_achieved=achieved,
+               mfu=achieved / peak if peak > 0 else float("nan"))
+
+    if cfg.profile_steps:
+        prof_iter = _endless_batches(data_mod, splits, cfg, mean, std, cell.seed, epochs)
+        prof_step = [step]
+
+        def one_step() -> None:
+            xb, yb = next(prof_iter)
+            train_step(xb, yb, -1)
+            prof_step[0] += 1
+
+        trace = None
+        if cfg.save_trace and out_dir is not None:
+            trace = Path(out_dir) / "traces" / f"{cell.model}_{cell.strategy}_s{cell.seed}.json.gz"
+        result.ops = measure.profile_steps(one_step, dev, cfg.profile_steps,
+                                           top_k=cfg.profile_top_ops, trace_path=trace)
+
+
+def _final_test_acc(model, splits, eval_x, eval_bs, mean, std, num_classes, cfg, dev,
+                    last_eval_acc: float) -> float:
+    """Final accuracy on the test split (re-evaluated only when a validation split was used)."""
+    if eval_x is splits.test_x:
+        return last_eval_acc
+    acc, _, _ = evaluate(model, splits.test_x, splits.test_y, eval_bs, mean, std, num_classes,
+                         cfg, dev)
+    return acc
+
+
+def _endless_batches(data_mod, splits, cfg: Config, mean: float, std: float, seed: int,
+                     first_epoch: int):
+    epoch = first_epoch
+    while True:
+        yield from data_mod.batches(splits.train_x, splits.train_y, cfg.batch_size, mean=mean,
+                                    std=std, shuffle=True, seed=seed, epoch=epoch, drop_last=True)
+        epoch += 1
+
+
+def estimate_cell_s(cfg: Config, cell: Cell, device: str | torch.device = "auto",
+                    probe_steps: int = 3) -> float:
+    """Seconds the cell will take: a few timed steps on random data, scaled to the recipe.
+
+    Training = epochs x steps/epoch x step time; evaluation ~ 1/3 of a training step per image
+    (forward only) per epoch. Incompatible cells estimate to 0 (they stop at the meta check).
+    """
+    import strategies
+    from bench import data as data_mod
+
+    dev = resolve_device(device)
+    info = data_mod.DATASETS[cell.dataset]
+    try:
+        inspect_on_meta(cell, info.num_classes)
+    except Incompatible:
+        return 0.0
+    model = strategies.build(cell.model, cell.strategy, num_classes=info.num_classes, device=dev)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    bs = cfg.batch_size
+    x = torch.randn(bs, 1, 28, 28, device=dev)
+    y = torch.randint(0, info.num_classes, (bs,), device=dev)
+    autocast = _autocast(cfg, dev)
+    times = []
+    for i in range(probe_steps + 1):
+        measure.synchronize(dev)
+        t0 = time.perf_counter()
+        with autocast:
+            loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        measure.synchronize(dev)
+        if i:  # the first step pays allocation and autotuning
+            times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)
+    n_train = cfg.train_size or getattr(info, "train_count", 60000)
+    n_test = cfg.test_size or getattr(info, "test_count", 10000)
+    steps = max(1, n_train // bs)
+    if cfg.max_steps_per_epoch:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    train_est = cfg.epochs * steps * step_s
+    eval_est = cfg.epochs * (n_test / bs) * step_s / 3
+    return train_est + eval_est

@@ -1,0 +1,89 @@
+"""Measuring primitives: warm-up exclusion, windows, percentiles, memory, FLOPs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench import measure
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_warmup_steps_are_never_timed() -> None:
+    clock = FakeClock()
+    meter = measure.ThroughputMeter(warmup_steps=2, window_steps=2, device=torch.device("cpu"),
+                                    clock=clock)
+    durations = [10.0, 5.0] + [0.1] * 8  # two slow warm-up steps, then steady 0.1 s steps
+    for d in durations:
+        meter.begin_step()
+        clock.now += d
+        meter.end_step(images=10)
+    s = meter.summary()
+    assert s["timed_windows"] == 4
+    assert abs(s["train_img_s"] - 100.0) < 1e-9  # 20 images per 0.2 s window
+    assert meter.timed_steps == 8
+
+
+def test_interrupt_drops_the_partial_window() -> None:
+    clock = FakeClock()
+    meter = measure.ThroughputMeter(warmup_steps=0, window_steps=3, device=torch.device("cpu"),
+                                    clock=clock)
+    for _ in range(2):
+        meter.begin_step()
+        clock.now += 1.0
+        meter.end_step(images=1)
+    meter.interrupt()
+    clock.now += 100.0  # an evaluation: must not land in any window
+    for _ in range(3):
+        meter.begin_step()
+        clock.now += 1.0
+        meter.end_step(images=1)
+    assert meter.window_img_s == [1.0]
+
+
+def test_spread_is_reported_as_p10_p90() -> None:
+    assert measure.percentile([1, 2, 3, 4, 5], 50) == 3
+    assert measure.percentile([0, 10], 10) == 1.0
+    clock = FakeClock()
+    meter = measure.ThroughputMeter(0, 1, torch.device("cpu"), clock=clock)
+    for d in [1.0, 0.5, 0.25, 0.2, 0.1]:
+        meter.begin_step()
+        clock.now += d
+        meter.end_step(images=1)
+    s = meter.summary()
+    assert s["train_img_s_p10"] < s["train_img_s"] < s["train_img_s_p90"]
+
+
+def test_cpu_peak_memory_sees_a_transient_allocation() -> None:
+    with measure.PeakMemory(torch.device("cpu"), interval_s=0.001) as mem:
+        block = torch.ones(64 * 2**20, dtype=torch.uint8)  # 64 MiB, touched
+        import time
+
+        time.sleep(0.05)
+        del block
+    assert mem.peak_mib > 40
+
+
+def test_flop_count_matches_the_arithmetic() -> None:
+    # Conv 1->8, 3x3, on 28x28, padding 1: 28*28*8*9 MACs = 56,448 MACs = 112,896 FLOPs.
+    model = nn.Conv2d(1, 8, 3, padding=1, bias=False)
+    assert abs(measure.forward_gflops_per_img(model) * 1e9 - 112_896) < 1
+
+
+def test_flops_counted_on_meta_cost_nothing() -> None:
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 100))
+    assert abs(measure.forward_gflops_per_img(model) * 1e9 - 2 * 784 * 100) < 1
+
+
+def test_matmul_and_copy_ceilings_are_positive() -> None:
+    dev = torch.device("cpu")
+    assert measure.matmul_tflops(dev, torch.float32, n=128, reps=2) > 0
+    assert measure.copy_gb_s(dev, mib=4, reps=2) > 0

@@ -1,0 +1,180 @@
+"""The engine: one real cell on CPU, and every failure turned into a status."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import measure, train
+from bench.config import Cell, Config
+
+TINY = Config(batch_size=32, train_size=320, test_size=100, epochs=1, warmup_steps=2,
+              window_steps=2, profile_steps=1, peak_tflops=1.0)
+
+
+def cell(model: str = "resnet18", strategy: str = "conv1", seed: int = 0) -> Cell:
+    return Cell("mnist", model, strategy, seed)
+
+
+@pytest.mark.slow
+def test_a_real_cell_learns_mnist_in_under_a_minute() -> None:
+    cfg = Config(batch_size=32, train_size=4000, test_size=1000, epochs=1, lr=0.05,
+                 profile_steps=0, peak_tflops=1.0)
+    res = train.run_cell(cfg, cell("resnet18", "conv1"), device="cpu")
+    row = res.row
+    assert row["status"] == "ok", row["reason"]
+    assert row["test_acc"] >= 0.90
+    assert row["wall_s"] < 60
+    assert row["train_img_s"] > 0 and row["train_img_s_p10"] <= row["train_img_s_p90"]
+    assert row["params"] > 10_000_000 and row["gflops_fwd_per_img"] > 0
+    assert len(res.history) == 1 and len(res.history[0]["per_class_acc"]) == 10
+
+
+def test_row_carries_every_measurement_with_units() -> None:
+    res = train.run_cell(TINY, cell(), device="cpu")
+    row = res.row
+    assert row["status"] == "ok", row["reason"]
+    for key in ("train_img_s", "eval_img_s", "epoch_s", "wall_s", "peak_mem_mib", "params",
+                "gflops_fwd_per_img", "tflops_achieved", "mfu", "test_acc", "best_acc",
+                "final_train_loss", "effective_input_px"):
+        assert row[key] is not None and not (isinstance(row[key], float) and math.isnan(row[key])), key
+    assert row["mfu"] == pytest.approx(row["tflops_achieved"] / 1.0)
+    assert res.ops and {"op", "self_cpu_ms", "calls"} <= set(res.ops[0])
+
+
+def test_slow_first_step_is_excluded_from_throughput(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An injected 1 s stall in step 0 must fall outside every timed window."""
+    import time
+
+    meters: list[measure.ThroughputMeter] = []
+    stalls: list[tuple[float, float]] = []
+
+    class SpyMeter(measure.ThroughputMeter):
+        def __init__(self, *a, **kw) -> None:
+            super().__init__(*a, **kw)
+            meters.append(self)
+
+    real_sleep = time.sleep
+
+    def timed_sleep(s: float) -> None:
+        t0 = time.perf_counter()
+        real_sleep(s)
+        stalls.append((t0, time.perf_counter()))
+
+    monkeypatch.setattr(measure, "ThroughputMeter", SpyMeter)
+    monkeypatch.setattr(train.time, "sleep", timed_sleep)
+    monkeypatch.setenv("ADAPTBENCH_INJECT_FAULT", "slow@0:1")
+    cfg = TINY.replace(profile_steps=0, window_steps=1, warmup_steps=1)
+    row = train.run_cell(cfg, cell(), device="cpu").row
+    assert row["status"] == "ok", row["reason"]
+    (stall_start, stall_end), = stalls
+    windows = meters[0].windows
+    assert len(windows) >= 5  # every step but the warm-up one was timed
+    assert all(start >= stall_end or end <= stall_start for start, end in windows)
+
+
+def test_profiler_window_is_after_the_timed_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, int]] = []
+
+    class SpyMeter(measure.ThroughputMeter):
+        def end_step(self, images: int) -> bool:
+            closed = super().end_step(images)
+            if closed:
+                events.append(("window", self.steps_seen))
+            return closed
+
+    real_profile = measure.profile_steps
+
+    def spy_profile(step, device, active, **kw):
+        events.append(("profile", -1))
+        return real_profile(step, device, active, **kw)
+
+    monkeypatch.setattr(measure, "ThroughputMeter", SpyMeter)
+    monkeypatch.setattr(measure, "profile_steps", spy_profile)
+    res = train.run_cell(TINY, cell(), device="cpu")
+    assert res.row["status"] == "ok", res.row["reason"]
+    kinds = [k for k, _ in events]
+    assert "profile" in kinds and kinds.count("window") >= 1
+    assert kinds[-1] == "profile" and "window" not in kinds[kinds.index("profile"):]
+
+
+def test_nan_loss_stops_the_cell_as_diverged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADAPTBENCH_INJECT_FAULT", "nan@3")
+    row = train.run_cell(TINY, cell(), device="cpu").row
+    assert row["status"] == "diverged"
+    assert "non-finite" in row["reason"]
+
+
+def test_out_of_memory_is_recorded_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADAPTBENCH_INJECT_FAULT", "oom@1")
+    row = train.run_cell(TINY, cell(), device="cpu").row
+    assert row["status"] == "oom"
+    assert row["batch_size"] == 32 and "batch_size=32" in row["reason"]
+
+
+def test_repeat3_on_vgg16_is_incompatible_with_the_explanation() -> None:
+    row = train.run_cell(TINY, cell("vgg16", "repeat3"), device="cpu").row
+    assert row["status"] == "incompatible"
+    assert "too small" in row["reason"].lower() or "32" in row["reason"]
+
+
+def test_unknown_model_is_an_error_row_not_an_exception() -> None:
+    row = train.run_cell(TINY, cell("no_such_model", "repeat3"), device="cpu").row
+    assert row["status"] in ("error", "incompatible")
+    assert "no_such_model" in row["reason"]
+
+
+def test_same_seed_same_history_in_deterministic_mode() -> None:
+    cfg = TINY.replace(deterministic=True, profile_steps=0)
+    a = train.run_cell(cfg, cell(seed=1), device="cpu")
+    b = train.run_cell(cfg, cell(seed=1), device="cpu")
+    assert a.row["status"] == b.row["status"] == "ok"
+    assert a.row["test_acc"] == b.row["test_acc"]
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+
+
+def test_measure_only_has_no_accuracy() -> None:
+    cfg = TINY.replace(measure_only_steps=6, profile_steps=0)
+    res = train.run_cell(cfg, cell(), device="cpu", measure_only=True)
+    assert res.row["status"] == "ok" and res.row["mode"] == "measure-only"
+    assert "test_acc" not in res.row and res.history == []
+    assert res.row["train_img_s"] > 0
+
+
+def test_schedule_warms_up_then_decays_to_zero() -> None:
+    import torch
+
+    cfg = Config(lr=1.0, warmup_frac=0.2, schedule="cosine")
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = train.make_schedule(cfg, opt, total_steps=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0)
+    assert lrs[2] == pytest.approx(1.0) and lrs[-1] < 0.05
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:], strict=False))
+
+
+def test_cuda_device_refused_cleanly_without_a_gpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        train.resolve_device("cuda")
+
+
+@pytest.mark.gpu
+def test_bf16_channels_last_cell_on_gpu() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    cfg = TINY.replace(precision="bf16", channels_last=True, peak_tflops=0.0)
+    row = train.run_cell(cfg, cell("resnet18", "resize32"), device="cuda").row
+    assert row["status"] == "ok", row["reason"]
+    assert row["peak_mem_mib"] > 0 and 0 < row["mfu"] < 1
