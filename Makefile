@@ -31,7 +31,7 @@ bench: data ## run the default benchmark for this hardware (gpu profile with CUD
 	$(PY) -m bench run --profile $(PROFILE) $(ARGS)
 
 bench-micro: setup ## pytest-benchmark micro suite; JSON saved under results/micro/
-	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=file://results/micro --benchmark-save=micro $(ARGS)
+	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=results/micro --benchmark-autosave --benchmark-columns=min,median,max,rounds $(ARGS)
 
 bench-gpu: data ## one-shot GPU check: ceilings, gpu-quick profile, naive baseline, report
 	$(PY) -m bench.gpu_check $(ARGS)
