@@ -1,0 +1,170 @@
+"""Command line: ``python -m bench run | plan | list | doctor | report | data``.
+
+::
+
+    python -m bench plan --profile cpu [--fast]          # cells, estimates, total ETA
+    python -m bench run --profile auto                    # gpu with CUDA, else cpu
+    python -m bench run --profile smoke --set epochs=2 --only model=resnet18 --quiet
+    python -m bench run --profile gpu --shard 1/4 --results-dir results/gpu
+    torchrun --standalone --nproc_per_node 2 -m bench run --profile smoke
+    python -m bench list                                  # models, strategies, datasets, profiles
+    python -m bench doctor ... | report DIR ... | data fetch|info ...
+
+Exit codes: 0 done (failed cells are results, not errors), 2 bad input (unknown profile, key,
+model, strategy, dataset, unreadable results, busy or unwritable results directory -- nothing
+written), 1 an unexpected failure, 130 interrupted (finished cells are kept; rerun resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+# Subcommands owned by other modules: their main(argv) gets the rest of the command line.
+DISPATCH = {
+    "doctor": ("bench.doctor", "compatibility matrix of torchvision models x strategies"),
+    "report": ("bench.report", "tables and charts from a results directory"),
+    "data": ("bench.data", "fetch or inspect the datasets (data fetch | data info)"),
+}
+
+
+def _grid_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", required=True,
+                   help="profile name (see `list`), a path to a .toml file, or 'auto' "
+                        "(gpu when CUDA is available, else cpu)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable); lists are comma-separated")
+    p.add_argument("--only", action="append", default=[], metavar="K=V[,K=V]",
+                   help="narrow the grid, e.g. model=vgg16,strategy=resize224 (keys: dataset, "
+                        "model, strategy, seed; a repeated key widens)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="run shard K of N (1-based; cell i goes to shard i %% N + 1); writes "
+                        "runs.shard-K-of-N.csv")
+    p.add_argument("--results-dir", metavar="DIR", help="default: results/<profile>")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--force", action="store_true",
+                   help="rerun cells that already have a final row (replacing it)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="adaptbench: adapt ImageNet-shaped torchvision models to 1x28x28 images "
+                    "and measure what each choice costs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = sub.add_parser("run", help="run a profile's grid, one subprocess per cell (resumable)")
+    _grid_args(run)
+    run.add_argument("--quiet", action="store_true",
+                     help="no progress bar or per-epoch lines: one line per cell (CI)")
+    run.add_argument("--ddp", action="store_true",
+                     help="train one cell data-parallel across torchrun ranks (not implemented)")
+    plan = sub.add_parser("plan", help="print every cell with its estimated cost and the ETA")
+    _grid_args(plan)
+    plan.add_argument("--fast", action="store_true",
+                      help="cost model only (FLOPs on the meta device), no timed steps")
+    sub.add_parser("list", help="models, strategies, datasets and profiles")
+    for name, (_, text) in DISPATCH.items():
+        sub.add_parser(name, help=text, add_help=False)
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean bad input (exit 2)."""
+    from bench.config import ConfigError
+    from bench.results import ResultsError
+
+    errors: list[type[BaseException]] = [ConfigError, ResultsError]
+    try:
+        from strategies import StrategyError
+
+        errors.append(StrategyError)
+    except ImportError:
+        pass
+    try:
+        from bench.data import DataError
+
+        errors.append(DataError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def cmd_list() -> int:
+    import torchvision
+
+    from bench import config
+    from bench.data import DATASETS
+
+    print("profiles:")
+    for name in config.list_profiles():
+        print(f"  {name:<12} {_profile_summary(config.profile_path(name))}")
+    print("datasets:")
+    for name, info in sorted(DATASETS.items()):
+        print(f"  {name:<14} {info.num_classes} classes")
+    try:
+        import strategies
+
+        print("strategies (a spec is channel+spatial, e.g. repeat3+resize224, or a preset):")
+        for kind in ("preset", "channel", "spatial"):
+            print(f"  {kind + ':':<9} {', '.join(strategies.list_strategies(kind))}")
+    except ImportError as exc:
+        print(f"strategies: unavailable ({exc})")
+    models = torchvision.models.list_models(module=torchvision.models)
+    print(f"models ({len(models)} torchvision classification models):")
+    line = "  "
+    for m in models:
+        if len(line) + len(m) > 98:
+            print(line.rstrip())
+            line = "  "
+        line += m + " "
+    print(line.rstrip())
+    return 0
+
+
+def _profile_summary(path) -> str:
+    """The first comment line of a profile file: what the profile is for."""
+    try:
+        for line in path.read_text().splitlines():
+            if line.startswith("#"):
+                text = line.lstrip("# ").strip()
+                head, sep, rest = text.partition(": ")
+                return rest if sep and head == path.stem else text
+    except OSError:
+        pass
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DISPATCH:
+        import importlib
+
+        module = importlib.import_module(DISPATCH[argv[0]][0])
+        return int(module.main(argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        return cmd_list()
+
+    from bench import sweep
+
+    opts = sweep.SweepOptions(
+        profile=args.profile, overrides=args.overrides, results_dir=args.results_dir,
+        only=args.only, force=args.force, shard=args.shard, quiet=getattr(args, "quiet", False),
+        device=args.device, ddp=getattr(args, "ddp", False),
+        command_line=shlex.join([sys.executable, "-m", "bench", *argv]))
+    errors = _known_errors()
+    try:
+        if args.command == "plan":
+            return sweep.run_plan(opts, fast=args.fast)
+        return sweep.run_sweep(opts)
+    except errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,471 @@
+"""The results store: CSV schema, atomic writes, provenance and the results-directory lock.
+
+Files in a results directory (``results/<profile>/`` or ``--results-dir``)::
+
+    runs.csv       one row per cell x seed (RUN_COLUMNS; schema_version column)
+    history.csv    one row per epoch / evaluation point (HISTORY_COLUMNS)
+    ops.csv        profiler top operators per cell (OPS_COLUMNS)
+    config.toml    the resolved config of the last run; env.json: host, versions, command line
+
+Sharded runs (``--shard k/n``) write ``runs.shard-k-of-n.csv`` (and ``history.``/``ops.`` alike);
+``torchrun`` ranks write ``runs.rank<r>.csv`` while they run and rank 0 merges them into
+``runs.csv`` at the end. Readers take every ``runs*.csv`` of a directory (see
+:func:`read_dir`): when one ``cell_hash`` appears more than once, the newest ``timestamp`` wins.
+
+Why whole-file replacement and not appends: every write goes to a temporary file in the same
+directory, is fsynced, then ``os.replace``-d over the old file. A killed run or a full disk
+leaves the previous file byte-identical -- never a half row -- and ``--force`` can replace a
+row in place. The files are small (hundreds of rows), so rewriting them costs nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import fcntl
+import io
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+RUN_COLUMNS: tuple[str, ...] = (
+    "schema_version", "cell_hash", "profile", "dataset", "model", "strategy", "seed", "status",
+    "reason", "mode",
+    "epochs", "batch_size", "precision", "channels_last", "compile", "optimizer", "lr",
+    "train_size", "test_size",
+    "test_acc", "best_acc", "final_train_loss", "target_acc", "time_to_target_s",
+    "epochs_to_target",
+    "train_img_s", "train_img_s_p10", "train_img_s_p90", "eval_img_s", "epoch_s", "wall_s",
+    "compile_s",
+    "peak_mem_mib", "peak_reserved_mib", "params", "gflops_fwd_per_img", "tflops_achieved", "mfu",
+    "peak_tflops",
+    "effective_input_px", "reinitialized", "estimate_s",
+    "device", "device_name", "host_cpu", "torch_version", "torchvision_version", "cuda_version",
+    "cudnn_version", "git_sha", "git_dirty", "config_hash", "timestamp",
+)
+
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "cell_hash", "dataset", "model", "strategy", "seed", "device_name",
+    "epoch", "step", "train_loss", "test_acc", "epoch_s", "elapsed_s", "per_class_acc",
+)
+
+OPS_COLUMNS: tuple[str, ...] = (
+    "cell_hash", "dataset", "model", "strategy", "seed", "device_name",
+    "op", "self_cpu_ms", "self_device_ms", "calls",
+)
+
+KINDS: dict[str, tuple[str, ...]] = {"runs": RUN_COLUMNS, "history": HISTORY_COLUMNS,
+                                     "ops": OPS_COLUMNS}
+
+STATUSES = ("ok", "incompatible", "diverged", "oom", "error", "timeout")
+# Resume rule: a cell whose row has one of these statuses is done and is skipped on a rerun.
+# ``error`` and ``timeout`` are treated as transient (a crash, a kill, a busy machine) and are
+# retried. ``--force`` reruns everything.
+FINAL_STATUSES = frozenset({"ok", "incompatible", "diverged", "oom"})
+
+# The provenance columns; the sweep fills them, run_cell does not.
+PROVENANCE_COLUMNS = ("device", "device_name", "host_cpu", "torch_version",
+                      "torchvision_version", "cuda_version", "cudnn_version", "git_sha",
+                      "git_dirty", "config_hash", "timestamp")
+
+
+class ResultsError(Exception):
+    """A results file that cannot be read or written as expected. Message says what to do."""
+
+
+class LockError(ResultsError):
+    """Another run holds the results directory."""
+
+
+# --- file names --------------------------------------------------------------------------
+
+def file_name(kind: str, suffix: str = "") -> str:
+    """``file_name("runs", ".shard-1-of-4") == "runs.shard-1-of-4.csv"``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown results kind {kind!r}; valid: {', '.join(KINDS)}")
+    return f"{kind}{suffix}.csv"
+
+
+def shard_suffix(index: int, count: int) -> str:
+    """Suffix of a ``--shard index/count`` run (1-based index)."""
+    return f".shard-{index}-of-{count}" if count > 1 else ""
+
+
+def rank_suffix(base: str, rank: int) -> str:
+    return f"{base}.rank{rank}"
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+def format_value(value: Any) -> str:
+    """One CSV cell: '' for missing/None, lowercase booleans, JSON for lists and dicts."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return format_value(value.item())
+    return str(value)
+
+
+def normalize_row(row: dict[str, Any], columns: Sequence[str]) -> dict[str, str]:
+    """Keep exactly ``columns`` (missing ones empty), every value formatted as text."""
+    return {c: format_value(row.get(c)) for c in columns}
+
+
+def to_csv_text(rows: Iterable[dict[str, str]], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in columns})
+    return buf.getvalue()
+
+
+# --- atomic writes -------------------------------------------------------------------------
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half.
+
+    On any failure (disk full, permission) the old file is left untouched and
+    :class:`ResultsError` is raised.
+    """
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    data = text.encode()
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise ResultsError(f"could not write {path}: {exc.strerror or exc}; "
+                           "the previous version of the file is unchanged") from exc
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory; the replace itself is still atomic
+    finally:
+        os.close(fd)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def read_csv(path: Path, kind: str) -> list[dict[str, str]]:
+    """Rows of one results file; ``[]`` if it does not exist.
+
+    Raises :class:`ResultsError` when the header is not this schema's (an older schema, a
+    hand-edited or foreign file) or a line has the wrong number of fields (truncated, edited).
+    """
+    columns = KINDS[kind]
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"cannot read {path}: {exc}") from None
+    if not text.strip():
+        return []
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader)
+    if tuple(header) != columns:
+        missing = [c for c in columns if c not in header]
+        extra = [c for c in header if c not in columns]
+        raise ResultsError(
+            f"{path} does not have the {kind} columns of schema version {SCHEMA_VERSION} "
+            f"(missing: {missing or 'none'}; unexpected: {extra or 'none'}"
+            f"{'; same names, different order' if not missing and not extra else ''}). "
+            "It was written by another version or edited by hand: move it away, or use "
+            "--results-dir for a fresh directory.")
+    rows = []
+    for line_no, fields in enumerate(reader, start=2):
+        if not fields:
+            continue
+        if len(fields) != len(columns):
+            raise ResultsError(
+                f"{path}, line {line_no}: {len(fields)} fields, expected {len(columns)} "
+                "(a truncated or hand-edited row). Fix or remove that line, or move the file "
+                "away.")
+        rows.append(dict(zip(columns, fields, strict=True)))
+    if kind == "runs":
+        versions = {r["schema_version"] for r in rows}
+        if versions - {str(SCHEMA_VERSION)}:
+            raise ResultsError(
+                f"{path} mixes schema versions {sorted(versions)}; this harness writes version "
+                f"{SCHEMA_VERSION}. Move the file away or use --results-dir.")
+    return rows
+
+
+def kind_files(results_dir: Path, kind: str) -> list[Path]:
+    """Every ``<kind>*.csv`` of a directory: plain, shard and rank files, sorted by name."""
+    return sorted(p for p in Path(results_dir).glob(f"{kind}*.csv") if p.is_file())
+
+
+def read_dir(results_dir: Path, kind: str = "runs") -> list[dict[str, str]]:
+    """All rows of ``kind`` in a directory, merged over plain, shard and rank files.
+
+    For ``runs`` a ``cell_hash`` seen in several files keeps the row with the newest
+    ``timestamp`` (a ``--force`` rerun in a shard supersedes the old row). For ``history`` and
+    ``ops`` only the rows of the file that holds the winning ``runs`` row are kept.
+    """
+    per_file = {p: read_csv(p, kind) for p in kind_files(results_dir, kind)}
+    if kind == "runs":
+        best: dict[str, dict[str, str]] = {}
+        for rows in per_file.values():
+            for row in rows:
+                old = best.get(row["cell_hash"])
+                if old is None or row["timestamp"] >= old["timestamp"]:
+                    best[row["cell_hash"]] = row
+        return list(best.values())
+    # Rows without a runs row (a run killed between the writes) are stale and left out.
+    winners = _winning_suffix(Path(results_dir))
+    out = []
+    for path, rows in per_file.items():
+        suffix = path.name[len(kind):-len(".csv")]
+        out.extend(r for r in rows if winners.get(r["cell_hash"]) == suffix)
+    return out
+
+
+def _winning_suffix(results_dir: Path) -> dict[str, str]:
+    best: dict[str, tuple[str, str]] = {}
+    for path in kind_files(results_dir, "runs"):
+        suffix = path.name[len("runs"):-len(".csv")]
+        for row in read_csv(path, "runs"):
+            old = best.get(row["cell_hash"])
+            if old is None or row["timestamp"] >= old[0]:
+                best[row["cell_hash"]] = (row["timestamp"], suffix)
+    return {h: s for h, (_, s) in best.items()}
+
+
+def done_hashes(results_dir: Path) -> set[str]:
+    """Cell hashes with a final row in any ``runs*.csv`` of the directory (the resume rule)."""
+    return {r["cell_hash"] for r in read_dir(results_dir, "runs")
+            if r["status"] in FINAL_STATUSES}
+
+
+# --- upserts -------------------------------------------------------------------------------
+
+def upsert(path: Path, kind: str, rows: Sequence[dict[str, Any]], replace_hashes: set[str]
+           ) -> None:
+    """Rewrite ``path`` atomically: drop rows whose cell_hash is in ``replace_hashes``, add ``rows``.
+
+    The file is created if missing; existing rows are validated first (:func:`read_csv`).
+    """
+    columns = KINDS[kind]
+    kept = [r for r in read_csv(path, kind) if r["cell_hash"] not in replace_hashes]
+    new = [normalize_row(r, columns) for r in rows]
+    atomic_write_text(path, to_csv_text([*kept, *new], columns))
+
+
+def write_cell(results_dir: Path, suffix: str, run_row: dict[str, Any],
+               history: Sequence[dict[str, Any]], ops: Sequence[dict[str, Any]]) -> None:
+    """Record one cell: history and ops first, the runs row last.
+
+    The runs row is the commit marker: if the run dies between the writes, the cell has no
+    final row, is rerun, and its stale history/ops rows are replaced then.
+    """
+    results_dir = Path(results_dir)
+    cell_hash = run_row["cell_hash"]
+    upsert(results_dir / file_name("history", suffix), "history", history, {cell_hash})
+    upsert(results_dir / file_name("ops", suffix), "ops", ops, {cell_hash})
+    upsert(results_dir / file_name("runs", suffix), "runs", [run_row], {cell_hash})
+
+
+def merge_files(results_dir: Path, sources: Sequence[str], target: str) -> int:
+    """Merge the files named by suffixes ``sources`` into suffix ``target``; delete the sources.
+
+    Used by torchrun rank 0 after the barrier. Idempotent: rows are upserted by cell_hash, so a
+    merge interrupted after the replace but before the delete only repeats work. Returns the
+    number of runs rows merged.
+    """
+    results_dir = Path(results_dir)
+    merged = 0
+    for suffix in sources:
+        runs = read_csv(results_dir / file_name("runs", suffix), "runs")
+        hashes = {r["cell_hash"] for r in runs}
+        for kind in ("history", "ops"):
+            rows = read_csv(results_dir / file_name(kind, suffix), kind)
+            upsert(results_dir / file_name(kind, target), kind, rows,
+                   hashes | {r["cell_hash"] for r in rows})
+        upsert(results_dir / file_name("runs", target), "runs", runs, hashes)
+        merged += len(runs)
+        for kind in KINDS:
+            try:
+                (results_dir / file_name(kind, suffix)).unlink()
+            except FileNotFoundError:
+                pass
+    return merged
+
+
+# --- provenance ------------------------------------------------------------------------------
+
+def now_iso() -> str:
+    """UTC timestamp, second resolution, ISO 8601 (sorts as text)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def git_info(repo_dir: Path | None = None) -> dict[str, str]:
+    """``{"git_sha": ..., "git_dirty": "true"|"false"}``; "unknown"/"" outside a git checkout.
+
+    Untracked files are ignored (a fresh results directory must not make the tree "dirty").
+    """
+    repo_dir = Path(repo_dir or Path(__file__).resolve().parent.parent)
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(repo_dir), *args], capture_output=True,
+                                 text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    if sha is None:
+        return {"git_sha": "unknown", "git_dirty": ""}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    dirty = "" if status is None else ("true" if status.strip() else "false")
+    return {"git_sha": sha.strip(), "git_dirty": dirty}
+
+
+def host_cpu() -> str:
+    """CPU model and logical core count, e.g. ``AMD EPYC 7B13 (2 logical cores)``."""
+    name = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{name} ({os.cpu_count() or '?'} logical cores)"
+
+
+def software_versions() -> dict[str, str]:
+    """torch / torchvision / CUDA / cuDNN versions (imports torch)."""
+    import torch
+    import torchvision
+
+    cudnn = ""
+    if torch.backends.cudnn.is_available():
+        cudnn = str(torch.backends.cudnn.version() or "")
+    return {"torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
+            "cuda_version": torch.version.cuda or "", "cudnn_version": cudnn}
+
+
+def device_info(device: str) -> dict[str, str]:
+    """``device`` kind and ``device_name`` for a device string like ``cpu`` or ``cuda:1``."""
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        index = int(device.split(":")[1]) if ":" in device else 0
+        return {"device": "cuda", "device_name": torch.cuda.get_device_name(index)}
+    return {"device": "cpu", "device_name": host_cpu().rsplit(" (", 1)[0]}
+
+
+def environment(device: str, repo_dir: Path | None = None) -> dict[str, str]:
+    """Every provenance field but config_hash and timestamp, for one device."""
+    return {**device_info(device), "host_cpu": host_cpu(), **software_versions(),
+            **git_info(repo_dir)}
+
+
+# --- the directory lock ------------------------------------------------------------------
+
+class DirLock:
+    """An exclusive ``fcntl.flock`` on ``<dir>/<name>.lock``, held for the whole run.
+
+    The lock file holds the holder's pid, host and command line, so a refused run can say who
+    holds it. The kernel releases a flock when its process dies, so a killed run never leaves a
+    stale lock (the file itself stays; it is ignored by git).
+    """
+
+    def __init__(self, results_dir: Path, name: str = "runs") -> None:
+        self.path = Path(results_dir) / f"{name}.lock"
+        self._fd: int | None = None
+
+    def acquire(self, command: str = "") -> DirLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ResultsError(f"results directory {self.path.parent} is not writable: "
+                               f"{exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise ResultsError(f"cannot lock {self.path}: {exc}") from None
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise LockError(
+                f"results directory {self.path.parent} is in use by another run ({holder}); "
+                f"lock file {self.path}. Wait for it to finish, or pass --results-dir for a "
+                "separate directory.") from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                "started": now_iso()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> DirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    # The holder writes its line right after locking; give it a moment if we raced it.
+    for _ in range(5):
+        raw = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+        if raw:
+            try:
+                info = json.loads(raw)
+                return (f"pid {info.get('pid')} on {info.get('host')}, started "
+                        f"{info.get('started')}: {info.get('command')}")
+            except json.JSONDecodeError:
+                return raw[:200]
+        time.sleep(0.05)
+    return "holder unknown"

@@ -1,0 +1,105 @@
+"""``python -m bench``: every bad input is one clear line, exit code 2, and no file written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--profile", "nope"], "unknown profile 'nope'; valid profiles: cpu, gpu, gpu-quick"),
+    (["--profile", "smoke", "--set", "epoch=1"], "unknown config key 'epoch'; valid keys:"),
+    (["--profile", "smoke", "--set", "models=resnet18,vgg17"], "unknown model 'vgg17'"),
+    (["--profile", "smoke", "--set", "strategies=repeat4"], "repeat4"),
+    (["--profile", "smoke", "--set", "datasets=cifar10"],
+     "unknown dataset 'cifar10' in datasets; valid: fashion-mnist, mnist"),
+    (["--profile", "smoke", "--only", "model=resnet50"], "valid: resnet18, vgg16"),
+    (["--profile", "smoke", "--shard", "3/2"], "bad --shard '3/2'"),
+    (["--profile", "smoke", "--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu, cuda"),
+])
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_bad_input_exits_2_naming_the_bad_value(tmp_path, capsys, command, args, message) -> None:
+    out = tmp_path / "results"
+    assert main([command, *args, "--results-dir", str(out), "--device", "cpu"]
+                if "--device" not in args else [command, *args, "--results-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not out.exists()
+
+
+def test_strategy_errors_list_the_valid_parts(capsys, tmp_path) -> None:
+    assert main(["run", "--profile", "smoke", "--set", "strategies=repeat4", "--results-dir",
+                 str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "repeat3" in err  # the valid choices are named
+
+
+def test_cuda_requested_without_cuda_is_refused(capsys, tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["plan", "--profile", "smoke", "--device", "cuda", "--fast"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_plan_prints_every_cell_and_the_total_eta(capsys, tmp_path) -> None:
+    assert main(["plan", "--profile", "smoke", "--fast", "--device", "cpu",
+                 "--results-dir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    for label in ("mnist/resnet18/repeat3/seed0", "mnist/vgg16/resize32/seed0"):
+        assert label in out
+    assert "incompatible" in out and "TOTAL ETA" in out and "4 cells" in out
+    assert not (tmp_path / "r").exists()  # planning writes nothing
+
+
+def test_plan_marks_the_budget_and_measure_only(capsys) -> None:
+    assert main(["plan", "--profile", "cpu", "--fast", "--device", "cpu", "--only",
+                 "model=vgg16,strategy=resize224"]) == 0
+    out = capsys.readouterr().out
+    assert "measure-only" in out and "over budget" in out and "1 measure-only" in out
+
+
+def test_auto_profile_says_which(capsys) -> None:
+    import torch
+
+    assert main(["plan", "--profile", "auto", "--fast", "--only", "model=resnet18,strategy=repeat3",
+                 "--set", "seeds=0"]) == 0
+    out = capsys.readouterr().out
+    expected = "profile auto -> gpu" if torch.cuda.is_available() else "profile auto -> cpu"
+    assert expected in out
+
+
+def test_list_names_models_strategies_datasets_and_profiles(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("profiles:", "smoke", "gpu-quick", "datasets:", "fashion-mnist", "preset:",
+                 "post-convtranspose", "channel:", "conv1", "resnet50", "vgg16_bn"):
+        assert word in out
+
+
+def test_the_module_runs_as_a_program() -> None:
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for command in ("run", "plan", "list", "doctor", "report", "data"):
+        assert command in proc.stdout
+    bad = cli("run", "--profile", "nope")
+    assert bad.returncode == 2 and "unknown profile 'nope'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_report_is_dispatched_to_its_owner(tmp_path) -> None:
+    proc = cli("report", str(tmp_path / "missing"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr

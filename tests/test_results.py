@@ -1,0 +1,159 @@
+"""The results store: schema, atomic writes that survive a full disk, merging, the lock."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from bench import results
+from bench.results import HISTORY_COLUMNS, OPS_COLUMNS, RUN_COLUMNS, ResultsError
+
+
+def run_row(cell_hash: str, status: str = "ok", timestamp: str = "2025-01-01T00:00:00Z",
+            **extra) -> dict:
+    row = {"schema_version": results.SCHEMA_VERSION, "cell_hash": cell_hash, "profile": "t",
+           "dataset": "mnist", "model": "resnet18", "strategy": "repeat3", "seed": 0,
+           "status": status, "mode": "full", "timestamp": timestamp, "test_acc": 0.5}
+    row.update(extra)
+    return row
+
+
+def test_the_schema_is_the_contracts() -> None:
+    assert RUN_COLUMNS[0] == "schema_version" and RUN_COLUMNS[-1] == "timestamp"
+    assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS) == 53
+    for col in ("cell_hash", "status", "reason", "mode", "estimate_s", "git_sha", "git_dirty",
+                "config_hash", "device_name", "cudnn_version", "host_cpu"):
+        assert col in RUN_COLUMNS
+    assert HISTORY_COLUMNS[-1] == "per_class_acc" and "elapsed_s" in HISTORY_COLUMNS
+    assert OPS_COLUMNS[-4:] == ("op", "self_cpu_ms", "self_device_ms", "calls")
+    assert set(results.PROVENANCE_COLUMNS) <= set(RUN_COLUMNS)
+
+
+def test_values_are_formatted_for_csv() -> None:
+    assert results.format_value(None) == ""
+    assert results.format_value(float("nan")) == ""
+    assert results.format_value(True) == "true"
+    assert results.format_value(0.1) == "0.1"
+    assert results.format_value([0.5, 1.0]) == "[0.5,1.0]"
+    assert results.normalize_row({"op": "aten::mm", "junk": 1}, OPS_COLUMNS)["cell_hash"] == ""
+
+
+def test_a_written_file_reads_back(tmp_path) -> None:
+    path = tmp_path / "runs.csv"
+    results.upsert(path, "runs", [run_row("a"), run_row("b", reason='a "quoted", comma')], set())
+    rows = results.read_csv(path, "runs")
+    assert [r["cell_hash"] for r in rows] == ["a", "b"]
+    assert rows[1]["reason"] == 'a "quoted", comma'
+    assert rows[0]["schema_version"] == str(results.SCHEMA_VERSION)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_upsert_replaces_a_row_without_duplicates(tmp_path) -> None:
+    path = tmp_path / "runs.csv"
+    results.upsert(path, "runs", [run_row("a"), run_row("b")], set())
+    results.upsert(path, "runs", [run_row("a", test_acc=0.9)], {"a"})
+    rows = results.read_csv(path, "runs")
+    assert sorted(r["cell_hash"] for r in rows) == ["a", "b"]
+    assert next(r for r in rows if r["cell_hash"] == "a")["test_acc"] == "0.9"
+
+
+def test_a_full_disk_leaves_the_previous_file_byte_identical(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "runs.csv"
+    results.upsert(path, "runs", [run_row("a")], set())
+    before = path.read_bytes()
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(ResultsError, match="No space left.*unchanged"):
+        results.upsert(path, "runs", [run_row("b")], set())
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_hand_edited_header_is_refused(tmp_path) -> None:
+    path = tmp_path / "runs.csv"
+    path.write_text("cell_hash,status\nabc,ok\n")
+    with pytest.raises(ResultsError, match="missing.*hand"):
+        results.read_csv(path, "runs")
+
+
+def test_a_truncated_row_is_refused_with_its_line(tmp_path) -> None:
+    path = tmp_path / "history.csv"
+    results.upsert(path, "history", [{"cell_hash": "a", "epoch": 1}], set())
+    with open(path, "a") as fh:
+        fh.write("b,mnist,resnet18\n")
+    with pytest.raises(ResultsError, match="line 3"):
+        results.read_csv(path, "history")
+
+
+def test_mixed_schema_versions_are_refused(tmp_path) -> None:
+    path = tmp_path / "runs.csv"
+    results.upsert(path, "runs", [run_row("a"), run_row("b", schema_version=0)], set())
+    with pytest.raises(ResultsError, match="mixes schema versions"):
+        results.read_csv(path, "runs")
+
+
+def test_read_dir_merges_shards_and_the_newest_row_wins(tmp_path) -> None:
+    results.write_cell(tmp_path, "", run_row("a", status="error"),
+                       [{"cell_hash": "a", "epoch": 1}], [])
+    results.write_cell(tmp_path, ".shard-1-of-2",
+                       run_row("a", timestamp="2025-01-02T00:00:00Z"),
+                       [{"cell_hash": "a", "epoch": 1}, {"cell_hash": "a", "epoch": 2}],
+                       [{"cell_hash": "a", "op": "aten::mm"}])
+    results.write_cell(tmp_path, ".shard-2-of-2", run_row("b", status="timeout"), [], [])
+    runs = {r["cell_hash"]: r for r in results.read_dir(tmp_path, "runs")}
+    assert runs["a"]["status"] == "ok" and runs["b"]["status"] == "timeout"
+    assert len(results.read_dir(tmp_path, "history")) == 2  # only the winning file's rows
+    assert results.done_hashes(tmp_path) == {"a"}  # timeout is retried
+
+
+def test_history_without_a_runs_row_is_stale(tmp_path) -> None:
+    results.upsert(tmp_path / "history.csv", "history", [{"cell_hash": "x", "epoch": 1}], set())
+    assert results.read_dir(tmp_path, "history") == []
+
+
+def test_final_statuses_are_the_resume_rule() -> None:
+    assert results.FINAL_STATUSES == {"ok", "incompatible", "diverged", "oom"}
+    assert set(results.STATUSES) - results.FINAL_STATUSES == {"error", "timeout"}
+
+
+def test_rank_files_merge_into_the_main_file(tmp_path) -> None:
+    results.write_cell(tmp_path, "", run_row("a", status="error"), [], [])
+    results.write_cell(tmp_path, ".rank0", run_row("a", timestamp="2025-02-01T00:00:00Z"),
+                       [{"cell_hash": "a", "epoch": 1}], [])
+    results.write_cell(tmp_path, ".rank1", run_row("b"), [], [{"cell_hash": "b", "op": "x"}])
+    assert results.merge_files(tmp_path, [".rank0", ".rank1"], "") == 2
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["history.csv", "ops.csv",
+                                                              "runs.csv"]
+    rows = {r["cell_hash"]: r for r in results.read_csv(tmp_path / "runs.csv", "runs")}
+    assert rows["a"]["status"] == "ok" and set(rows) == {"a", "b"}
+
+
+def test_file_names_match_the_readers_glob() -> None:
+    assert results.file_name("runs") == "runs.csv"
+    assert results.file_name("ops", results.shard_suffix(2, 4)) == "ops.shard-2-of-4.csv"
+    assert results.shard_suffix(1, 1) == ""
+    assert results.file_name("history", results.rank_suffix("", 1)) == "history.rank1.csv"
+
+
+def test_a_second_run_is_refused_naming_the_holder(tmp_path) -> None:
+    first = results.DirLock(tmp_path).acquire("python -m bench run --profile smoke")
+    try:
+        with pytest.raises(results.LockError, match=f"pid {os.getpid()}.*--profile smoke"):
+            results.DirLock(tmp_path).acquire("second")
+        results.DirLock(tmp_path, "runs.shard-1-of-2").acquire().release()  # other files: fine
+    finally:
+        first.release()
+    results.DirLock(tmp_path).acquire().release()
+
+
+def test_git_info_outside_a_checkout_is_unknown(tmp_path) -> None:
+    assert results.git_info(tmp_path) == {"git_sha": "unknown", "git_dirty": ""}
+
+
+def test_host_cpu_names_the_cores() -> None:
+    assert "logical cores" in results.host_cpu()

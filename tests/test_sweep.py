@@ -1,0 +1,397 @@
+"""The sweep: grid selection, the cost model, one subprocess per cell, failures, resume, locks.
+
+Most tests run the real sweep and real child processes (``python -m bench.cell``) with a stand-in
+cell, :func:`fake_run_cell` below, chosen through ``ADAPTBENCH_CELL_IMPL``: a child then costs a
+fraction of a second instead of a torch import and a training run. ``ADAPTBENCH_FAKE`` tells the
+stand-in how to misbehave for a ``model/strategy`` (``crash``, ``kill``, ``hang``, ``raise``,
+``oom``). One slow test runs a real cell; one runs the sweep under torchrun with two CPU ranks.
+
+This module is imported by those child processes, so it must stay light: no torch at the top.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bench import config, results, sweep
+from bench.config import Cell, Config, ConfigError
+
+FAKE_IMPL = f"{Path(__file__).resolve()}:fake_run_cell"
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --- the stand-in cell (runs inside the child process) ---------------------------------------
+
+@dataclass
+class FakeResult:
+    row: dict
+    history: list = field(default_factory=list)
+    ops: list = field(default_factory=list)
+
+
+def _behaviour(cell) -> str:
+    for item in os.environ.get("ADAPTBENCH_FAKE", "").split(";"):
+        key, _, action = item.partition("=")
+        if key in (f"{cell.model}/{cell.strategy}", f"{cell.model}/*"):
+            return action
+    return "ok"
+
+
+def fake_run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
+    action = _behaviour(cell)
+    print(f"epoch 1/{cfg.epochs} fake {cell.label()}", flush=True)
+    if action == "crash":
+        print("Fatal Python error: Segmentation fault (pretend)", file=sys.stderr)
+        sys.exit(3)
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "hang":
+        time.sleep(600)
+    if action == "raise":
+        raise RuntimeError("boom from the stand-in")
+    if action == "oom":
+        return FakeResult({"status": "oom", "reason": "out of memory (stand-in)"})
+    mode = "measure-only" if measure_only else "full"
+    row = {"status": "ok", "reason": "", "mode": mode, "train_img_s": 123.5, "wall_s": 0.01,
+           "test_acc": None if measure_only else 0.5, "device": device.split(":")[0],
+           "device_name": "Fake CPU", "reinitialized": "features.0"}
+    history = [] if measure_only else [
+        {"epoch": e + 1, "step": 10 * (e + 1), "train_loss": 1.0, "test_acc": 0.5,
+         "epoch_s": 0.1, "elapsed_s": 0.1 * (e + 1), "per_class_acc": [0.5] * 10}
+        for e in range(cfg.epochs)]
+    ops = [{"op": "aten::convolution", "self_cpu_ms": 1.5, "self_device_ms": 0.0, "calls": 3}]
+    return FakeResult(row, history, ops)
+
+
+def estimate_cell_s(cfg, cell, device="auto") -> float:
+    return float(os.environ.get("ADAPTBENCH_FAKE_ESTIMATE", "1.0"))
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+SMALL = ["datasets=mnist", "models=resnet18", "strategies=repeat3,conv1", "seeds=0",
+         "train_size=64", "test_size=32", "cell_timeout_s=60"]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setenv("ADAPTBENCH_CELL_IMPL", FAKE_IMPL)
+    monkeypatch.delenv("ADAPTBENCH_FAKE", raising=False)
+    return monkeypatch
+
+
+def run(tmp_path: Path, *extra: str, overrides=(), profile="smoke", quiet=True) -> int:
+    from bench.__main__ import main
+
+    argv = ["run", "--profile", profile, "--results-dir", str(tmp_path), "--device", "cpu",
+            *(["--quiet"] if quiet else [])]
+    for item in [*SMALL, *overrides]:
+        argv += ["--set", item]
+    return main([*argv, *extra])
+
+
+def rows(tmp_path: Path, name: str = "runs.csv") -> list[dict]:
+    kind = name.split(".")[0]
+    return results.read_csv(tmp_path / name, kind)
+
+
+def by_strategy(tmp_path: Path) -> dict[str, dict]:
+    return {r["strategy"]: r for r in rows(tmp_path)}
+
+
+# --- grid ------------------------------------------------------------------------------------
+
+CFG = Config(datasets=("mnist", "fashion-mnist"), models=("resnet18", "vgg16"),
+             strategies=("repeat3", "resize224"), seeds=(0, 1))
+
+
+def test_only_narrows_and_a_repeated_key_widens() -> None:
+    only = sweep.parse_only(["model=vgg16,strategy=resize224"], CFG)
+    cells = sweep.select_cells(CFG, only)
+    assert {(c.model, c.strategy) for c in cells} == {("vgg16", "resize224")} and len(cells) == 4
+    both = sweep.parse_only(["models=vgg16,model=resnet18", "seed=1"], CFG)
+    assert len(sweep.select_cells(CFG, both)) == 8
+
+
+@pytest.mark.parametrize("text, match", [
+    ("model=alexnet", "not in this profile's models; valid: resnet18, vgg16"),
+    ("colour=red", "key one of dataset, model, strategy, seed"),
+    ("model", "expected key=value"),
+])
+def test_bad_only_names_the_valid_values(text, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        sweep.parse_only([text], CFG)
+
+
+def test_shards_partition_the_grid() -> None:
+    all_cells = config.cells(CFG)
+    parts = [sweep.select_cells(CFG, {}, (k, 3)) for k in (1, 2, 3)]
+    assert sorted(map(Cell.label, sum(parts, []))) == sorted(map(Cell.label, all_cells))
+    assert {len(p) for p in parts} <= {5, 6}
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0"])
+def test_bad_shard_is_refused(text) -> None:
+    with pytest.raises(ConfigError, match="expected k/n"):
+        sweep.parse_shard(text)
+
+
+def test_validate_grid_names_bad_datasets_and_models() -> None:
+    with pytest.raises(ConfigError, match="unknown dataset 'cifar'.*valid: fashion-mnist, mnist"):
+        sweep.validate_grid(Config(datasets=("cifar",)))
+    with pytest.raises(ConfigError, match="unknown model 'vgg17'.*vgg16"):
+        sweep.validate_grid(Config(models=("vgg17",)))
+    import strategies
+
+    with pytest.raises(strategies.StrategyError):
+        sweep.validate_grid(Config(strategies=("repeat4",)))
+
+
+# --- cost model ------------------------------------------------------------------------------
+
+def test_cost_model_orders_cells_by_flops_and_flags_incompatible() -> None:
+    model = sweep.CostModel("cpu")
+    cfg = Config(train_size=1000, test_size=500, epochs=1, batch_size=32)
+    small = model.estimate(cfg, Cell("mnist", "resnet18", "repeat3", 0))
+    big = model.estimate(cfg, Cell("mnist", "resnet18", "resize224", 0))
+    assert small.source == "cost-model" and not small.incompatible
+    assert 10 < small.seconds < big.seconds
+    assert big.measure_only_s < big.seconds
+    bad = model.estimate(cfg, Cell("mnist", "vgg16", "repeat3", 0))
+    assert bad.incompatible and bad.seconds == 0.0
+    # The device matters: a GPU is faster.
+    assert sweep.CostModel("cuda").estimate(cfg, Cell("mnist", "resnet18", "resize224", 0)
+                                            ).seconds < big.seconds
+
+
+def test_budget_decides_the_mode_and_timing_only_near_it() -> None:
+    cfg = Config(cell_budget_s=100)
+    assert sweep.budget_mode(cfg, 99) == "full" and sweep.budget_mode(cfg, 101) == "measure-only"
+    assert sweep.budget_mode(Config(), 1e9) == "full"
+    near = sweep.Estimate(150, 10, "cost-model")
+    assert sweep.needs_timing(cfg, near)
+    assert not sweep.needs_timing(cfg, sweep.Estimate(1000, 10, "cost-model"))
+    assert not sweep.needs_timing(cfg, sweep.Estimate(10, 10, "cost-model"))
+    assert not sweep.needs_timing(Config(), near)
+
+
+def test_fmt_s() -> None:
+    assert [sweep.fmt_s(s) for s in (7.2, 95, 3725)] == ["7s", "1m35s", "1h02m"]
+
+
+# --- failure classification ------------------------------------------------------------------
+
+def outcome(tmp_path, code, log="", timed_out=False) -> sweep.ChildOutcome:
+    path = tmp_path / "stderr.log"
+    path.write_text(log)
+    return sweep.ChildOutcome(None, code, timed_out, 1.0, path)
+
+
+def test_failures_become_statuses(tmp_path) -> None:
+    assert sweep.failure_row(outcome(tmp_path, -9, timed_out=True), 5)["status"] == "timeout"
+    killed = sweep.failure_row(outcome(tmp_path, -9), 5)
+    assert killed["status"] == "error" and "SIGKILL" in killed["reason"]
+    assert "OOM killer" in killed["reason"]
+    oom = sweep.failure_row(outcome(tmp_path, 1, "torch.OutOfMemoryError: CUDA out of memory"), 5)
+    assert oom["status"] == "oom"
+    crash = sweep.failure_row(outcome(tmp_path, 3, "line\nValueError: bad thing\n"), 5)
+    assert crash == {"status": "error",
+                     "reason": "exit code 3 without a result: ValueError: bad thing"}
+
+
+# --- the sweep, end to end with the stand-in cell -------------------------------------------
+
+def test_a_sweep_writes_every_file_with_provenance(tmp_path, fake) -> None:
+    assert run(tmp_path) == 0
+    runs = by_strategy(tmp_path)
+    assert set(runs) == {"repeat3", "conv1"}
+    row = runs["repeat3"]
+    assert row["status"] == "ok" and row["mode"] == "full" and row["profile"] == "smoke"
+    assert row["schema_version"] == "1" and len(row["cell_hash"]) == 16
+    for col in ("device", "device_name", "host_cpu", "torch_version", "torchvision_version",
+                "git_sha", "config_hash", "timestamp", "estimate_s", "epochs", "batch_size",
+                "train_size", "precision"):
+        assert row[col] != "", col
+    assert row["train_size"] == "64" and row["device"] == "cpu"
+    hist = rows(tmp_path, "history.csv")
+    assert len(hist) == 2 and hist[0]["device_name"] == "Fake CPU"
+    assert json.loads(hist[0]["per_class_acc"]) == [0.5] * 10
+    assert len(rows(tmp_path, "ops.csv")) == 2
+    saved = config.load(str(tmp_path / "config.toml"))
+    assert saved.train_size == 64 and saved.strategies == ("repeat3", "conv1")
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert env["profile"] == "smoke" and env["end_time"] and "--quiet" in env["command_line"]
+    assert env["git_sha"] and env["torch_version"]
+
+
+def test_resume_skips_final_rows_and_force_replaces_them(tmp_path, fake, capsys) -> None:
+    assert run(tmp_path) == 0
+    first = by_strategy(tmp_path)
+    capsys.readouterr()
+    assert run(tmp_path) == 0
+    assert "0 cells to run, 2 already done" in capsys.readouterr().out
+    assert by_strategy(tmp_path) == first
+    assert run(tmp_path, "--force", "--only", "strategy=conv1") == 0
+    again = rows(tmp_path)
+    assert len(again) == 2 and len(rows(tmp_path, "history.csv")) == 2
+    assert by_strategy(tmp_path)["repeat3"] == first["repeat3"]
+
+
+def test_progress_relays_the_childs_lines_and_quiet_does_not(tmp_path, fake, capsys) -> None:
+    assert run(tmp_path / "a", quiet=False) == 0
+    captured = capsys.readouterr()
+    assert "    epoch 1/1 fake mnist/resnet18/repeat3/seed0" in captured.out
+    assert "cell 2/2: mnist/resnet18/conv1/seed0" in captured.err  # the bar names the cell
+    assert "1 ok" not in captured.out and "2 ok" in captured.out  # the summary table
+    assert run(tmp_path / "b") == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1 fake" not in out and "start cell" not in out
+    assert "[1/2] mnist/resnet18/repeat3/seed0: ok (full)" in out
+
+
+def test_a_changed_recipe_is_a_new_cell(tmp_path, fake) -> None:
+    assert run(tmp_path, "--only", "strategy=conv1") == 0
+    assert run(tmp_path, "--only", "strategy=conv1", overrides=["lr=0.01"]) == 0
+    assert len(rows(tmp_path)) == 2
+
+
+def test_crash_kill_and_exception_are_recorded_and_the_sweep_goes_on(tmp_path, fake) -> None:
+    fake.setenv("ADAPTBENCH_FAKE", "resnet18/repeat3=crash;resnet18/conv1=kill;"
+                                   "resnet18/sumrgb=raise;resnet18/conv1+pad32=oom")
+    assert run(tmp_path, overrides=["strategies=repeat3,conv1,sumrgb,conv1+pad32,pad32"]) == 0
+    got = by_strategy(tmp_path)
+    assert got["repeat3"]["status"] == "error" and "exit code 3" in got["repeat3"]["reason"]
+    assert "Segmentation fault" in got["repeat3"]["reason"]
+    assert got["conv1"]["status"] == "error" and "SIGKILL" in got["conv1"]["reason"]
+    assert got["sumrgb"]["status"] == "error"
+    assert got["sumrgb"]["reason"] == "RuntimeError: boom from the stand-in"
+    assert got["conv1+pad32"]["status"] == "oom"
+    assert got["pad32"]["status"] == "ok"
+    assert len(list((tmp_path / "logs").glob("*.log"))) == 2  # the two that left no result
+    # error rows are retried on a rerun; the oom and ok rows are final.
+    fake.delenv("ADAPTBENCH_FAKE")
+    assert run(tmp_path, overrides=["strategies=repeat3,conv1,sumrgb,conv1+pad32,pad32"]) == 0
+    got = by_strategy(tmp_path)
+    assert [got[s]["status"] for s in ("repeat3", "conv1", "sumrgb", "conv1+pad32", "pad32")
+            ] == ["ok", "ok", "ok", "oom", "ok"]
+
+
+def test_a_hung_cell_times_out(tmp_path, fake) -> None:
+    fake.setenv("ADAPTBENCH_FAKE", "resnet18/repeat3=hang")
+    t0 = time.monotonic()
+    assert run(tmp_path, overrides=["cell_timeout_s=3"]) == 0
+    assert time.monotonic() - t0 < 40
+    got = by_strategy(tmp_path)
+    assert got["repeat3"]["status"] == "timeout" and "cell_timeout_s=3" in got["repeat3"]["reason"]
+    assert got["conv1"]["status"] == "ok"
+
+
+def test_over_budget_cells_run_measure_only(tmp_path, fake) -> None:
+    # resize224 is far beyond a 1 s budget by the cost model; repeat3 is close enough to be
+    # timed by the stand-in's estimate_cell_s, which says 1000 s.
+    fake.setenv("ADAPTBENCH_FAKE_ESTIMATE", "1000")
+    assert run(tmp_path, overrides=["strategies=repeat3,resize224", "cell_budget_s=20"]) == 0
+    got = by_strategy(tmp_path)
+    for s in ("repeat3", "resize224"):
+        assert got[s]["mode"] == "measure-only" and got[s]["test_acc"] == ""
+        assert float(got[s]["estimate_s"]) > 20
+    assert float(got["repeat3"]["estimate_s"]) >= 1000  # the timed estimate was used
+    # A bigger budget trains the cell for real on the next run; the old row is replaced.
+    fake.setenv("ADAPTBENCH_FAKE_ESTIMATE", "1")
+    assert run(tmp_path, overrides=["strategies=repeat3", "cell_budget_s=50"]) == 0
+    got = by_strategy(tmp_path)
+    assert got["repeat3"]["mode"] == "full" and len(rows(tmp_path)) == 2
+
+
+def test_shards_write_their_own_files(tmp_path, fake) -> None:
+    assert run(tmp_path, "--shard", "1/2") == 0
+    assert run(tmp_path, "--shard", "2/2") == 0
+    names = sorted(p.name for p in tmp_path.glob("runs*.csv"))
+    assert names == ["runs.shard-1-of-2.csv", "runs.shard-2-of-2.csv"]
+    assert len(results.read_dir(tmp_path)) == 2
+    assert (tmp_path / "env.shard-1-of-2.json").is_file()
+
+
+def _snapshot(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()
+            and not p.name.endswith(".lock")}
+
+
+def test_a_busy_results_directory_is_refused_and_untouched(tmp_path, fake, capsys) -> None:
+    assert run(tmp_path) == 0
+    before = _snapshot(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from bench.results import DirLock; "
+         "DirLock(sys.argv[1]).acquire('the other run'); print('locked', flush=True); "
+         "time.sleep(60)", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert run(tmp_path, "--force") == 2
+        err = capsys.readouterr().err
+        assert f"pid {holder.pid}" in err and "the other run" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_corrupt_runs_file_is_refused_and_untouched(tmp_path, fake, capsys) -> None:
+    (tmp_path / "runs.csv").write_text("cell_hash,status\nabc,ok\n")
+    before = _snapshot(tmp_path)
+    assert run(tmp_path) == 2
+    assert "hand" in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before
+
+
+def test_an_unwritable_results_directory_is_refused(tmp_path, fake, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert run(blocker / "sub") == 2
+    assert "cannot be created" in capsys.readouterr().err
+
+
+def test_ddp_is_a_clear_not_implemented_error(tmp_path, fake, capsys) -> None:
+    assert run(tmp_path, "--ddp") == 2
+    assert "not implemented" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_torchrun_spreads_cells_over_two_cpu_ranks_and_merges(tmp_path, fake) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "bench", "run", "--profile", "smoke", "--results-dir", str(tmp_path),
+           "--device", "cpu"]
+    for item in [*SMALL, "strategies=repeat3,conv1,sumrgb"]:
+        cmd += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "[rank 1/2]" in proc.stdout and "merged 3 rows from 2 rank files" in proc.stdout
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["history.csv", "ops.csv",
+                                                              "runs.csv"]
+    assert sorted(r["strategy"] for r in rows(tmp_path)) == ["conv1", "repeat3", "sumrgb"]
+
+
+@pytest.mark.slow
+def test_one_real_cell_end_to_end(tmp_path, monkeypatch) -> None:
+    """The real engine in a child process: a tiny resnet18 cell on CPU."""
+    monkeypatch.delenv("ADAPTBENCH_CELL_IMPL", raising=False)
+    code = run(tmp_path, "--only", "strategy=repeat3",
+               overrides=["train_size=128", "test_size=64", "batch_size=32", "warmup_steps=1",
+                          "window_steps=1", "profile_steps=2", "peak_tflops=1.0"])
+    assert code == 0
+    (row,) = rows(tmp_path)
+    assert row["status"] == "ok", row["reason"]
+    assert float(row["test_acc"]) >= 0 and float(row["train_img_s"]) > 0
+    assert row["torch_version"] and row["device_name"] and row["host_cpu"]
+    assert len(rows(tmp_path, "history.csv")) == 1
+    assert (tmp_path / "ops.csv").is_file()  # the profiler's rows; their content is measure's
