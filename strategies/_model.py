@@ -1,0 +1,362 @@
+"""Building: torchvision backbone + weights + adapters -> :class:`AdaptedModel`."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from ._registry import Spec, StrategyError, parse_spec
+
+# Inception-style models: no auxiliary heads (so forward returns plain logits), an explicit
+# init_weights (silences torchvision's warning about the default changing), and no
+# transform_input: that re-normalises ImageNet-normalised RGB, which our gray batches are not
+# (and it indexes three channels, which a one-channel first conv does not get).
+_EXTRA_KWARGS: dict[str, dict[str, Any]] = {
+    "googlenet": {"aux_logits": False, "init_weights": True, "transform_input": False},
+    "inception_v3": {"aux_logits": False, "init_weights": True, "transform_input": False},
+}
+_AUX_PREFIXES = ("AuxLogits.", "aux1.", "aux2.")
+
+
+def list_models() -> list[str]:
+    """torchvision's classification models (``torchvision.models.list_models(module=...)``)."""
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def check_model_name(model_name: str) -> None:
+    valid = list_models()
+    if model_name not in valid:
+        hint = difflib.get_close_matches(str(model_name), valid, n=3)
+        maybe = f" (did you mean {', '.join(hint)}?)" if hint else ""
+        raise StrategyError(
+            f"unknown model {model_name!r}{maybe}; valid torchvision classification models: "
+            f"{', '.join(valid)}")
+
+
+class AdaptedModel(nn.Module):
+    """A torchvision model adapted to one-channel small images.
+
+    ``forward(x)``: float ``(N, 1, H, W)`` (H = W = 28 for MNIST) -> logits ``(N, num_classes)``.
+    The input adaptation (resize, pad, channel repeat, upsampling stem) is the ``adapt``
+    sub-module, so it runs on the model's device and counts in FLOPs, time and memory.
+
+    Attributes: ``model_name``; ``spec`` (canonical, e.g. ``repeat3+resize224``); ``preset``
+    (the preset name it was built from, or None); ``reinitialized`` (paths, from this module,
+    of layers the strategy replaced or added with fresh random weights); ``effective_input_px``
+    (side in px of the image the ImageNet-shaped body sees, after any upsampling stem);
+    ``backbone_input_px`` (side reaching ``backbone``); ``notes`` (what the adapters did).
+    """
+
+    def __init__(self, backbone: nn.Module, adapt: nn.Sequential, *, model_name: str, spec: Spec,
+                 num_classes: int, input_px: int, effective_input_px: int,
+                 backbone_input_px: int, reinitialized: list[str], notes: list[str]) -> None:
+        super().__init__()
+        self.adapt = adapt
+        self.backbone = backbone
+        self.model_name = model_name
+        self.spec = str(spec)
+        self.preset = spec.preset
+        self.num_classes = num_classes
+        self.input_px = input_px
+        self.effective_input_px = effective_input_px
+        self.backbone_input_px = backbone_input_px
+        self.reinitialized = list(dict.fromkeys(reinitialized))
+        self.notes = notes
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.backbone(self.adapt(x))
+        # Inception-style named tuples, should aux heads ever be switched back on.
+        return out if isinstance(out, Tensor) else out.logits
+
+    def extra_repr(self) -> str:
+        return (f"model_name={self.model_name!r}, spec={self.spec!r}, "
+                f"effective_input_px={self.effective_input_px}")
+
+
+@dataclass
+class Adaptation:
+    """Build-time state the adapters read and change. Paths are relative to the AdaptedModel."""
+
+    model_name: str
+    backbone: nn.Module
+    input_px: int
+    effective_input_px: int
+    backbone_input_px: int
+    input_ops: list[tuple[str, nn.Module]] = field(default_factory=list)
+    reinitialized: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    undo: list[tuple[str, nn.Module]] | None = None  # (name, original) per replacement, if kept
+
+    def replace(self, name: str, module: nn.Module, *, fresh: bool = True) -> None:
+        """Swap backbone layer ``name`` for ``module``; ``fresh``: it has new random weights."""
+        if self.undo is not None:
+            self.undo.append((name, self.backbone.get_submodule(name)))
+        self.backbone.set_submodule(name, module)
+        if fresh:
+            self.reinitialized.append(f"backbone.{name}")
+
+    def add_input_op(self, name: str, module: nn.Module) -> None:
+        """Append an input transformation, run in order before the backbone."""
+        self.input_ops.append((name, module))
+        self.reinitialized += [f"adapt.{name}.{n}" if n else f"adapt.{name}"
+                               for n, m in module.named_modules()
+                               if next(m.parameters(recurse=False), None) is not None]
+
+
+def adapt(backbone: nn.Module, model_name: str, spec: str | Spec, *, input_px: int = 28,
+          num_classes: int | None = None, reinitialized: list[str] | None = None,
+          undo: list[tuple[str, nn.Module]] | None = None) -> AdaptedModel:
+    """Apply ``spec`` to an already built ``backbone`` (changed in place) -> AdaptedModel.
+
+    The spatial part runs first (it may rebuild early layers), then the channel part (which
+    finds the first convolution of the result). ``undo``: a list that receives
+    ``(layer name, original layer)`` for every replacement, so that :func:`restore` can give
+    the backbone back unchanged (the doctor reuses one backbone for many strategies).
+    """
+    parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
+    ctx = Adaptation(model_name, backbone, input_px, input_px, input_px,
+                     reinitialized=[f"backbone.{n}" for n in (reinitialized or [])], undo=undo)
+    for part in parsed.parts():
+        part.adapter.apply(ctx, part.value)
+    adapt_seq = nn.Sequential()
+    for name, module in ctx.input_ops:
+        adapt_seq.add_module(name, module)
+    if num_classes is None:
+        num_classes = _guess_num_classes(backbone)
+    return AdaptedModel(backbone, adapt_seq, model_name=model_name, spec=parsed,
+                        num_classes=num_classes, input_px=input_px,
+                        effective_input_px=ctx.effective_input_px,
+                        backbone_input_px=ctx.backbone_input_px,
+                        reinitialized=ctx.reinitialized, notes=ctx.notes)
+
+
+def restore(backbone: nn.Module, undo: list[tuple[str, nn.Module]]) -> None:
+    """Put back the layers :func:`adapt` replaced (in reverse order), emptying ``undo``."""
+    while undo:
+        name, original = undo.pop()
+        backbone.set_submodule(name, original)
+
+
+def _guess_num_classes(backbone: nn.Module) -> int:
+    last = [m for m in backbone.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not last:
+        return 0
+    m = last[-1]
+    return m.out_features if isinstance(m, nn.Linear) else m.out_channels
+
+
+@contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Construct on the CPU but move each parameter to meta as it is registered.
+
+    For RegNet, whose constructor computes its widths with real tensors (so it cannot run
+    under ``torch.device('meta')``) but whose weights need not exist for shape probing.
+    """
+    original = nn.Module.register_parameter
+
+    def register_parameter(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        if param is not None and param.device.type != "meta":
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        original(self, name, param)
+
+    nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original  # type: ignore[method-assign]
+
+
+def _construct(model_name: str, num_classes: int, meta: bool, **kwargs: Any) -> nn.Module:
+    kwargs = {**_EXTRA_KWARGS.get(model_name, {}), **kwargs}
+    get_model = torchvision.models.get_model
+    if kwargs.get("weights") is not None:
+        # torchvision's builder sets these itself to load the checkpoint (aux heads included);
+        # the aux heads are dropped afterwards, as the builder does for aux_logits=False.
+        kwargs.pop("init_weights", None)
+        kwargs.pop("aux_logits", None)
+        model = get_model(model_name, num_classes=num_classes, **kwargs)
+        if getattr(model, "aux_logits", False):
+            model.aux_logits = False
+            for attr in ("AuxLogits", "aux1", "aux2"):
+                if hasattr(model, attr):
+                    setattr(model, attr, None)
+        return model
+    if not meta:
+        return get_model(model_name, num_classes=num_classes, **kwargs)
+    try:
+        with torch.device("meta"):
+            return get_model(model_name, num_classes=num_classes, **kwargs)
+    except (NotImplementedError, RuntimeError):
+        # "Cannot copy out of meta tensor" (RegNet): a CPU construction with meta weights.
+        with _parameters_on_meta():
+            model = get_model(model_name, num_classes=num_classes, **kwargs)
+        return model.to("meta")
+
+
+def build_backbone(model_name: str, num_classes: int = 10, weights: str | None = None,
+                   device: str | torch.device = "cpu") -> tuple[nn.Module, list[str]]:
+    """The plain torchvision model with ``num_classes`` outputs, and the layers left random.
+
+    ``weights``: None or "" (random init), ``"imagenet"`` (torchvision's default weights enum,
+    from the torch hub cache or downloaded when online), or a path to a state dict in
+    torchvision's layout. Layers whose shapes differ from the weights (the classifier head when
+    ``num_classes != 1000``) keep their random init and are returned by name.
+    On ``device="meta"`` weights are checked for availability but not loaded.
+    """
+    check_model_name(model_name)
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise StrategyError(f"num_classes must be a positive integer, got {num_classes!r}")
+    meta = torch.device(device).type == "meta"
+    weights = weights or None
+    if weights is None:
+        model = _construct(model_name, num_classes, meta)
+        return model.to(device), []
+    if weights == "imagenet":
+        weights_enum = _imagenet_weights(model_name)
+        if meta:
+            return _construct(model_name, num_classes, meta=True), []
+        pretrained = _construct(model_name, 1000, meta=False, weights=weights_enum)
+        fresh = _construct(model_name, num_classes, meta=False)
+        reinit = _transplant_mismatched(pretrained, fresh)
+        return pretrained.to(device), reinit
+    path = Path(weights)
+    if not path.is_file():
+        raise StrategyError(
+            f"bad weights {weights!r}: valid values are none (random init), 'imagenet', or the "
+            "path to an existing state-dict file")
+    model = _construct(model_name, num_classes, meta)
+    if meta:
+        return model, []
+    state = _read_state_dict(path)
+    if any(k.startswith("backbone.") for k in state):
+        # An AdaptedModel checkpoint: build() loads it after adaptation.
+        return model.to(device), []
+    reinit = load_matching(model, state, source=str(path))
+    return model.to(device), reinit
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise StrategyError(f"cannot read weights file {path}: {exc}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise StrategyError(f"weights file {path} does not hold a state dict")
+    return state
+
+
+def load_matching(model: nn.Module, state: dict[str, Tensor], source: str) -> list[str]:
+    """Load every tensor whose name and shape match; return the layers left as initialised.
+
+    Names missing from ``state`` or unexpected in it (other than auxiliary heads) mean the file
+    belongs to another model: that is an error, not a silent partial load.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own and not k.startswith(_AUX_PREFIXES)]
+    if missing or unexpected:
+        raise StrategyError(
+            f"weights {source} do not fit {type(model).__name__}: missing {missing[:5]}"
+            f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+            f"{'...' if len(unexpected) > 5 else ''}")
+    matching = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    model.load_state_dict(matching, strict=False)
+    skipped = [k for k in own if k not in matching]
+    return list(dict.fromkeys(k.rsplit(".", 1)[0] for k in skipped))
+
+
+def _transplant_mismatched(target: nn.Module, donor: nn.Module) -> list[str]:
+    """Replace every leaf of ``target`` whose parameter shapes differ from ``donor``'s."""
+    replaced = []
+    donor_modules = dict(donor.named_modules())
+    for name, module in list(target.named_modules()):
+        other = donor_modules.get(name)
+        if other is None or next(module.children(), None) is not None:
+            continue
+        mine = {k: v.shape for k, v in module.named_parameters(recurse=False)}
+        theirs = {k: v.shape for k, v in other.named_parameters(recurse=False)}
+        if mine != theirs:
+            target.set_submodule(name, other)
+            replaced.append(name)
+    return replaced
+
+
+def _online(url: str, timeout_s: float = 3.0) -> bool:
+    """Can we open a TCP connection to ``url``'s host within ``timeout_s``? Never hangs."""
+    if os.environ.get("ADAPTBENCH_OFFLINE"):
+        return False
+    host = urlparse(url).hostname or ""
+    result: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout_s).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    # getaddrinfo has no timeout of its own: run it on a daemon thread and stop waiting.
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(result and result[0])
+
+
+def _imagenet_weights(model_name: str) -> Any:
+    """torchvision's DEFAULT ImageNet weights enum, after making sure the file is obtainable."""
+    weights = torchvision.models.get_model_weights(model_name).DEFAULT
+    filename = Path(urlparse(weights.url).path).name
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if cached.is_file() or _online(weights.url):
+        return weights
+    raise StrategyError(
+        f"ImageNet weights for {model_name} are not cached at {cached} and this machine is "
+        f"offline. Fix: on a machine with network run `python -c \"import torchvision; "
+        f"torchvision.models.get_model_weights('{model_name}').DEFAULT.get_state_dict()\"`, copy "
+        f"~/.cache/torch/hub/checkpoints/{filename} to {cached.parent}/ here (or point TORCH_HOME "
+        f"at a copy), or pass weights=<path to a state dict>; weights=None trains from scratch.")
+
+
+def build(model_name: str, spec: str, num_classes: int = 10, weights: str | None = None,
+          device: str | torch.device = "cpu", *, input_px: int = 28) -> AdaptedModel:
+    """Build ``model_name`` adapted by ``spec``: raw ``(N, 1, input_px, input_px)`` -> logits.
+
+    The model is initialised on the CPU (same random init on every device, given the seed) and
+    then moved to ``device``; ``device="meta"`` builds a weightless model for shape checks.
+    Raises :class:`StrategyError` for a bad spec, model or weights, and
+    :class:`NotApplicableError` when the strategy does not fit the model's family.
+    """
+    parsed = parse_spec(spec)
+    check_model_name(model_name)
+    if not isinstance(input_px, int) or input_px < 1:
+        raise StrategyError(f"input_px must be a positive integer, got {input_px!r}")
+    dev = torch.device(device)
+    meta = dev.type == "meta"
+    backbone, reinit = build_backbone(model_name, num_classes, weights,
+                                      device="meta" if meta else "cpu")
+    model = adapt(backbone, model_name, parsed, input_px=input_px, num_classes=num_classes,
+                  reinitialized=reinit)
+    if weights and weights != "imagenet" and not meta:
+        state = _read_state_dict(Path(weights))
+        if any(k.startswith("backbone.") for k in state):
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                raise StrategyError(
+                    f"weights {weights} do not fit {model_name} with {model.spec}: {exc}") from None
+            model.reinitialized = []
+    return model.to(dev)
