@@ -49,14 +49,17 @@ class Config:
     epochs: int = 1
     batch_size: int = 128
     optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 0.05  # peak learning rate, reached at the end of warm-up
+    # Defaults measured on MNIST: plain VGG16 (no BatchNorm) stayed at chance with lr 0.05
+    # (H100, full epoch); lr 0.02 with gradients clipped to norm 1 learned (73% after 125
+    # steps at 32 px on CPU) where lr 0.01 unclipped was still at 19%.
+    lr: float = 0.02  # peak learning rate, reached at the end of warm-up
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
     schedule: str = "cosine"  # cosine | onecycle | constant
     warmup_frac: float = 0.1  # fraction of all steps spent warming up linearly
     label_smoothing: float = 0.0
-    grad_clip: float = 0.0  # max grad norm; 0 disables clipping
+    grad_clip: float = 1.0  # max grad norm; 0 disables clipping
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds a grad scaler)
     channels_last: bool = False
     compile: bool = False  # torch.compile; compile time is reported as compile_s, never in throughput

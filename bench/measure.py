@@ -15,6 +15,7 @@ import shutil
 import statistics
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -283,14 +284,31 @@ def profile_steps(step: Callable[[], None], device: torch.device, active: int,
     activities = [ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
-    with profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=active),
-                 profile_memory=True, record_shapes=True) as prof:
-        for _ in range(active + 1):
-            step()
-            prof.step()
+    captured: list[Any] = []
+
+    def on_ready(prof: Any) -> None:
+        # Read the table here: newer torch releases clear events when a cycle ends.
+        captured.append(prof.key_averages())
+        if trace_path is not None:
+            trace_path.parent.mkdir(parents=True, exist_ok=True)
+            raw = trace_path.with_suffix("")  # x.json.gz -> x.json
+            prof.export_chrome_trace(str(raw))
+            with open(raw, "rb") as src, gzip.open(trace_path, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            raw.unlink()
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Pp]rofiler clears events.*")
+        with profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=active),
+                     profile_memory=True, record_shapes=True, on_trace_ready=on_ready) as prof:
+            for _ in range(active + 1):
+                step()
+                prof.step()
     synchronize(device)
     rows = []
-    for evt in prof.key_averages():
+    for evt in (captured[-1] if captured else []):
+        if evt.key.startswith("ProfilerStep"):
+            continue  # the per-step wrapper range, not an operator
         self_dev = getattr(evt, "self_device_time_total", 0.0) or 0.0
         rows.append({
             "op": evt.key,
@@ -302,11 +320,4 @@ def profile_steps(step: Callable[[], None], device: torch.device, active: int,
         })
     sort_key = "self_device_ms" if device.type == "cuda" else "self_cpu_ms"
     rows.sort(key=lambda r: r[sort_key], reverse=True)
-    if trace_path is not None:
-        trace_path.parent.mkdir(parents=True, exist_ok=True)
-        raw = trace_path.with_suffix("")  # x.json.gz -> x.json
-        prof.export_chrome_trace(str(raw))
-        with open(raw, "rb") as src, gzip.open(trace_path, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        raw.unlink()
     return rows[:top_k]

@@ -324,7 +324,7 @@ def comparison_table(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
             d = welch_diff_ci(table.at[i, "_acc_values"], table.at[best, "_acc_values"],
                               confidence)
             table.loc[i, ["diff_vs_best", "diff_ci_lo", "diff_ci_hi"]] = [d.diff, d.lo, d.hi]
-            if not math.isnan(d.lo):
+            if not pd.isna(d.lo):
                 table.loc[i, "diff_significant"] = d.significant
     return table.drop(columns="_acc_values")
 
@@ -337,7 +337,7 @@ _DASH = "—"
 
 def _fmt(value: float, digits: int = 3) -> str:
     """Three significant figures, thousands separators from 1,000; NaN -> em dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or pd.isna(value):
         return _DASH
     if abs(value) >= 1000:
         return f"{value:,.0f}"
@@ -345,7 +345,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def _fmt_duration(seconds: float) -> str:
-    if math.isnan(seconds):
+    if pd.isna(seconds):
         return _DASH
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -355,7 +355,7 @@ def _fmt_duration(seconds: float) -> str:
 
 
 def _pct(fraction: float, decimals: int = 2) -> str:
-    return _DASH if math.isnan(fraction) else f"{100 * fraction:.{decimals}f}"
+    return _DASH if pd.isna(fraction) else f"{100 * fraction:.{decimals}f}"
 
 
 def _md_escape(text: str) -> str:
@@ -368,7 +368,7 @@ def _bold_best(values: pd.Series, texts: list[str], higher_is_better: bool) -> l
     if len(valid) < 2 or valid.nunique() < 2:
         return texts
     best = valid.max() if higher_is_better else valid.min()
-    return [f"**{t}**" if (not math.isnan(v) and v == best) else t
+    return [f"**{t}**" if (not pd.isna(v) and v == best) else t
             for v, t in zip(values, texts, strict=True)]
 
 
@@ -402,15 +402,15 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
         else:
             acc.append(f"{_pct(r['test_acc_mean'])} ± {_pct(r['test_acc_std'])} "
                        f"(n={r['test_acc_n']})")
-    ci = [f"[{_pct(lo)}, {_pct(hi)}]" if not math.isnan(lo) else _DASH
+    ci = [f"[{_pct(lo)}, {_pct(hi)}]" if not pd.isna(lo) else _DASH
           for lo, hi in zip(t["test_acc_ci_lo"], t["test_acc_ci_hi"], strict=True)]
     diff = []
     for _, r in t.iterrows():
         if r["is_best"]:
             diff.append("best")
-        elif math.isnan(r["diff_vs_best"]):
+        elif pd.isna(r["diff_vs_best"]):
             diff.append(_DASH)
-        elif math.isnan(r["diff_ci_lo"]):
+        elif pd.isna(r["diff_ci_lo"]):
             diff.append(f"{100 * r['diff_vs_best']:+.2f} (no CI, n<2)")
         else:
             ns = "" if r["diff_significant"] else " n.s."
@@ -442,7 +442,7 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
         ("GFLOPs/img", _bold_best(t["gflops_fwd_per_img"],
                                   [_fmt(v) for v in t["gflops_fwd_per_img"]], False), True),
         ("params M", [_fmt(v / 1e6) for v in t["params"]], True),
-        ("input px", [_DASH if math.isnan(v) else f"{v:.0f}" for v in t["effective_input_px"]],
+        ("input px", [_DASH if pd.isna(v) else f"{v:.0f}" for v in t["effective_input_px"]],
          True),
         ("status", status_cells, False),
     ]

@@ -110,13 +110,10 @@ def inspect_on_meta(cell: Cell, num_classes: int) -> dict[str, Any]:
     import strategies
 
     try:
-        with torch.device("meta"):
-            model = strategies.build(cell.model, cell.strategy, num_classes=num_classes)
+        model = strategies.build(cell.model, cell.strategy, num_classes=num_classes,
+                                 device="meta")
     except strategies.StrategyError as exc:
         raise Incompatible(str(exc)) from exc
-    except Exception:
-        # A few models (RegNet) cannot be built on meta: count on a real CPU build instead.
-        model = strategies.build(cell.model, cell.strategy, num_classes=num_classes)
     try:
         gflops = measure.forward_gflops_per_img(model)
     except RuntimeError as exc:
@@ -273,6 +270,7 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     mean, std = info.mean, info.std
     eval_x, eval_y = (splits.val_x, splits.val_y) if splits.val_x is not None else (
         splits.test_x, splits.test_y)
+    split_name = "val" if splits.val_x is not None else "test"
 
     torch.manual_seed(cell.seed)
     weights = cfg.weights or None
@@ -351,6 +349,8 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
             "test_acc": acc, "epoch_s": epoch_times[-1] if epoch_times else float("nan"),
             "elapsed_s": train_s, "per_class_acc": [round(a, 5) for a in per_class],
         })
+        print(f"  epoch {epoch_pos:g}: train_loss {mean_loss:.4f} {split_name}_acc {acc:.4f} "
+              f"train {train_s:.1f} s, eval {len(eval_y) / rate:.1f} s", flush=True)
         if acc >= cfg.target_acc and "time_to_target_s" not in row:
             row["time_to_target_s"] = train_s
             row["epochs_to_target"] = round(epoch_pos, 4)
