@@ -70,23 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    """The exception types that mean bad input (exit 2)."""
+    """The exception types that mean bad input (exit 2).
+
+    Asked after the failure, and only of modules already imported: a module that was never
+    imported raised nothing, and importing strategies or bench.data (torch) just to name their
+    error types would cost a bad ``--profile`` several seconds.
+    """
     from bench.config import ConfigError
     from bench.results import ResultsError
 
     errors: list[type[BaseException]] = [ConfigError, ResultsError]
-    try:
-        from strategies import StrategyError
-
-        errors.append(StrategyError)
-    except ImportError:
-        pass
-    try:
-        from bench.data import DataError
-
-        errors.append(DataError)
-    except ImportError:
-        pass
+    for module, name in (("strategies", "StrategyError"), ("bench.data", "DataError")):
+        error = getattr(sys.modules.get(module), name, None)
+        if error is not None:
+            errors.append(error)
     return tuple(errors)
 
 
@@ -153,12 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         only=args.only, force=args.force, shard=args.shard, quiet=getattr(args, "quiet", False),
         device=args.device, ddp=getattr(args, "ddp", False),
         command_line=shlex.join([sys.executable, "-m", "bench", *argv]))
-    errors = _known_errors()
     try:
         if args.command == "plan":
             return sweep.run_plan(opts, fast=args.fast)
         return sweep.run_sweep(opts)
-    except errors as exc:
+    except Exception as exc:
+        if not isinstance(exc, _known_errors()):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,10 +16,25 @@ crash, an OOM kill or a hang costs one cell, not the sweep::
 written atomically at the very end, so its presence means the child finished. Everything the
 child prints on stdout (per-epoch lines) is relayed by the sweep; stderr goes to a log.
 
-Test hook: ``ADAPTBENCH_CELL_IMPL="module:function"`` (or ``"/path/file.py:function"``) swaps
-:func:`bench.train.run_cell` for a stand-in with the same signature; that module's
-``estimate_cell_s``, if it has one, replaces :func:`bench.train.estimate_cell_s` too. Only the
-tests set it.
+The cell dies with the sweep: on Linux it asks the kernel for SIGKILL when its parent dies
+(``PR_SET_PDEATHSIG``), so a sweep killed with ``kill -9`` leaves no orphaned cell holding a
+GPU or the CPU while the rerun measures.
+
+Test hooks (only the tests set them):
+
+- ``ADAPTBENCH_CELL_IMPL="module:function"`` (or ``"/path/file.py:function"``) swaps
+  :func:`bench.train.run_cell` for a stand-in with the same signature; that module's
+  ``estimate_cell_s``, if it has one, replaces :func:`bench.train.estimate_cell_s` too.
+- ``ADAPTBENCH_INJECT_FAULT="kind@step[:arg]"`` is read by :mod:`bench.train` (``nan``, ``oom``,
+  ``slow``, ``kill``, ``hang``). Here it may also name cells:
+  ``"resnet18/repeat3=kill@1;resnet18/conv1=oom@1"`` gives each named ``model/strategy`` its
+  fault and the other cells none (the child narrows it to the plain form before the cell runs).
+- ``ADAPTBENCH_CELL_RLIMIT_AS_MIB="N"`` caps the cell's address space (``setrlimit(RLIMIT_AS)``)
+  at N MiB; ``"+N"`` at N MiB above what the process has mapped once torch and the engine are
+  imported (the CUDA libraries alone map gigabytes, so a relative cap is what a test can use).
+  A soft limit, set just before :func:`~bench.train.run_cell` and lifted after it, so the
+  result is still written; per-cell form as above (``"resnet18/pad32=+64"``). A CPU tool:
+  CUDA needs far more address space than memory.
 """
 
 from __future__ import annotations
@@ -36,6 +51,8 @@ from pathlib import Path
 from typing import Any
 
 IMPL_ENV = "ADAPTBENCH_CELL_IMPL"
+FAULT_ENV = "ADAPTBENCH_INJECT_FAULT"
+RLIMIT_ENV = "ADAPTBENCH_CELL_RLIMIT_AS_MIB"
 
 
 def _load_impl() -> tuple[Callable[..., Any], Callable[..., float]]:
@@ -83,6 +100,75 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _for_cell(value: str, cell: Any) -> str:
+    """A test hook's value for this cell: ``"SPEC"`` (every cell) or ``"m/s=SPEC;m/s=SPEC"``."""
+    if "=" not in value:
+        return value.strip()
+    me = f"{cell.model}/{cell.strategy}"
+    for item in value.split(";"):
+        name, _, spec = item.partition("=")
+        if name.strip() == me:
+            return spec.strip()
+    return ""
+
+
+def _scope_test_hooks(cell: Any) -> None:
+    """Narrow the fault and memory-cap hooks to this cell (see the module docstring)."""
+    for name in (FAULT_ENV, RLIMIT_ENV):
+        value = _for_cell(os.environ.get(name, ""), cell)
+        if value:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
+
+
+def _apply_memory_cap() -> tuple[int, int] | None:
+    """Lower the soft RLIMIT_AS for the cell; returns the limits to restore afterwards."""
+    text = os.environ.get(RLIMIT_ENV, "")
+    if not text:
+        return None
+    import re
+    import resource
+
+    limit = int(float(text.lstrip("+")) * 2**20)
+    if text.startswith("+"):
+        status = Path("/proc/self/status").read_text()
+        limit += int(re.search(r"VmSize:\s+(\d+) kB", status).group(1)) * 1024
+    old = resource.getrlimit(resource.RLIMIT_AS)
+    if old[1] != resource.RLIM_INFINITY:
+        limit = min(limit, old[1])
+    # Only the soft limit: it is raised again after the cell, so the result can be written.
+    resource.setrlimit(resource.RLIMIT_AS, (limit, old[1]))
+    print(f"[bench.cell] address space capped at {limit / 2**20:.0f} MiB ({RLIMIT_ENV}={text})",
+          file=sys.stderr, flush=True)
+    return old
+
+
+def _lift_memory_cap(old: tuple[int, int] | None) -> None:
+    if old is not None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, old)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this process SIGKILL when the sweep that started it dies.
+
+    Without it, ``kill -9`` of the sweep orphans the running cell, which keeps its GPU (or a
+    hung cell sleeps forever) while the rerun measures the same cell. A sweep killed in the
+    instant between this process starting and this call still orphans it (rare).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp = Path(f"{path}.tmp")
     tmp.write_text(json.dumps(_jsonable(payload)))
@@ -107,6 +193,8 @@ def run(spec_path: Path, result_path: Path) -> int:
     run_cell, _ = _load_impl()
     out_dir = Path(spec["out_dir"]) if spec.get("out_dir") else None
     measure_only = bool(spec.get("measure_only"))
+    _scope_test_hooks(cell)
+    capped = _apply_memory_cap()
     try:
         res = run_cell(cfg, cell, device=spec["device"], measure_only=measure_only,
                        out_dir=out_dir)
@@ -117,6 +205,8 @@ def run(spec_path: Path, result_path: Path) -> int:
         payload = {"row": {"status": "oom" if _is_oom(exc) else "error",
                            "reason": f"{type(exc).__name__}: {first}".rstrip(": ")},
                    "history": [], "ops": []}
+    finally:
+        _lift_memory_cap(capped)
     payload["provenance"] = _provenance(spec["device"])
     write_json(result_path, payload)
     return 0
@@ -159,4 +249,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    _die_with_parent()  # only as the sweep's child, never when main() is called in-process
     sys.exit(main())

@@ -68,6 +68,7 @@ KINDS: dict[str, tuple[str, ...]] = {"runs": RUN_COLUMNS, "history": HISTORY_COL
                                      "ops": OPS_COLUMNS}
 
 STATUSES = ("ok", "incompatible", "diverged", "oom", "error", "timeout")
+MODES = ("full", "measure-only")
 # Resume rule: a cell whose row has one of these statuses is done and is skipped on a rerun.
 # ``error`` and ``timeout`` are treated as transient (a crash, a kill, a busy machine) and are
 # retried. ``--force`` reruns everything.
@@ -210,7 +211,7 @@ def read_csv(path: Path, kind: str) -> list[dict[str, str]]:
             f"{'; same names, different order' if not missing and not extra else ''}). "
             "It was written by another version or edited by hand: move it away, or use "
             "--results-dir for a fresh directory.")
-    rows = []
+    rows, line_nos = [], []
     for line_no, fields in enumerate(reader, start=2):
         if not fields:
             continue
@@ -220,12 +221,24 @@ def read_csv(path: Path, kind: str) -> list[dict[str, str]]:
                 "(a truncated or hand-edited row). Fix or remove that line, or move the file "
                 "away.")
         rows.append(dict(zip(columns, fields, strict=True)))
+        line_nos.append(line_no)
     if kind == "runs":
         versions = {r["schema_version"] for r in rows}
         if versions - {str(SCHEMA_VERSION)}:
             raise ResultsError(
                 f"{path} mixes schema versions {sorted(versions)}; this harness writes version "
                 f"{SCHEMA_VERSION}. Move the file away or use --results-dir.")
+        # Resume trusts cell_hash and status: an edited one would silently rerun a cell (or
+        # keep a row no cell matches), so refuse it like a truncated row.
+        for line_no, row in zip(line_nos, rows, strict=True):
+            problem = ("empty cell_hash" if not row["cell_hash"]
+                       else f"status {row['status']!r} is not one of {', '.join(STATUSES)}"
+                       if row["status"] not in STATUSES
+                       else f"mode {row['mode']!r} is not one of {', '.join(MODES)}"
+                       if row["mode"] not in MODES else "")
+            if problem:
+                raise ResultsError(f"{path}, line {line_no}: {problem} (a hand-edited row?). "
+                                   "Fix or remove that line, or move the file away.")
     return rows
 
 

@@ -205,6 +205,36 @@ def validate_grid(cfg: Config) -> None:
         strategies.parse_spec(spec)  # StrategyError names the bad part and the valid ones
 
 
+def validate_data(cfg: Config) -> None:
+    """The data the grid needs: an existing data root, subset and batch sizes that fit each
+    dataset, no corrupt cache. Raises DataError / ConfigError (exit 2) naming the bad value.
+
+    Every cell would otherwise fail the same way in its own process, one error row each (and
+    a mistyped data root would be created and filled from the network by the first cell).
+    """
+    from bench import data as data_mod
+
+    root = cfg.data_root or os.environ.get(data_mod.ENV_ROOT, "")
+    if root and not Path(root).expanduser().is_dir():
+        name = "data_root" if cfg.data_root else f"${data_mod.ENV_ROOT}"
+        raise data_mod.DataError(
+            f"{name} {root!r} does not exist or is not a directory; fill it with `python -m "
+            f"bench data fetch --data-root {root}`, or leave data_root empty for ./data")
+    for dataset in cfg.datasets:
+        info = data_mod.DATASETS[dataset]
+        if info.train_count and info.test_count:
+            data_mod._check_sizes(info, info.train_count, info.test_count, cfg.train_size,
+                                  cfg.test_size, cfg.val_size)
+            n_train = cfg.train_size or info.train_count - cfg.val_size
+            if cfg.batch_size > n_train:
+                raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {dataset} "
+                                  f"training set of this grid ({n_train} images): no full batch "
+                                  f"to train on; valid: batch_size <= {n_train}")
+        status = data_mod.cache_status(dataset, cfg.data_root or None)  # ~0.3 s for MNIST
+        if status["status"] == "corrupt":
+            raise data_mod.DataError(status["error"])
+
+
 _ONLY_KEYS = {"dataset": "datasets", "model": "models", "strategy": "strategies", "seed": "seeds"}
 
 
@@ -626,6 +656,7 @@ def prepare(opts: SweepOptions, dist: Dist | None = None) -> Prepared:
     profile, _ = resolve_profile(opts.profile)
     cfg = config_mod.load(profile, opts.overrides)
     validate_grid(cfg)
+    validate_data(cfg)
     if opts.ddp:
         raise ConfigError("--ddp (one cell data-parallel across ranks) is not implemented yet; "
                           "run without --ddp: under torchrun the ranks split the cells instead")

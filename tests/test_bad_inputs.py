@@ -1,0 +1,240 @@
+"""Bad inputs: one clear line naming the bad value, exit code 2, and not one results file touched.
+
+Every case runs against a results directory that already holds a finished run (two stand-in
+cells: runs.csv, history.csv, ops.csv, config.toml, env.json, runs.lock). Before and after, the
+bytes and modification times of every file in it are compared: a refused command writes nothing,
+not even the lock file. The cases go through ``bench.__main__.main`` in this process (argument
+parsing and validation come before any cell starts); a few also run as ``python -m bench`` to
+prove the exit code end to end. The README's bad-input table lists the same cases.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import results
+from bench.__main__ import main
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+FAKE_IMPL = f"{TESTS / 'test_sweep.py'}:fake_run_cell"
+HOOKS = ("ADAPTBENCH_CELL_IMPL", "ADAPTBENCH_INJECT_FAULT", "ADAPTBENCH_CELL_RLIMIT_AS_MIB",
+         "ADAPTBENCH_FAKE", "ADAPTBENCH_DATA")
+GRID = ["--set", "models=resnet18", "--set", "strategies=repeat3,conv1", "--set", "train_size=64",
+        "--set", "test_size=40", "--set", "batch_size=16"]
+
+
+def smoke(*args: str) -> list[str]:
+    """``run --profile smoke`` with the prior run's grid, then ``args`` (later --set wins)."""
+    return ["run", "--profile", "smoke", *GRID, *args]
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# (argv, text stderr must contain). {results} is the results directory, {inputs} a folder of
+# bad profiles and data roots. run/plan get --results-dir {results} --device cpu unless given.
+CASES = [
+    # profiles and config files
+    pytest.param(["run", "--profile", "nope"], "unknown profile 'nope'", id="unknown profile"),
+    pytest.param(["run", "--profile", "{inputs}/none.toml"], "none.toml",
+                 id="profile file missing"),
+    pytest.param(["run", "--profile", "{inputs}/dir.toml"], "dir.toml",
+                 id="profile path unreadable (a directory)"),
+    pytest.param(["run", "--profile", "{inputs}/invalid.toml"], "invalid.toml is not valid TOML",
+                 id="profile not TOML"),
+    pytest.param(["run", "--profile", "{inputs}/latin1.toml"], "cannot read profile",
+                 id="profile not UTF-8"),
+    pytest.param(["run", "--profile", "{inputs}/table.toml"], "unknown table [train]",
+                 id="unknown table in profile"),
+    pytest.param(["run", "--profile", "{inputs}/type.toml"], "bad value 'two' for 'epochs'",
+                 id="wrong type in profile"),
+    # keys and values
+    pytest.param(smoke("--set", "epoch=1"), "unknown config key 'epoch'", id="unknown key"),
+    pytest.param(smoke("--set", "epochs"), "bad override 'epochs'", id="override without ="),
+    pytest.param(smoke("--set", "epochs=two"), "bad value 'two' for 'epochs'",
+                 id="non-numeric int"),
+    pytest.param(smoke("--set", "lr=fast"), "bad value 'fast' for 'lr'", id="non-numeric float"),
+    pytest.param(smoke("--set", "seeds=0,a"), "bad value '0,a' for 'seeds'",
+                 id="non-numeric seed"),
+    pytest.param(smoke("--set", "channels_last=maybe"), "bad value 'maybe' for 'channels_last'",
+                 id="not a boolean"),
+    pytest.param(smoke("--set", "precision=fp8"), "bad value 'fp8' for 'precision'; valid: fp32",
+                 id="unknown precision"),
+    pytest.param(smoke("--set", "optimizer=adam"), "'adam' for 'optimizer'; valid: sgd, adamw",
+                 id="unknown optimizer"),
+    pytest.param(smoke("--set", "epochs=0"), "epochs must be > 0, got 0", id="zero epochs"),
+    pytest.param(smoke("--set", "epochs=-1"), "epochs must be > 0, got -1",
+                 id="negative epochs"),
+    pytest.param(smoke("--set", "batch_size=0"), "batch_size must be > 0, got 0",
+                 id="zero batch size"),
+    pytest.param(smoke("--set", "batch_size=-16"), "batch_size must be > 0, got -16",
+                 id="negative batch size"),
+    pytest.param(smoke("--set", "train_size=-5"), "train_size must be >= 0, got -5",
+                 id="negative subset"),
+    pytest.param(smoke("--set", "warmup_frac=1.5"), "warmup_frac must be in [0, 1), got 1.5",
+                 id="fraction out of range"),
+    pytest.param(smoke("--set", "cell_timeout_s=0"), "cell_timeout_s must be > 0",
+                 id="zero timeout"),
+    pytest.param(smoke("--set", "seeds=0,0"), "seeds lists a value twice",
+                 id="duplicate seed"),
+    pytest.param(smoke("--set", "models="), "bad value '' for 'models'", id="empty grid list"),
+    # the grid
+    pytest.param(smoke("--set", "models=resnet18,vgg17"), "unknown model 'vgg17'",
+                 id="unknown model"),
+    pytest.param(smoke("--set", "strategies=repeat4"), "unknown adapter 'repeat4'",
+                 id="unknown strategy"),
+    pytest.param(smoke("--set", "strategies=repeat3+"), "malformed strategy 'repeat3+'",
+                 id="malformed strategy spec"),
+    pytest.param(smoke("--set", "strategies=resize224+repeat3"),
+                 "malformed strategy 'resize224+repeat3'", id="strategy parts swapped"),
+    pytest.param(smoke("--set", "strategies=resize0"), "'resize0'", id="bad strategy parameter"),
+    pytest.param(smoke("--set", "datasets=cifar10"), "unknown dataset 'cifar10'",
+                 id="unknown dataset"),
+    # data
+    pytest.param(smoke("--set", "train_size=70000"), "train_size=70000 is larger than the mnist",
+                 id="train subset larger than the dataset"),
+    pytest.param(smoke("--set", "test_size=20000"), "test_size=20000 is larger than the mnist",
+                 id="test subset larger than the dataset"),
+    pytest.param(smoke("--set", "val_size=60000"), "val_size=60000 leaves no mnist training",
+                 id="validation split takes everything"),
+    pytest.param(smoke("--set", "batch_size=128"), "batch_size=128 is larger than the mnist",
+                 id="batch larger than the training subset"),
+    pytest.param(smoke("--set", "data_root={inputs}/nowhere"), "nowhere' does not exist",
+                 id="missing data root"),
+    pytest.param(smoke("--set", "data_root={inputs}/corrupt"), "manifest.json is unreadable",
+                 id="corrupt data cache"),
+    # selection, devices, results directory
+    pytest.param(smoke("--shard", "3/2"), "bad --shard '3/2'", id="shard 3/2"),
+    pytest.param(smoke("--shard", "a/b"), "bad --shard 'a/b'", id="shard not numbers"),
+    pytest.param(smoke("--only", "model=resnet50"), "'resnet50' is not in this profile's models",
+                 id="only: value not in the grid"),
+    pytest.param(smoke("--only", "colour=red"), "bad --only item 'colour=red'",
+                 id="only: unknown key"),
+    pytest.param(smoke("--device", "tpu"), "unknown device 'tpu'", id="unknown device"),
+    pytest.param(smoke("--device", "cuda"), "CUDA is not available", id="cuda without a GPU",
+                 marks=pytest.mark.skipif("_cuda()", reason="this machine has CUDA")),
+    pytest.param(smoke("--results-dir", "{results}/runs.csv"), "runs.csv cannot be created",
+                 id="results dir is a file"),
+    pytest.param(smoke("--ddp"), "--ddp", id="ddp not implemented"),
+    # the command line itself and the other commands
+    pytest.param(["frob"], "invalid choice: 'frob'", id="unknown command"),
+    pytest.param(["run"], "--profile", id="missing --profile"),
+    pytest.param(["plan", "--profile", "smoke", "--set", "epochs=zero"], "'zero'",
+                 id="plan: bad value"),
+    pytest.param(["report", "{results}/missing"], "missing does not exist",
+                 id="report: no such directory"),
+    pytest.param(["report", "{results}", "--compat", "{inputs}/none.csv"], "none.csv",
+                 id="report: missing compat file"),
+    pytest.param(["data", "fetch", "--dataset", "cifar10", "--data-root", "{inputs}"],
+                 "unknown dataset 'cifar10'", id="data: unknown dataset"),
+]
+
+# Also run as `python -m bench` (a subprocess each) to prove the exit code end to end: two
+# refused before torch is imported (a fraction of a second), one after the grid is checked.
+END_TO_END = ["unknown profile", "non-numeric float", "missing data root"]
+
+
+@pytest.fixture(scope="module")
+def prior_run(tmp_path_factory) -> Path:
+    """A results directory from a finished two-cell run (stand-in cells: fast)."""
+    rdir = tmp_path_factory.mktemp("prior") / "results"
+    with pytest.MonkeyPatch.context() as mp:
+        for name in HOOKS:
+            mp.delenv(name, raising=False)
+        mp.setenv("ADAPTBENCH_CELL_IMPL", FAKE_IMPL)
+        assert main(["run", "--profile", "smoke", "--results-dir", str(rdir), "--device", "cpu",
+                     "--quiet", *GRID]) == 0
+    assert len(results.read_csv(rdir / "runs.csv", "runs")) == 2
+    return rdir
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """Bad profiles and data roots."""
+    d = tmp_path_factory.mktemp("inputs")
+    (d / "dir.toml").mkdir()
+    (d / "invalid.toml").write_text("[recipe]\nepochs = = 1\n")
+    (d / "latin1.toml").write_bytes(b"# caf\xe9\n[recipe]\nepochs = 1\n")
+    (d / "table.toml").write_text('[grid]\nmodels = ["resnet18"]\n[train]\nepochs = 1\n')
+    (d / "type.toml").write_text('[recipe]\nepochs = "two"\n')
+    (d / "corrupt" / "cache" / "mnist").mkdir(parents=True)
+    (d / "corrupt" / "cache" / "mnist" / "manifest.json").write_text("{not json")
+    return d
+
+
+@pytest.fixture
+def results_dir(prior_run, tmp_path, monkeypatch) -> Path:
+    for name in HOOKS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ADAPTBENCH_CELL_IMPL", FAKE_IMPL)  # should anything start a cell
+    import shutil
+
+    rdir = tmp_path / "results"
+    shutil.copytree(prior_run, rdir)
+    return rdir
+
+
+def fill(argv: list[str], rdir: Path, inputs: Path) -> list[str]:
+    args = [a.replace("{results}", str(rdir)).replace("{inputs}", str(inputs)) for a in argv]
+    if args[0] in ("run", "plan") and len(args) > 1:
+        if "--results-dir" not in args:
+            args += ["--results-dir", str(rdir)]
+        if "--device" not in args:
+            args += ["--device", "cpu"]
+    return args
+
+
+def snapshot(rdir: Path) -> dict[str, tuple[bytes, int]]:
+    """Bytes and mtime (ns) of every file under ``rdir``, the lock file included."""
+    return {str(p.relative_to(rdir)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(rdir.rglob("*")) if p.is_file()}
+
+
+def call(args: list[str]) -> int:
+    try:
+        return main(args)
+    except SystemExit as exc:  # argparse's own errors
+        return int(exc.code or 0)
+
+
+def test_there_are_at_least_twenty_cases() -> None:
+    assert len(CASES) >= 20
+    ids = [c.id for c in CASES]
+    assert len(set(ids)) == len(ids) and set(END_TO_END) <= set(ids)
+
+
+@pytest.mark.parametrize("argv, expected", CASES)
+def test_bad_input_exits_2_names_the_value_and_changes_nothing(
+        argv, expected, results_dir, inputs, capsys) -> None:
+    before = snapshot(results_dir)
+    code = call(fill(argv, results_dir, inputs))
+    out, err = capsys.readouterr()
+    assert code == 2, out[-1500:] + err[-1500:]
+    assert expected in err
+    assert "Traceback" not in err and "cells to run" not in out  # refused before any cell
+    assert snapshot(results_dir) == before
+
+
+@pytest.mark.slow
+def test_bad_inputs_exit_2_from_the_real_command_line(results_dir, inputs) -> None:
+    cases = {c.id: c.values for c in CASES if c.id in END_TO_END}
+    before = snapshot(results_dir)
+    procs = {}
+    for name, (argv, expected) in cases.items():  # started together: ~one torch import of wall
+        procs[name] = (subprocess.Popen([sys.executable, "-m", "bench",
+                                         *fill(argv, results_dir, inputs)],
+                                        cwd=REPO, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True), expected)
+    for name, (proc, expected) in procs.items():
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 2, (name, err[-2000:])
+        assert expected in err and err.startswith("error: ") and "Traceback" not in err, name
+    assert snapshot(results_dir) == before
