@@ -138,9 +138,10 @@ def _coerce(key: str, value: Any) -> Any:
             return float(value)
         return str(value)
     except (TypeError, ValueError) as exc:
+        expected = (("comma-separated list of " + ("int" if key == "seeds" else "str"))
+                    if isinstance(default, tuple) else type(default).__name__)
         raise ConfigError(
-            f"bad value {value!r} for {key!r} (expected {type(default).__name__}"
-            f"{' list' if isinstance(default, tuple) else ''}): {exc}") from None
+            f"bad value {value!r} for {key!r} (expected {expected}): {exc}") from None
 
 
 _CHOICES = {

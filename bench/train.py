@@ -96,7 +96,10 @@ def _inject(fault: tuple[str, int, float] | None, step: int, loss: torch.Tensor)
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    """CUDA OOM, or a host allocation refused (MemoryError, the CPU allocator's message)."""
+    text = str(exc).lower()
+    return (isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError))
+            or "out of memory" in text or "can't allocate memory" in text)
 
 
 # --- building -----------------------------------------------------------------------------

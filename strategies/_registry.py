@@ -201,7 +201,7 @@ def _parse_part(text: str) -> Part:
     match = _PART_RE.match(text)
     adapter = _ADAPTERS.get(match.group(1)) if match else None
     if adapter is None or adapter.arg == "none":
-        hint = difflib.get_close_matches(text, [*_ADAPTERS, *PRESETS], n=2)
+        hint = difflib.get_close_matches(text, list(dict.fromkeys([*_ADAPTERS, *PRESETS])), n=2)
         maybe = f" (did you mean {' or '.join(hint)}?)" if hint else ""
         raise StrategyError(f"unknown adapter {text!r}{maybe}; valid: {_valid_parts()}")
     raw = match.group(2)
