@@ -27,8 +27,13 @@ setup: $(STAMP) ## create .venv and install adaptbench with its pinned torch (on
 data: setup ## fetch MNIST and Fashion-MNIST into a verified cache under ./data
 	$(PY) -m bench data fetch --dataset all
 
+# `auto` resolves like `bench run --profile auto`: gpu with CUDA, else cpu.
+RESOLVED = $(if $(filter auto,$(PROFILE)),$$($(PY) -c 'import torch; print("gpu" if torch.cuda.is_available() else "cpu")'),$(PROFILE))
+
 bench: data ## run the default benchmark for this hardware (gpu profile with CUDA, else cpu) and report
 	$(PY) -m bench run --profile $(PROFILE) $(ARGS)
+	$(PY) -m bench report results/$(RESOLVED)
+	@echo "results: results/$(RESOLVED)/ (summary.md, comparison.csv, charts/)"
 
 bench-micro: setup ## pytest-benchmark micro suite; JSON saved under results/micro/
 	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=results/micro --benchmark-autosave --benchmark-columns=min,median,max,rounds $(ARGS)

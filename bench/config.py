@@ -254,7 +254,7 @@ def cells(cfg: Config) -> list[Cell]:
 
 
 def cell_hash(cfg: Config, cell: Cell, device_kind: str = "") -> str:
-    """Short hash naming one experiment: the cell, every setting that affects it, the device kind.
+    """Short hash naming one experiment: the cell, every setting that affects it, the hardware.
 
     Resume keys on it, so changing the recipe or the device re-runs the cell.
     """

@@ -410,6 +410,7 @@ def plan_cells(cfg: Config, cells: list[Cell], device: str, *, timed: bool,
     the budget (timing a hopeless cell would take as long as the budget).
     """
     kind = device.split(":")[0]
+    hw = device_key(device)
     model = CostModel(kind)
     done = results.done_hashes(results_dir) if results_dir and results_dir.is_dir() else set()
     mo_rows = _measure_only_hashes(results_dir) if results_dir and results_dir.is_dir() else set()
@@ -434,7 +435,7 @@ def plan_cells(cfg: Config, cells: list[Cell], device: str, *, timed: bool,
             else:
                 est.source = "cost-model (timing failed)"
         mode = budget_mode(cfg, est.seconds)
-        h = config_mod.cell_hash(cfg, cell, kind)
+        h = config_mod.cell_hash(cfg, cell, hw)
         is_done = not force and h in done and (h not in mo_rows or mode == "measure-only")
         p = PlannedCell(i, cell, h, est, mode, is_done)
         planned.append(p)
@@ -779,6 +780,7 @@ def run_sweep(opts: SweepOptions) -> int:
 def _run_locked(prep: Prepared, opts: SweepOptions) -> int:
     cfg, dist, rdir = prep.cfg, prep.dist, prep.results_dir
     kind = prep.device.split(":")[0]
+    hw = device_key(prep.device)
     started = results.now_iso()
     lead = dist.rank == 0
     env_name = f"env{prep.suffix}.json"
@@ -807,7 +809,7 @@ def _run_locked(prep: Prepared, opts: SweepOptions) -> int:
     for index, cell in prep.mine:
         est = model.estimate(cfg, cell)
         mode = budget_mode(cfg, est.seconds)
-        h = config_mod.cell_hash(cfg, cell, kind)
+        h = config_mod.cell_hash(cfg, cell, hw)
         p = PlannedCell(index, cell, h, est, mode)
         if not opts.force and h in done and (h not in mo_done or mode == "measure-only"):
             p.done = True
@@ -968,6 +970,16 @@ def _parent_env() -> dict[str, str]:
     return _PARENT_ENV
 
 
+def device_key(device: str) -> str:
+    """What a cell's hash knows of the hardware: kind and model (``cpu|<CPU model>``).
+
+    The same machine resumes its own rows; another machine, even with published results in
+    the directory, runs every cell itself and adds its rows beside them (the report keeps
+    devices apart).
+    """
+    return f"{device.split(':')[0]}|{_parent_device_name(device)}"
+
+
 def _parent_device_name(device: str) -> str:
     try:
         return results.device_info(device)["device_name"]
@@ -977,7 +989,7 @@ def _parent_device_name(device: str) -> str:
 
 def print_summary(prep: Prepared, rdir: Path) -> None:
     """A table of the selected cells as recorded, and where the files are."""
-    wanted = {config_mod.cell_hash(prep.cfg, c, prep.device.split(":")[0]): c
+    wanted = {config_mod.cell_hash(prep.cfg, c, device_key(prep.device)): c
               for c in prep.cells}
     rows = {r["cell_hash"]: r for r in results.read_dir(rdir, "runs") if r["cell_hash"] in wanted}
     print()

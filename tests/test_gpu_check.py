@@ -1,0 +1,53 @@
+"""The one-shot GPU script, proven on CPU with --dry-run (the real run needs a lent GPU)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_dry_run_writes_every_file_and_ends_with_the_summary(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", "--dry-run", "--out", str(out),
+         "--only", "model=resnet18,strategy=repeat3", "--budget-s", "300"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    ceilings = json.loads((out / "ceilings.json").read_text())
+    assert ceilings["bf16_matmul_tflops"] > 0 and ceilings["copy_gb_s"] > 0
+    with open(out / "baseline.csv") as fh:
+        (base,) = list(csv.DictReader(fh))
+    assert float(base["naive_best_img_s"]) > 0 and float(base["ratio_fp32"]) > 0
+    with open(out / "gpu" / "runs.csv") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["model"] == "resnet18" and row["status"] == "ok"
+    assert float(row["mfu"]) > 0
+    tail = proc.stdout.strip().splitlines()
+    assert any("resnet18" in line and "repeat3" in line for line in tail[-4:])
+    assert (out / "gpu_check.log").read_text().count("== ") >= 4
+
+
+def test_without_cuda_the_real_run_refuses_cleanly(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    from bench import gpu_check
+
+    assert gpu_check.main(["--out", str(tmp_path)]) == 2
+
+
+def test_bad_budget_is_refused(tmp_path: Path) -> None:
+    from bench import gpu_check
+
+    with pytest.raises(SystemExit) as exc:
+        gpu_check.main(["--dry-run", "--budget-s", "0", "--out", str(tmp_path)])
+    assert exc.value.code == 2
