@@ -235,14 +235,15 @@ def run_cell(cfg: Config, cell: Cell, *, device: str | torch.device = "auto",
     except Diverged as exc:
         result.row.update(status="diverged", reason=str(exc))
     except Exception as exc:  # noqa: BLE001 - every failure must become a row, not a traceback
+        first_line = (str(exc).splitlines() or [""])[0]
         if _is_oom(exc):
             result.row.update(status="oom",
                               reason=f"out of memory at batch_size={cfg.batch_size}: "
-                                     f"{str(exc).splitlines()[0][:300]}")
+                                     f"{type(exc).__name__} {first_line[:300]}".rstrip())
         else:
             result.row.update(status="error",
-                              reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
-                              if str(exc) else type(exc).__name__)
+                              reason=f"{type(exc).__name__}: {first_line[:500]}"
+                              if first_line else type(exc).__name__)
     finally:
         if dev.type == "cuda":
             torch.cuda.empty_cache()

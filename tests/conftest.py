@@ -8,7 +8,8 @@ because pytest-benchmark refuses ``--benchmark-only`` together with ``--benchmar
 So: unless a benchmark option asks for timing (``--benchmark-only``, ``--benchmark-enable``,
 ``--benchmark-save``, ``--benchmark-autosave``, ``--benchmark-json``, ``--benchmark-compare``,
 ``--benchmark-histogram``), every benchmark body runs exactly once, untimed -- a broken
-benchmark still fails ``make test``, and ``make test`` stays fast. Keep only this hook here.
+benchmark still fails ``make test``, and ``make test`` stays fast. The second hook skips
+tests marked ``gpu`` on machines without CUDA. Keep suite-wide hooks only here.
 """
 
 from __future__ import annotations
@@ -34,3 +35,15 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # pytest-benchmark is not installed or was disabled with -p no:benchmark
     if not any(config.getoption(name, default=None) for name in _TIMING_OPTIONS):
         config.option.benchmark_disable = True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` skip cleanly, with the reason, on a machine without CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marked gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
