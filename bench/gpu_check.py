@@ -27,11 +27,9 @@ import argparse
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +41,6 @@ from bench import measure
 from bench.config import Cell, Config, load
 from bench.train import resolve_device, run_cell
 
-RESULT_FILES = ("runs.csv", "history.csv", "ops.csv", "env.json", "config.toml")
 BASELINE_MODELS = ("vgg16", "resnet50")
 
 # Dry run: the same code paths on CPU, sized to finish in a few minutes on 2 cores.
@@ -285,16 +282,13 @@ def main(argv: list[str] | None = None) -> int:
 
     log(f"== 3. sweep: profile {args.profile}")
     remaining = args.budget_s - (time.perf_counter() - t0) - 15
-    results_dir = Path(tempfile.mkdtemp(prefix="adaptbench-gpu-"))
+    # Straight into --out: if the caller's own timeout kills this process tree, the rows the
+    # sweep already wrote (atomically) are still there to come back.
+    results_dir = out / "gpu"
     sweep_sets = sets + [f"peak_tflops={peak}"]
     extra = ["--only", args.only] if args.only else []
     rc = run_sweep(args.profile, sweep_sets, results_dir, "cpu" if args.dry_run else "auto",
                    remaining, extra, log)
-    (out / "gpu").mkdir(exist_ok=True)
-    for name in RESULT_FILES:
-        if (results_dir / name).is_file():
-            shutil.copy2(results_dir / name, out / "gpu" / name)
-    shutil.rmtree(results_dir, ignore_errors=True)
 
     log(f"== 4. summary ({time.perf_counter() - t0:.0f} s, sweep exit {rc}); * = measure-only")
     log(f"  ceilings: bf16 {ceil['bf16_matmul_tflops']:.0f} TFLOP/s, tf32 "

@@ -354,6 +354,8 @@ def git_info(repo_dir: Path | None = None) -> dict[str, str]:
     """``{"git_sha": ..., "git_dirty": "true"|"false"}``; "unknown"/"" outside a git checkout.
 
     Untracked files are ignored (a fresh results directory must not make the tree "dirty").
+    Outside a checkout (a copied working tree, e.g. on a lent GPU machine) the commit can be
+    named by ``$ADAPTBENCH_GIT_SHA``; its dirty flag is then unknown ("").
     """
     repo_dir = Path(repo_dir or Path(__file__).resolve().parent.parent)
 
@@ -367,7 +369,7 @@ def git_info(repo_dir: Path | None = None) -> dict[str, str]:
 
     sha = git("rev-parse", "HEAD")
     if sha is None:
-        return {"git_sha": "unknown", "git_dirty": ""}
+        return {"git_sha": os.environ.get("ADAPTBENCH_GIT_SHA") or "unknown", "git_dirty": ""}
     status = git("status", "--porcelain", "--untracked-files=no")
     dirty = "" if status is None else ("true" if status.strip() else "false")
     return {"git_sha": sha.strip(), "git_dirty": dirty}
