@@ -17,6 +17,7 @@ Bad input (no rows, missing columns, mixed schema versions, unknown status) rais
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -35,7 +36,7 @@ RUN_KEY_COLUMNS = ("cell_hash", "dataset", "model", "strategy", "seed", "status"
                    "timestamp")
 RUN_NUMERIC_COLUMNS = ("test_acc", "best_acc", "target_acc", "time_to_target_s", "train_img_s",
                        "eval_img_s", "peak_mem_mib", "gflops_fwd_per_img", "params",
-                       "effective_input_px", "estimate_s")
+                       "effective_input_px", "estimate_s", "mfu")
 RUN_REQUIRED_COLUMNS = (*RUN_KEY_COLUMNS, "schema_version", "reason", "device_name",
                         *RUN_NUMERIC_COLUMNS)
 HISTORY_REQUIRED_COLUMNS = ("cell_hash", "dataset", "model", "strategy", "seed", "device_name",
@@ -300,6 +301,7 @@ def comparison_table(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
             "train_img_s_median": _median(g["train_img_s"]),
             "eval_img_s_median": _median(g["eval_img_s"]),
             "peak_mem_mib": _median(g["peak_mem_mib"]),
+            "mfu_median": _median(g["mfu"]),
             "gflops_fwd_per_img": _first(g["gflops_fwd_per_img"]),
             "params": _first(g["params"]),
             "effective_input_px": _first(g["effective_input_px"]),
@@ -437,6 +439,8 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
                                    [_fmt(v) for v in t["train_img_s_median"]], True), True),
         ("eval img/s", _bold_best(t["eval_img_s_median"],
                                   [_fmt(v) for v in t["eval_img_s_median"]], True), True),
+        ("MFU %", _bold_best(t["mfu_median"], [_DASH if pd.isna(v) else f"{100 * v:.1f}"
+                                               for v in t["mfu_median"]], True), True),
         ("peak MiB", _bold_best(t["peak_mem_mib"], [_fmt(v) for v in t["peak_mem_mib"]],
                                 False), True),
         ("GFLOPs/img", _bold_best(t["gflops_fwd_per_img"],
@@ -553,6 +557,7 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
         "strategy of the same table in percentage points with a Welch 95% CI — *n.s.* marks a "
         "gap the seeds cannot tell from zero. Throughput is the median over seeds; bold is the "
         "best of each column (higher accuracy and img/s; lower time, memory, GFLOPs). "
+        "MFU is training FLOP/s (3× the forward FLOPs) over the device's measured matmul peak. "
         "Measure-only and failed cells are listed with their reason, never dropped.",
         "",
         "## At a glance",
@@ -567,6 +572,7 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
         lines += ["", f"## {dataset} · {model} · {device_name}", "",
                   f"{len(t)} strategies{target_txt}", ""]
         lines += _table_markdown(t.reset_index(drop=True))
+    lines += gpu_check_markdown(results_dir)
     if charts or notes:
         lines += ["", "## Charts", ""]
         for path in charts:
@@ -577,6 +583,58 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
                 lines.append("")
         lines += [f"- {note}" for note in notes]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def gpu_check_markdown(results_dir: Path) -> list[str]:
+    """The ceilings and naive-baseline section, when ``python -m bench.gpu_check`` left its files.
+
+    ``ceilings.json`` and ``baseline.csv`` sit beside the sweep's CSVs when a gpu_check run is
+    published; without them this section is empty.
+    """
+    results_dir = Path(results_dir)
+    lines: list[str] = []
+    ceil_path, base_path = results_dir / "ceilings.json", results_dir / "baseline.csv"
+    if ceil_path.is_file():
+        try:
+            ceil = json.loads(ceil_path.read_text())
+            figures = [f"bf16 matmul {float(ceil['bf16_matmul_tflops']):.0f} TFLOP/s",
+                       f"TF32 matmul {float(ceil['tf32_matmul_tflops']):.0f} TFLOP/s",
+                       f"strict fp32 matmul {float(ceil['fp32_matmul_tflops']):.1f} TFLOP/s",
+                       f"device-to-device copy {float(ceil['copy_gb_s']):.0f} GB/s"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ReportError(f"{ceil_path} is not a gpu_check ceilings file ({exc!r}): "
+                              "regenerate it with python -m bench.gpu_check") from None
+        lines += ["", f"## Device ceilings ({ceil.get('device_name', UNKNOWN_DEVICE)})", "",
+                  "Measured by `python -m bench.gpu_check` (`ceilings.json`): "
+                  + ", ".join(figures) + "."]
+    if base_path.is_file():
+        base = _read_csv(base_path)
+        needed = ("model", "strategy", "batch_size", "naive_best_img_s", "harness_fp32_img_s",
+                  "ratio_fp32")
+        _check_columns(base, base_path, needed)
+        numeric = [c for c in base.columns if c.endswith(("_img_s", "batch_size"))
+                   or c.startswith("ratio_")]
+        _to_numeric(base, numeric, base_path)
+        other = [c[len("ratio_"):] for c in base.columns
+                 if c.startswith("ratio_") and c != "ratio_fp32"]
+        head = ["model", "strategy", "batch", "naive img/s (best of workers)",
+                "harness fp32 img/s", "ratio fp32"]
+        for p in other:
+            head += [f"harness {p} img/s", f"ratio {p}"]
+        lines += ["", "## Naive pipeline vs harness (training img/s, same model and batch)", "",
+                  "The write-up's pipeline: a `DataLoader` of PIL images with `Resize(224)` + "
+                  "`Grayscale(3)` + `ToTensor` on CPU workers, fp32, an untouched torchvision "
+                  "model; against the harness's `resize224` cell (`baseline.csv`).", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+        for _, r in base.iterrows():
+            cells = [str(r["model"]), f"`{r['strategy']}`", f"{int(r['batch_size'])}",
+                     _fmt(r["naive_best_img_s"]), _fmt(r["harness_fp32_img_s"]),
+                     f"{float(r['ratio_fp32']):.2f}×"]
+            for p in other:
+                cells += [_fmt(r.get(f"harness_{p}_img_s", math.nan)),
+                          f"{float(r[f'ratio_{p}']):.2f}×"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -603,6 +661,7 @@ def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
     table = comparison_table(runs)
 
     inputs = sorted(runs["source_file"].unique())
+    inputs += [n for n in ("ceilings.json", "baseline.csv") if (results_dir / n).is_file()]
     for stem, frame in (("history", history), ("ops", ops)):
         if frame is not None:
             inputs += [p.name for p in _files(results_dir, stem)]

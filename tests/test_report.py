@@ -230,3 +230,33 @@ def test_headline_table_is_compact(tmp_path):
     assert len(lines) == 2 + 7
     assert "| resnet18 | `resize32` | **95.00 ± 0.14** | 116 | 563 | ok |" in lines
     assert "| vgg16 | `repeat3` | — | — | — | incompatible |" in lines
+
+
+def _gpu_check_files(d: Path, ceilings: str | None = None) -> None:
+    """What python -m bench.gpu_check leaves beside the sweep's CSVs."""
+    (d / "ceilings.json").write_text(ceilings or (
+        '{"bf16_matmul_tflops": 700.4, "tf32_matmul_tflops": 350.0, "fp32_matmul_tflops": 50.0,'
+        ' "copy_gb_s": 2900.0, "device_name": "Fixture GPU"}'))
+    (d / "baseline.csv").write_text(
+        "model,strategy,batch_size,device_name,naive_w0_img_s,naive_w8_img_s,"
+        "harness_fp32_img_s,harness_bf16_img_s,naive_best_img_s,ratio_fp32,ratio_bf16\n"
+        "vgg16,resize224,128,Fixture GPU,900,1000,1650,3000,1000,1.65,3.0\n")
+
+
+def test_gpu_check_ceilings_and_baseline_join_the_summary(tmp_path):
+    d = _results_dir(tmp_path, files=("runs.csv",), compat=False)
+    _gpu_check_files(d)
+    build_report(d)
+    md = (d / "summary.md").read_text()
+    assert "## Device ceilings (Fixture GPU)" in md
+    assert "bf16 matmul 700 TFLOP/s" in md and "copy 2900 GB/s" in md
+    assert "| vgg16 | `resize224` | 128 | 1,000 | 1,650 | 1.65× | 3,000 | 3.00× |" in md
+    assert "ceilings.json, baseline.csv" in md.splitlines()[2]  # named as inputs
+    assert "| MFU % |" in md
+
+
+def test_a_broken_ceilings_file_is_named(tmp_path):
+    d = _results_dir(tmp_path, files=("runs.csv",), compat=False)
+    _gpu_check_files(d, ceilings='{"bf16_matmul_tflops": 1}')
+    with pytest.raises(ReportError, match=r"ceilings.json is not a gpu_check ceilings file"):
+        build_report(d)
