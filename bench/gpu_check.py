@@ -153,7 +153,9 @@ def baseline(cfg: Config, device: torch.device, dry_run: bool, log: Tee,
             key = f"harness_{precision}_img_s"
             if key in row:
                 continue
+            # Unclipped like the naive loop: clipping is recipe, not pipeline, cost.
             hcfg = cfg.replace(batch_size=bs, precision=precision, train_size=train_size,
+                               grad_clip=0.0, per_model=(),
                                test_size=100, warmup_steps=warmup, window_steps=1,
                                measure_only_steps=warmup + steps, profile_steps=0,
                                max_steps_per_epoch=0)

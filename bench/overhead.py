@@ -87,10 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"bad cell {text!r}: expected model:strategy[:batch_size]")
         model_name, spec = parts[0], parts[1]
         bs = int(parts[2]) if len(parts) == 3 else 32
-        # grad_clip=0: the bare loop does not clip, and clipping is recipe, not harness, cost.
+        # No clipping (per_model would clip VGG): the bare loop does not clip, and clipping is
+        # recipe, not harness, cost.
         cfg = Config(batch_size=bs, train_size=bs * 8, test_size=100, warmup_steps=2,
-                     window_steps=1, profile_steps=0, grad_clip=0.0, data_root=args.data_root,
-                     peak_tflops=1.0)
+                     window_steps=1, profile_steps=0, grad_clip=0.0, per_model=(),
+                     data_root=args.data_root, peak_tflops=1.0)
         bare, engine = [], []
         for _ in range(args.rounds):
             bare.append(bare_loop_img_s(model_name, spec, cfg, args.steps))

@@ -129,6 +129,7 @@ class CostModel:
     def estimate(self, cfg: Config, cell: Cell) -> Estimate:
         from bench.data import DATASETS
 
+        cfg = config_mod.for_model(cfg, cell.model)
         info = DATASETS[cell.dataset]
         speed = SPEEDS[(self.device_kind, cfg.precision)]
         gflops, incompatible = self.forward_gflops(cell, info.num_classes)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from bench import measure
-from bench.config import Cell, Config
+from bench.config import Cell, Config, for_model
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -225,6 +225,7 @@ def run_cell(cfg: Config, cell: Cell, *, device: str | torch.device = "auto",
     the profiler, and skips evaluation (accuracy columns stay empty). ``out_dir`` receives the
     profiler trace when ``cfg.save_trace`` is set.
     """
+    cfg = for_model(cfg, cell.model)
     dev = resolve_device(device)
     result = CellResult(row=_base_row(cfg, cell, dev, measure_only))
     t_start = time.perf_counter()
@@ -473,6 +474,7 @@ def estimate_cell_s(cfg: Config, cell: Cell, device: str | torch.device = "auto"
     import strategies
     from bench import data as data_mod
 
+    cfg = for_model(cfg, cell.model)
     dev = resolve_device(device)
     info = data_mod.DATASETS[cell.dataset]
     try:

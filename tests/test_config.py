@@ -91,6 +91,11 @@ def test_overrides_are_typed_and_lists_split_on_commas() -> None:
     ("epochs=0", r"epochs must be > 0"),
     ("seeds=1,1", r"seeds lists a value twice"),
     ("noequals", r"expected key=value"),
+    ("per_model=vgg16", r"bad per_model entry 'vgg16': expected pattern:key=value"),
+    ("per_model=vgg16:epoch=2", r"'epoch' is not a recipe key; valid: .*grad_clip"),
+    ("per_model=vgg16:train_size=10", r"'train_size' is not a recipe key"),
+    ("per_model=vgg16:grad_clip=-1", r"grad_clip must be >= 0, got -1.0"),
+    ("per_model=vgg16:precision=fp8", r"bad value 'fp8' for 'precision'; valid: fp32"),
 ])
 def test_bad_overrides_name_the_bad_value_and_the_valid_ones(override, match) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -135,3 +140,49 @@ def test_cells_are_in_grid_order() -> None:
     labels = [c.label() for c in config.cells(cfg)]
     assert labels[:3] == ["mnist/a/x/seed0", "mnist/a/x/seed1", "mnist/a/y/seed0"]
     assert len(labels) == 8
+
+
+def test_per_model_changes_only_the_models_it_matches() -> None:
+    cfg = config.load("smoke", ["per_model=vgg??:grad_clip=1.0, resnet*:lr=0.05, vgg16:lr=0.01"])
+    vgg, vgg_bn, resnet = (config.for_model(cfg, m) for m in ("vgg16", "vgg16_bn", "resnet50"))
+    assert (vgg.grad_clip, vgg.lr) == (1.0, 0.01)  # later entries win
+    assert (vgg_bn.grad_clip, vgg_bn.lr) == (cfg.grad_clip, cfg.lr)  # "vgg??" is plain VGG only
+    assert (resnet.grad_clip, resnet.lr) == (cfg.grad_clip, 0.05)
+    assert vgg.per_model == ()  # the effective recipe carries no further changes
+
+
+def test_shipped_profiles_clip_vgg_only() -> None:
+    for name in PROFILES:
+        cfg = config.load(name)
+        for model in ("vgg16", "vgg16_bn"):
+            assert config.for_model(cfg, model).grad_clip == 1.0, (name, model)
+        for model in ("resnet18", "resnet50"):
+            assert config.for_model(cfg, model).grad_clip == 0.0, (name, model)
+
+
+def test_cell_hash_follows_the_effective_recipe() -> None:
+    cfg = config.load("smoke", ["per_model="])
+    vgg, resnet = Cell("mnist", "vgg16", "droppools", 0), Cell("mnist", "resnet18", "repeat3", 0)
+    clipped = cfg.replace(per_model=("vgg*:grad_clip=1.0",))
+    # A VGG-only entry re-runs VGG cells and leaves the others' results valid for resume ...
+    assert config.cell_hash(clipped, vgg, "cpu") != config.cell_hash(cfg, vgg, "cpu")
+    assert config.cell_hash(clipped, resnet, "cpu") == config.cell_hash(cfg, resnet, "cpu")
+    # ... and the same recipe reached either way is the same experiment.
+    assert (config.cell_hash(clipped, vgg, "cpu")
+            == config.cell_hash(cfg.replace(grad_clip=1.0), vgg, "cpu"))
+
+
+def test_a_cell_trains_with_its_models_recipe(monkeypatch) -> None:
+    from bench import train
+
+    seen = {}
+
+    def fake_train(cfg, cell, dev, measure_only, out_dir, result):
+        seen[cell.model] = (cfg.grad_clip, cfg.lr)
+
+    monkeypatch.setattr(train, "_train", fake_train)
+    cfg = config.load("smoke", ["per_model=vgg*:grad_clip=1.0,resnet18:lr=0.07"])
+    for model in ("vgg16", "resnet18"):
+        row = train.run_cell(cfg, Cell("mnist", model, "droppools", 0), device="cpu").row
+        assert row["lr"] == seen[model][1]
+    assert seen == {"vgg16": (1.0, cfg.lr), "resnet18": (0.0, 0.07)}
