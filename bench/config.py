@@ -104,8 +104,11 @@ class Config:
 
 GRID_KEYS = ("datasets", "models", "strategies", "seeds")
 # Keys that change what a cell measures. Sweep-level keys (the grid lists, timeouts,
-# budgets, data_root) are left out so that a cell's hash names the experiment, not the run.
-_NOT_HASHED = set(GRID_KEYS) | {"cell_timeout_s", "cell_budget_s", "data_root", "save_trace"}
+# budgets, data_root) are left out so that a cell's hash names the experiment, not the run;
+# so is peak_tflops, the denominator of the mfu column, which gpu_check measures afresh on
+# every lease (a few TFLOP/s apart) and which must not stop a later lease from resuming.
+_NOT_HASHED = set(GRID_KEYS) | {"cell_timeout_s", "cell_budget_s", "data_root", "save_trace",
+                                "peak_tflops"}
 
 _FIELDS = {f.name: f for f in fields(Config)}
 _DEFAULTS = Config()

@@ -16,6 +16,8 @@ goes, and a summary table printed last. Steps:
     python -m bench.gpu_check                       # on a GPU: everything, into results/gpu-check/
     python -m bench.gpu_check --out $OUT --budget-s 420
     python -m bench.gpu_check --dry-run             # on CPU: tiny subset, two steps per cell
+    python -m bench.gpu_check --out $OUT --resume-from results/gpu --set seeds=0,1,2
+                                                    # a later lease: only what is missing
 
 Files written to ``--out``: ``ceilings.json``, ``baseline.csv``, ``gpu/`` (runs.csv, history.csv,
 ops.csv, env.json, config.toml of the sweep) and ``gpu_check.log`` (this output).
@@ -27,6 +29,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -177,6 +180,22 @@ def baseline(cfg: Config, device: torch.device, dry_run: bool, log: Tee,
     return rows
 
 
+def seed_results(source: Path, results_dir: Path) -> list[str]:
+    """Copy an earlier run's CSVs into ``results_dir`` so the sweep resumes from them.
+
+    A lease is too short for a whole profile; successive leases accumulate rows this way (more
+    seeds, the cells a recipe change re-hashed). Files already in ``results_dir`` are kept:
+    a rerun into the same ``--out`` never overwrites what it wrote itself.
+    """
+    results_dir.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for path in sorted(source.glob("*.csv")):
+        if path.name.startswith(("runs", "history", "ops")) and not (results_dir / path.name).exists():
+            shutil.copy2(path, results_dir / path.name)
+            copied.append(path.name)
+    return copied
+
+
 def run_sweep(profile: str, sets: list[str], results_dir: Path, device: str, budget_s: float,
               extra: list[str], log: Tee) -> int:
     """Run the profile through the normal CLI; at the budget, stop it and keep complete rows."""
@@ -236,9 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--only", default="", help="narrow the sweep, as `bench run --only`")
     parser.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE")
+    parser.add_argument("--resume-from", default="", metavar="DIR",
+                        help="start the sweep from the rows of an earlier run (e.g. results/gpu):"
+                             " cells it already finished on this GPU model are skipped")
     args = parser.parse_args(argv)
     if args.budget_s <= 0:
         parser.error(f"--budget-s must be > 0, got {args.budget_s}")
+    if args.resume_from and not any(Path(args.resume_from).glob("runs*.csv")):
+        parser.error(f"--resume-from {args.resume_from!r} holds no runs*.csv: give a results "
+                     "directory such as results/gpu")
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -287,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     # Straight into --out: if the caller's own timeout kills this process tree, the rows the
     # sweep already wrote (atomically) are still there to come back.
     results_dir = out / "gpu"
+    if args.resume_from:
+        seeded = seed_results(Path(args.resume_from), results_dir)
+        log(f"  resuming from {args.resume_from}: {', '.join(seeded) or 'nothing new'} copied; "
+            "the sweep skips the cells they finished on this GPU model")
     sweep_sets = sets + [f"peak_tflops={peak}"]
     extra = ["--only", args.only] if args.only else []
     rc = run_sweep(args.profile, sweep_sets, results_dir, "cpu" if args.dry_run else "auto",

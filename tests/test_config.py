@@ -130,6 +130,7 @@ def test_cell_hash_names_the_experiment_not_the_run() -> None:
     cell = Cell("mnist", "resnet18", "repeat3", 0)
     h = config.cell_hash(cfg, cell, "cpu")
     assert config.cell_hash(cfg.replace(cell_timeout_s=5.0, models=("x",)), cell, "cpu") == h
+    assert config.cell_hash(cfg.replace(peak_tflops=775.3), cell, "cpu") == h  # mfu's denominator
     assert config.cell_hash(cfg.replace(lr=0.01), cell, "cpu") != h
     assert config.cell_hash(cfg, cell, "cuda") != h
     assert config.cell_hash(cfg, dataclasses.replace(cell, seed=1), "cpu") != h

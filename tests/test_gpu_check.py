@@ -34,6 +34,30 @@ def test_dry_run_writes_every_file_and_ends_with_the_summary(tmp_path: Path) -> 
     assert any("resnet18" in line and "repeat3" in line for line in tail[-4:])
     assert (out / "gpu_check.log").read_text().count("== ") >= 4
 
+    # The next lease resumes from these rows: the finished cell is not trained again.
+    again = tmp_path / "again"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", "--dry-run", "--out", str(again),
+         "--only", "model=resnet18,strategy=repeat3", "--skip-baseline",
+         "--resume-from", str(out / "gpu")],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "resuming from" in proc.stdout and "0 cells to run, 1 already done" in proc.stdout
+    with open(again / "gpu" / "runs.csv") as fh:
+        (kept,) = list(csv.DictReader(fh))
+    assert kept["timestamp"] == row["timestamp"] and kept["cell_hash"] == row["cell_hash"]
+
+
+def test_resume_from_needs_a_results_directory(tmp_path: Path, capsys) -> None:
+    from bench import gpu_check
+
+    with pytest.raises(SystemExit) as exc:
+        gpu_check.main(["--dry-run", "--out", str(tmp_path / "o"), "--resume-from",
+                        str(tmp_path)])
+    assert exc.value.code == 2
+    assert f"--resume-from '{tmp_path}' holds no runs*.csv" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+
 
 def test_without_cuda_the_real_run_refuses_cleanly(tmp_path: Path) -> None:
     import torch
