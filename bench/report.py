@@ -48,6 +48,7 @@ COMPAT_REQUIRED_COLUMNS = ("model", "strategy", "status", "error_class")
 # One table per (dataset, model, device); rows are strategies.
 TABLE_KEYS = ["dataset", "model", "device_name"]
 GROUP_KEYS = [*TABLE_KEYS, "strategy"]
+COORD_KEYS = [*GROUP_KEYS, "seed"]  # one run of one cell
 
 UNKNOWN_DEVICE = "unknown device"
 
@@ -137,7 +138,9 @@ def read_runs(results_dir: Path) -> pd.DataFrame:
 
     A cell run more than once (resume, a shard re-run) keeps the row with the latest timestamp.
     The key is (cell_hash, device_name): the hash names the device *kind* only, so the same
-    cell on two different GPUs is two results, not a duplicate.
+    cell on two different GPUs is two results, not a duplicate. A cell and seed re-run under a
+    changed recipe (a new hash) also keeps only its latest row; ``runs.attrs["superseded"]``
+    counts the rows left out that way.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -177,8 +180,15 @@ def read_runs(results_dir: Path) -> pd.DataFrame:
     runs["_order"] = range(len(runs))
     runs["_ts"] = _parse_timestamps(runs["timestamp"], runs["source_file"])
     runs = (runs.sort_values(["_ts", "_order"], kind="stable")
-            .drop_duplicates(["cell_hash", "device_name"], keep="last")
+            .drop_duplicates(["cell_hash", "device_name"], keep="last"))
+    # The same cell and seed under another hash is the same experiment run with another recipe
+    # or code version (a changed default re-runs it). Averaging the two as if they were seeds
+    # would mix recipes, so the newest row wins; the older ones stay in runs.csv and are
+    # counted in the summary.
+    n_before = len(runs)
+    runs = (runs.drop_duplicates(COORD_KEYS, keep="last")
             .sort_values("_order").drop(columns="_order").reset_index(drop=True))
+    runs.attrs["superseded"] = n_before - len(runs)
     return runs
 
 
@@ -550,6 +560,11 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
     first, last = runs["_ts"].min(), runs["_ts"].max()
     prov.append(f"runs {first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} UTC")
     lines.append(f"- **Provenance:** {', '.join(prov)}")
+    superseded = runs.attrs.get("superseded", 0)
+    if superseded:
+        lines.append(f"- **Superseded:** {superseded} older rows of the same cells and seeds, run "
+                     "under another recipe or code version, are left out of the tables (they "
+                     "stay in the CSVs); the newest run of each cell counts")
     lines += [
         "",
         "How to read: accuracy is top-1 on the test split in %, mean ± sample std over the seeds "

@@ -260,3 +260,27 @@ def test_a_broken_ceilings_file_is_named(tmp_path):
     _gpu_check_files(d, ceilings='{"bf16_matmul_tflops": 1}')
     with pytest.raises(ReportError, match=r"ceilings.json is not a gpu_check ceilings file"):
         build_report(d)
+
+
+def test_a_cell_rerun_under_a_new_recipe_replaces_its_old_row(tmp_path):
+    d = _results_dir(tmp_path, files=("runs.csv",), compat=False)
+    text = (d / "runs.csv").read_text().splitlines()
+    header = text[0].split(",")
+    old = dict(zip(header, text[1].split(","), strict=True))  # resnet18 repeat3 seed 0
+    new = {**old, "cell_hash": "ffffffffffffffff", "lr": "0.02", "test_acc": "0.777",
+           "timestamp": "2030-01-01T00:00:00+00:00"}
+    (d / "runs.csv").write_text("\n".join([*text, ",".join(new[c] for c in header)]) + "\n")
+    runs = read_runs(d)
+    assert runs.attrs["superseded"] == 1
+    kept = runs[(runs["model"] == old["model"]) & (runs["strategy"] == old["strategy"])
+                & (runs["seed"] == int(old["seed"]))]
+    assert kept["cell_hash"].tolist() == ["ffffffffffffffff"]  # not averaged with the old row
+    build_report(d)
+    md = (d / "summary.md").read_text()
+    assert "**Superseded:** 1 older rows" in md
+    table = comparison_table(runs).set_index(["model", "strategy"])
+    others = runs[(runs["model"] == old["model"]) & (runs["strategy"] == old["strategy"])]
+    assert table.loc[(old["model"], old["strategy"]), "test_acc_n"] == len(others)
+    assert table.loc[(old["model"], old["strategy"]), "test_acc_mean"] == pytest.approx(
+        others["test_acc"].mean())
+    assert 0.777 in others["test_acc"].tolist()
