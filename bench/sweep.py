@@ -46,6 +46,7 @@ naming the holder's pid; shards of one grid can share a directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -1027,14 +1028,30 @@ def run_plan(opts: SweepOptions, *, fast: bool) -> int:
     _, why = resolve_profile(opts.profile)
     if why:
         print(why)
+    # Planning a GPU run before renting the GPU: with --fast nothing runs on the device, so
+    # the CUDA cost model can answer on a machine without CUDA.
+    cuda_elsewhere = fast and opts.device.startswith("cuda") and not _cuda_available()
+    if cuda_elsewhere:
+        opts = dataclasses.replace(opts, device="cpu")
     prep = prepare(opts, Dist())
+    device = "cuda" if cuda_elsewhere else prep.device
     cfg = prep.cfg
     rdir = prep.results_dir
     source = "cost model" if fast else "a few timed steps per cell (cost model beyond budget)"
-    print(f"plan for profile {prep.profile}: {len(prep.cells)} cells on {prep.device}, "
+    print(f"plan for profile {prep.profile}: {len(prep.cells)} cells on {device}, "
           f"estimates from {source}", flush=True)
+    if cuda_elsewhere:
+        print("no CUDA on this machine: the CUDA cost model is calibrated on one H100 (see "
+              "SPEEDS in bench/sweep.py); other GPUs scale with their speed", flush=True)
     print(f"{'#':>4}  {'cell':<48} {'est':>7}  {'mode':<12} {'source':<10} note", flush=True)
-    planned = plan_cells(cfg, prep.cells, prep.device, timed=not fast, results_dir=rdir,
-                         force=opts.force, on_cell=lambda p: print(plan_line(p), flush=True))
-    print_plan(cfg, prep.profile, prep.device, planned)
+    planned = plan_cells(cfg, prep.cells, device, timed=not fast,
+                         results_dir=None if cuda_elsewhere else rdir, force=opts.force,
+                         on_cell=lambda p: print(plan_line(p), flush=True))
+    print_plan(cfg, prep.profile, device, planned)
     return 0
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -51,8 +51,28 @@ def test_cuda_requested_without_cuda_is_refused(capsys, tmp_path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert main(["plan", "--profile", "smoke", "--device", "cuda", "--fast"]) == 2
+    assert main(["run", "--profile", "smoke", "--device", "cuda",
+                 "--results-dir", str(tmp_path / "r")]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+    # Timing cells needs the device, so a timed plan is refused too ...
+    assert main(["plan", "--profile", "smoke", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_gpu_run_can_be_planned_without_a_gpu(capsys, tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the plan would use it")
+    # ... but the cost model alone (--fast) answers "how long on a GPU?" before renting one.
+    assert main(["plan", "--profile", "gpu-quick", "--device", "cuda", "--fast",
+                 "--results-dir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "16 cells on cuda" in out and "no CUDA on this machine" in out
+    assert "mnist/resnet50/droppools/seed0" in out
+    assert "TOTAL ETA" in out and "4 incompatible" not in out and "2 incompatible" in out
+    assert not (tmp_path / "r").exists()
 
 
 def test_plan_prints_every_cell_and_the_total_eta(capsys, tmp_path) -> None:
