@@ -475,7 +475,7 @@ def _is_comparison(df: pd.DataFrame) -> bool:
 
 
 def headline_table(df: pd.DataFrame) -> str:
-    """A compact markdown table for the README: model × strategy -> accuracy, speed, memory.
+    """A compact markdown table for the README: model × strategy -> accuracy, speed, MFU, memory.
 
     ``df`` is a :func:`comparison_table` (or a runs table, aggregated first). Dataset and
     device columns appear only when there is more than one of them. The best accuracy of each
@@ -488,9 +488,11 @@ def headline_table(df: pd.DataFrame) -> str:
     head = [*extra, "model", "strategy"]
     names = {"dataset": "dataset", "device_name": "device"}
     competitors = t[t["test_acc_n"] > 0].groupby(TABLE_KEYS).size().to_dict()
-    lines = ["| " + " | ".join([*(names.get(c, c) for c in head), "test acc %", "train img/s",
-                                "peak MiB", "status"]) + " |",
-             "|" + "|".join(["---"] * len(head) + ["---:"] * 3 + ["---"]) + "|"]
+    # MFU only where a peak was measured (a CPU run without one leaves the column empty).
+    with_mfu = bool(t["mfu_median"].notna().any()) if "mfu_median" in t else False
+    numbers = ["test acc %", "train img/s", *(["MFU %"] if with_mfu else []), "peak MiB"]
+    lines = ["| " + " | ".join([*(names.get(c, c) for c in head), *numbers, "status"]) + " |",
+             "|" + "|".join(["---"] * len(head) + ["---:"] * len(numbers) + ["---"]) + "|"]
     for _, r in t.iterrows():
         if r["test_acc_n"] == 0:
             acc = _DASH
@@ -501,8 +503,10 @@ def headline_table(df: pd.DataFrame) -> str:
         if r["is_best"] and competitors[tuple(r[k] for k in TABLE_KEYS)] > 1:
             acc = f"**{acc}**"
         status = r["status_detail"] if r["status"] == "mixed" else r["status"]
+        mfu = ([_DASH if pd.isna(r["mfu_median"]) else f"{100 * r['mfu_median']:.1f}"]
+               if with_mfu else [])
         cells = [*(r[c] for c in extra), r["model"], f"`{r['strategy']}`", acc,
-                 _fmt(r["train_img_s_median"]), _fmt(r["peak_mem_mib"]), status]
+                 _fmt(r["train_img_s_median"]), *mfu, _fmt(r["peak_mem_mib"]), status]
         lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -560,6 +564,11 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
     first, last = runs["_ts"].min(), runs["_ts"].max()
     prov.append(f"runs {first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} UTC")
     lines.append(f"- **Provenance:** {', '.join(prov)}")
+    impossible = int((runs["mfu"] > 1).sum())
+    if impossible:
+        lines.append(f"- **Warning:** {impossible} rows report MFU above 100%: the matmul peak "
+                     "they were measured against was too low (taken while the machine was "
+                     "busy?). Their throughput is unaffected; rerun with --force to re-measure")
     superseded = runs.attrs.get("superseded", 0)
     if superseded:
         lines.append(f"- **Superseded:** {superseded} older rows of the same cells and seeds, run "

@@ -96,3 +96,40 @@ def test_matmul_and_copy_ceilings_are_positive() -> None:
     dev = torch.device("cpu")
     assert measure.matmul_tflops(dev, torch.float32, n=128, reps=2) > 0
     assert measure.copy_gb_s(dev, mib=4, reps=2) > 0
+
+
+def test_a_peak_cached_on_a_busy_machine_is_replaced_by_a_better_one(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cpu = torch.device("cpu")
+    key = (f"{measure.device_name(cpu)}|cpu|{torch.float32}|"
+           f"threads={torch.get_num_threads()}")
+    path = tmp_path / "adaptbench" / "peaks.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({key: 1e-9}))  # measured while something else ran
+    assert measure.peak_tflops(cpu, torch.float32) == 1e-9  # the cache answers ...
+    fresh = measure.peak_tflops(cpu, torch.float32, refresh=True)  # ... until asked again
+    assert fresh > 1e-9 and json.loads(path.read_text())[key] == fresh
+    # A worse measurement later never lowers the cached best.
+    monkeypatch.setattr(measure, "matmul_tflops", lambda *a, **k: 1e-12)
+    assert measure.peak_tflops(cpu, torch.float32, refresh=True) == fresh
+
+
+def test_a_cell_never_reports_mfu_above_one_against_a_stale_peak(tmp_path, monkeypatch):
+    import json
+
+    from bench import train
+    from bench.config import Cell, Config
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cpu = torch.device("cpu")
+    key = (f"{measure.device_name(cpu)}|cpu|{torch.float32}|"
+           f"threads={torch.get_num_threads()}")
+    (tmp_path / "adaptbench").mkdir()
+    (tmp_path / "adaptbench" / "peaks.json").write_text(json.dumps({key: 1e-9}))
+    cfg = Config(batch_size=16, train_size=160, test_size=50, warmup_steps=1, window_steps=2,
+                 profile_steps=0, peak_tflops=0.0)
+    row = train.run_cell(cfg, Cell("mnist", "resnet18", "repeat3", 0), device="cpu").row
+    assert row["status"] == "ok", row["reason"]
+    assert row["peak_tflops"] > 1e-9 and 0 < row["mfu"] <= 1

@@ -278,9 +278,21 @@ def test_a_cell_rerun_under_a_new_recipe_replaces_its_old_row(tmp_path):
     build_report(d)
     md = (d / "summary.md").read_text()
     assert "**Superseded:** 1 older rows" in md
+    assert "MFU above 100%" not in md
     table = comparison_table(runs).set_index(["model", "strategy"])
     others = runs[(runs["model"] == old["model"]) & (runs["strategy"] == old["strategy"])]
     assert table.loc[(old["model"], old["strategy"]), "test_acc_n"] == len(others)
     assert table.loc[(old["model"], old["strategy"]), "test_acc_mean"] == pytest.approx(
         others["test_acc"].mean())
     assert 0.777 in others["test_acc"].tolist()
+
+
+def test_an_impossible_mfu_is_flagged(tmp_path):
+    d = _results_dir(tmp_path, files=("runs.csv",), compat=False)
+    text = (d / "runs.csv").read_text().splitlines()
+    header = text[0].split(",")
+    row = dict(zip(header, text[1].split(","), strict=True))
+    text[1] = ",".join({**row, "mfu": "3.3", "peak_tflops": "0.016"}[c] for c in header)
+    (d / "runs.csv").write_text("\n".join(text) + "\n")
+    build_report(d)
+    assert "**Warning:** 1 rows report MFU above 100%" in (d / "summary.md").read_text()
