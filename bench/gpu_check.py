@@ -190,8 +190,9 @@ def seed_results(source: Path, results_dir: Path) -> list[str]:
     results_dir.mkdir(parents=True, exist_ok=True)
     copied = []
     for path in sorted(source.glob("*.csv")):
-        if path.name.startswith(("runs", "history", "ops")) and not (results_dir / path.name).exists():
-            shutil.copy2(path, results_dir / path.name)
+        target = results_dir / path.name
+        if path.name.startswith(("runs", "history", "ops")) and not target.exists():
+            shutil.copy2(path, target)
             copied.append(path.name)
     return copied
 
