@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.stats import mean_ci, welch_diff_ci
+from bench.stats import accuracy_ci, accuracy_diff_ci, separated
 
 STATUSES = ("ok", "incompatible", "diverged", "oom", "error", "timeout")
 MODES = ("full", "measure-only")
@@ -275,69 +275,172 @@ def _status_summary(rows: pd.DataFrame) -> tuple[str, str]:
     return status, detail
 
 
+# Full test-split sizes, for rows that predate the test_count column and ran on the whole split
+# (test_size 0). bench.data imports torch, so it is asked only when needed.
+_FALLBACK_TEST_COUNTS = {"mnist": 10_000, "fashion-mnist": 10_000}
+
+
+def _split_size(dataset: str) -> float:
+    """Images in ``dataset``'s full test split (NaN if unknown)."""
+    try:
+        from bench.data import DATASETS
+        count = DATASETS[dataset].test_count if dataset in DATASETS else 0
+    except ImportError:  # pragma: no cover - torch missing: the report still works
+        count = 0
+    return float(count or _FALLBACK_TEST_COUNTS.get(dataset, math.nan))
+
+
+def _numeric_column(rows: pd.DataFrame, col: str) -> pd.Series:
+    """``rows[col]`` as floats (NaN where absent, empty or not a number)."""
+    if col not in rows.columns:
+        return pd.Series(math.nan, index=rows.index, dtype=float)
+    return pd.to_numeric(rows[col], errors="coerce").astype(float)
+
+
+def scored_images(rows: pd.DataFrame) -> pd.Series:
+    """Number of images each row's ``test_acc`` was computed over.
+
+    ``test_count`` when the row has it, else ``test_size`` when > 0 (a stratified subset), else
+    the dataset's full test split (NaN when that is unknown too).
+    """
+    count = _numeric_column(rows, "test_count")
+    count = count.where(count > 0)
+    size = _numeric_column(rows, "test_size")
+    count = count.fillna(size.where(size > 0))
+    if not count.isna().any():
+        return count
+    full = rows["dataset"].map(lambda d: _split_size(str(d))).astype(float)
+    return count.fillna(full)
+
+
+def _throughput_range(rows: pd.DataFrame) -> tuple[float, float]:
+    """(lowest p10, highest p90) of train img/s over ``rows``: the window-to-window spread of
+    every seed together; NaN when any measured row lacks its p10/p90."""
+    measured = _numeric_column(rows, "train_img_s").notna()
+    lo = _numeric_column(rows, "train_img_s_p10")[measured]
+    hi = _numeric_column(rows, "train_img_s_p90")[measured]
+    if lo.empty or lo.isna().any() or hi.isna().any():
+        return math.nan, math.nan
+    return float(lo.min()), float(hi.max())
+
+
+def _group_row(key: tuple, g: pd.DataFrame, confidence: float) -> dict:
+    """One row of :func:`comparison_table` from the runs of one cell (all its seeds)."""
+    finished = g[(g["status"] == "ok") & (g["mode"] == "full")]
+    images = scored_images(finished)
+    acc = accuracy_ci(finished["test_acc"].tolist(),
+                      float(images.min()) if len(images) else math.nan, confidence)
+    status, detail = _status_summary(g)
+    explained = (g["status"] != "ok") | (g["mode"] == "measure-only")
+    reasons = [r for r in dict.fromkeys(g.loc[explained, "reason"]) if r]
+    ttt = finished["time_to_target_s"].dropna()
+    img_s_lo, img_s_hi = _throughput_range(g)
+    return {
+        **dict(zip(GROUP_KEYS, key, strict=True)),
+        "device": g["device"].iloc[0] if "device" in g else "",
+        "n_runs": len(g),
+        "status": status,
+        "status_detail": detail,
+        "reason": " | ".join(reasons),
+        "estimate_s": _median(g.loc[g["mode"] == "measure-only", "estimate_s"]),
+        "test_acc_mean": acc.mean,
+        "test_acc_std": acc.std,
+        "test_acc_n": acc.n,
+        "test_acc_ci_lo": acc.lo,
+        "test_acc_ci_hi": acc.hi,
+        "test_acc_ci_method": acc.method,
+        "test_images": acc.images,
+        "best_acc_mean": finished["best_acc"].mean() if len(finished) else math.nan,
+        "target_acc": _first(g["target_acc"]),
+        "time_to_target_s_median": float(ttt.median()) if len(ttt) else math.nan,
+        "n_reached_target": len(ttt),
+        "train_img_s_median": _median(g["train_img_s"]),
+        "train_img_s_lo": img_s_lo,
+        "train_img_s_hi": img_s_hi,
+        "eval_img_s_median": _median(g["eval_img_s"]),
+        "peak_mem_mib": _median(g["peak_mem_mib"]),
+        "mfu_median": _median(g["mfu"]),
+        "gflops_fwd_per_img": _first(g["gflops_fwd_per_img"]),
+        "params": _first(g["params"]),
+        "effective_input_px": _first(g["effective_input_px"]),
+        "_acc_values": finished["test_acc"].dropna().tolist(),
+    }
+
+
+def _mark_best(table: pd.DataFrame, g: pd.DataFrame, confidence: float) -> None:
+    """Set is_top / is_best / tied_with and the Δ-vs-top columns of one dataset × model × device.
+
+    The top cell has the highest mean accuracy; it is the *best* only when its interval lies
+    above every other scored cell's. ``tied_with`` lists the strategies whose interval overlaps
+    the top cell's (the top one first), when it is not the best.
+    """
+    scored = g["test_acc_mean"].dropna()
+    if scored.empty:
+        return
+    top = scored.idxmax()
+    table.loc[top, "is_top"] = True
+    interval = (table.at[top, "test_acc_ci_lo"], table.at[top, "test_acc_ci_hi"])
+    others = [i for i in scored.index if i != top]
+    if separated(interval, [(table.at[i, "test_acc_ci_lo"], table.at[i, "test_acc_ci_hi"])
+                            for i in others]):
+        table.loc[top, "is_best"] = True
+    else:
+        tied = [table.at[top, "strategy"]] + [
+            table.at[i, "strategy"] for i in others
+            if not separated(interval, [(table.at[i, "test_acc_ci_lo"],
+                                         table.at[i, "test_acc_ci_hi"])])]
+        table.loc[top, "tied_with"] = ", ".join(tied)
+    for i in others:
+        d = accuracy_diff_ci(table.at[i, "_acc_values"], table.at[i, "test_images"],
+                             table.at[top, "_acc_values"], table.at[top, "test_images"],
+                             confidence)
+        table.loc[i, ["diff_vs_best", "diff_ci_lo", "diff_ci_hi"]] = [d.diff, d.lo, d.hi]
+        if not pd.isna(d.lo):
+            table.loc[i, "diff_significant"] = d.significant
+
+
+def _mark_fastest(table: pd.DataFrame, g: pd.DataFrame) -> None:
+    """Set train_img_s_is_best on the fastest cell of one table, only when its p10 clears every
+    other measured cell's p90 (and every one of them has a p10/p90)."""
+    measured = g["train_img_s_median"].dropna()
+    if len(measured) < 2:
+        return
+    top = measured.idxmax()
+    ranges = [(table.at[i, "train_img_s_lo"], table.at[i, "train_img_s_hi"])
+              for i in measured.index if i != top]
+    if separated((table.at[top, "train_img_s_lo"], table.at[top, "train_img_s_hi"]), ranges):
+        table.loc[top, "train_img_s_is_best"] = True
+
+
 def comparison_table(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """One row per dataset × model × device × strategy, in the order cells first appear.
 
     Accuracy statistics use the ``ok`` full-mode seeds only; throughput and memory use every
-    seed that measured them (measure-only cells included). ``diff_vs_best`` is this strategy's
-    mean test accuracy minus the best strategy's in the same dataset × model × device, with a
-    Welch interval; ``diff_significant`` says the interval excludes 0.
+    seed that measured them (measure-only cells included). Accuracies are fractions.
+
+    ``test_acc_ci_lo``/``_hi`` is the interval each cell is judged by (see
+    :func:`bench.stats.accuracy_ci`): Wilson over ``test_images`` for one seed; with more, the
+    wider of Student t over seeds and Wilson at the mean. ``is_top`` marks the highest mean of
+    each dataset × model × device; ``is_best`` only when that cell's interval clears every other
+    scored cell's (a lone scored cell is trivially best), else ``tied_with`` names the cells it
+    cannot be told from. ``diff_vs_best`` is this strategy's mean minus the top one's, with the
+    wider of the Welch and Newcombe intervals; ``diff_significant`` says it excludes 0.
+    ``train_img_s_is_best`` likewise needs the fastest cell's p10 above all others' p90.
     """
-    rows = []
-    for key, g in runs.groupby(GROUP_KEYS, sort=False):
-        finished = g[(g["status"] == "ok") & (g["mode"] == "full")]
-        acc = mean_ci(finished["test_acc"].tolist(), confidence)
-        status, detail = _status_summary(g)
-        explained = (g["status"] != "ok") | (g["mode"] == "measure-only")
-        reasons = [r for r in dict.fromkeys(g.loc[explained, "reason"]) if r]
-        ttt = finished["time_to_target_s"].dropna()
-        rows.append({
-            **dict(zip(GROUP_KEYS, key, strict=True)),
-            "device": g["device"].iloc[0] if "device" in g else "",
-            "n_runs": len(g),
-            "status": status,
-            "status_detail": detail,
-            "reason": " | ".join(reasons),
-            "estimate_s": _median(g.loc[g["mode"] == "measure-only", "estimate_s"]),
-            "test_acc_mean": acc.mean,
-            "test_acc_std": acc.std,
-            "test_acc_n": acc.n,
-            "test_acc_ci_lo": acc.lo,
-            "test_acc_ci_hi": acc.hi,
-            "best_acc_mean": finished["best_acc"].mean() if len(finished) else math.nan,
-            "target_acc": _first(g["target_acc"]),
-            "time_to_target_s_median": float(ttt.median()) if len(ttt) else math.nan,
-            "n_reached_target": len(ttt),
-            "train_img_s_median": _median(g["train_img_s"]),
-            "eval_img_s_median": _median(g["eval_img_s"]),
-            "peak_mem_mib": _median(g["peak_mem_mib"]),
-            "mfu_median": _median(g["mfu"]),
-            "gflops_fwd_per_img": _first(g["gflops_fwd_per_img"]),
-            "params": _first(g["params"]),
-            "effective_input_px": _first(g["effective_input_px"]),
-            "_acc_values": finished["test_acc"].dropna().tolist(),
-        })
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([_group_row(key, g, confidence)
+                          for key, g in runs.groupby(GROUP_KEYS, sort=False)])
     for col in ("params", "effective_input_px"):  # counts, not measurements: keep them exact
         table[col] = table[col].round().astype("Int64")
+    table["is_top"] = False
     table["is_best"] = False
+    table["tied_with"] = ""
+    table["train_img_s_is_best"] = False
     for col in ("diff_vs_best", "diff_ci_lo", "diff_ci_hi"):
         table[col] = math.nan
     table["diff_significant"] = pd.Series([pd.NA] * len(table), dtype="boolean")
     for _, g in table.groupby(TABLE_KEYS, sort=False):
-        scored = g["test_acc_mean"].dropna()
-        if scored.empty:
-            continue
-        best = scored.idxmax()
-        table.loc[best, "is_best"] = True
-        for i in scored.index:
-            if i == best:
-                continue
-            d = welch_diff_ci(table.at[i, "_acc_values"], table.at[best, "_acc_values"],
-                              confidence)
-            table.loc[i, ["diff_vs_best", "diff_ci_lo", "diff_ci_hi"]] = [d.diff, d.lo, d.hi]
-            if not pd.isna(d.lo):
-                table.loc[i, "diff_significant"] = d.significant
+        _mark_best(table, g, confidence)
+        _mark_fastest(table, g)
     return table.drop(columns="_acc_values")
 
 
@@ -375,13 +478,63 @@ def _md_escape(text: str) -> str:
 
 
 def _bold_best(values: pd.Series, texts: list[str], higher_is_better: bool) -> list[str]:
-    """Bold every row holding the column's best value (only if at least two rows compete)."""
+    """Bold every row holding the column's best value (only if at least two rows compete).
+
+    Only for exact quantities (counts such as GFLOPs/img): a measured column needs an interval
+    to call a winner (see :func:`_bold_flagged`).
+    """
     valid = values.dropna()
     if len(valid) < 2 or valid.nunique() < 2:
         return texts
     best = valid.max() if higher_is_better else valid.min()
     return [f"**{t}**" if (not pd.isna(v) and v == best) else t
             for v, t in zip(values, texts, strict=True)]
+
+
+def _bold_flagged(flags: pd.Series, texts: list[str]) -> list[str]:
+    """Bold the rows whose flag is set (a winner whose interval clears every other row's)."""
+    return [f"**{t}**" if bool(f) else t for f, t in zip(flags, texts, strict=True)]
+
+
+def _ci_cell(r: pd.Series) -> str:
+    """The 95% CI cell in percent: bounds, half-width and where the interval came from."""
+    lo, hi = r["test_acc_ci_lo"], r["test_acc_ci_hi"]
+    if pd.isna(lo) or pd.isna(hi):
+        return _DASH
+    images = f"{r['test_images']:,.0f} img"
+    source = {"wilson": f"Wilson, {images}", "t": "t",
+              "wilson>t": f"Wilson, {images} (wider than t)"}.get(r["test_acc_ci_method"], "")
+    return f"[{_pct(lo)}, {_pct(hi)}] ±{50 * (hi - lo):.2f} {source}".rstrip()
+
+
+def _diff_cell(r: pd.Series) -> str:
+    """Δ vs the top strategy in pp with its interval; 'best' / 'top (tied)' on the top row."""
+    if r["is_best"]:
+        return "best"
+    if r["is_top"]:
+        return "top (tied)"
+    if pd.isna(r["diff_vs_best"]):
+        return _DASH
+    if pd.isna(r["diff_ci_lo"]):
+        return f"{100 * r['diff_vs_best']:+.2f} (no CI: test image count unknown)"
+    ns = "" if r["diff_significant"] else " n.s."
+    return (f"{100 * r['diff_vs_best']:+.2f} "
+            f"[{100 * r['diff_ci_lo']:+.2f}, {100 * r['diff_ci_hi']:+.2f}]{ns}")
+
+
+def winner_line(t: pd.DataFrame) -> str:
+    """One sentence on who wins the accuracy comparison of one table ('' with < 2 scored)."""
+    if (t["test_acc_n"] > 0).sum() < 2:
+        return ""
+    best = t[t["is_best"]]
+    if len(best):
+        caveat = (" (one seed: the interval covers the test set's noise, not seed-to-seed "
+                  "variation)" if (t.loc[t["test_acc_n"] > 0, "test_acc_n"] < 2).any() else "")
+        return (f"Best accuracy: `{best['strategy'].iloc[0]}` — its 95% interval clears every "
+                f"other strategy's{caveat}.")
+    tied = t.loc[t["is_top"], "tied_with"]
+    names = ", ".join(f"`{n}`" for n in (tied.iloc[0].split(", ") if len(tied) else []))
+    return f"No clear winner: {names} tied (their 95% intervals overlap), so none is bold."
 
 
 def _status_cell(row: pd.Series, note: int | None) -> str:
@@ -414,20 +567,8 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
         else:
             acc.append(f"{_pct(r['test_acc_mean'])} ± {_pct(r['test_acc_std'])} "
                        f"(n={r['test_acc_n']})")
-    ci = [f"[{_pct(lo)}, {_pct(hi)}]" if not pd.isna(lo) else _DASH
-          for lo, hi in zip(t["test_acc_ci_lo"], t["test_acc_ci_hi"], strict=True)]
-    diff = []
-    for _, r in t.iterrows():
-        if r["is_best"]:
-            diff.append("best")
-        elif pd.isna(r["diff_vs_best"]):
-            diff.append(_DASH)
-        elif pd.isna(r["diff_ci_lo"]):
-            diff.append(f"{100 * r['diff_vs_best']:+.2f} (no CI, n<2)")
-        else:
-            ns = "" if r["diff_significant"] else " n.s."
-            diff.append(f"{100 * r['diff_vs_best']:+.2f} "
-                        f"[{100 * r['diff_ci_lo']:+.2f}, {100 * r['diff_ci_hi']:+.2f}]{ns}")
+    ci = [_ci_cell(r) for _, r in t.iterrows()]
+    diff = [_diff_cell(r) for _, r in t.iterrows()]
     ttt = []
     for _, r in t.iterrows():
         if r["test_acc_n"] == 0:
@@ -436,23 +577,19 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
             ttt.append(f"{_fmt(r['time_to_target_s_median'])} "
                        f"({r['n_reached_target']}/{r['test_acc_n']})")
 
+    n_scored = int((t["test_acc_n"] > 0).sum())
     columns = [
         ("strategy", [f"`{s}`" for s in t["strategy"]], False),
-        ("test acc % (mean ± std)", _bold_best(t["test_acc_mean"], acc, True), True),
+        ("test acc % (mean ± std)", _bold_flagged(t["is_best"] & (n_scored > 1), acc), True),
         ("95% CI", ci, True),
-        ("Δ vs best, pp [95% CI]", diff, True),
-        ("best acc %", _bold_best(t["best_acc_mean"], [_pct(v) for v in t["best_acc_mean"]],
-                                  True), True),
-        ("time to target, s (reached)",
-         _bold_best(t["time_to_target_s_median"], ttt, False), True),
-        ("train img/s", _bold_best(t["train_img_s_median"],
-                                   [_fmt(v) for v in t["train_img_s_median"]], True), True),
-        ("eval img/s", _bold_best(t["eval_img_s_median"],
-                                  [_fmt(v) for v in t["eval_img_s_median"]], True), True),
-        ("MFU %", _bold_best(t["mfu_median"], [_DASH if pd.isna(v) else f"{100 * v:.1f}"
-                                               for v in t["mfu_median"]], True), True),
-        ("peak MiB", _bold_best(t["peak_mem_mib"], [_fmt(v) for v in t["peak_mem_mib"]],
-                                False), True),
+        ("Δ vs top, pp [95% CI]", diff, True),
+        ("best acc %", [_pct(v) for v in t["best_acc_mean"]], True),
+        ("time to target, s (reached)", ttt, True),
+        ("train img/s", _bold_flagged(t["train_img_s_is_best"],
+                                      [_fmt(v) for v in t["train_img_s_median"]]), True),
+        ("eval img/s", [_fmt(v) for v in t["eval_img_s_median"]], True),
+        ("MFU %", [_DASH if pd.isna(v) else f"{100 * v:.1f}" for v in t["mfu_median"]], True),
+        ("peak MiB", [_fmt(v) for v in t["peak_mem_mib"]], True),
         ("GFLOPs/img", _bold_best(t["gflops_fwd_per_img"],
                                   [_fmt(v) for v in t["gflops_fwd_per_img"]], False), True),
         ("params M", [_fmt(v / 1e6) for v in t["params"]], True),
@@ -478,8 +615,9 @@ def headline_table(df: pd.DataFrame) -> str:
     """A compact markdown table for the README: model × strategy -> accuracy, speed, MFU, memory.
 
     ``df`` is a :func:`comparison_table` (or a runs table, aggregated first). Dataset and
-    device columns appear only when there is more than one of them. The best accuracy of each
-    dataset × model × device is bold.
+    device columns appear only when there is more than one of them. An accuracy is bold only
+    when it is the ``is_best`` of its dataset × model × device: its interval clears every other
+    strategy's (see :func:`comparison_table`); with a tie nothing is bold.
     """
     t = df if _is_comparison(df) else comparison_table(df)
     if t.empty:
@@ -526,6 +664,69 @@ def _unique(runs: pd.DataFrame, col: str) -> str:
     return " / ".join(str(v) for v in dict.fromkeys(runs[col].dropna()))
 
 
+# Columns that, when they differ within one table, mean its rows were not measured alike.
+PROVENANCE_COLUMNS = (("git_sha", "commits"), ("torch_version", "torch versions"),
+                      ("host_cpu", "host CPUs"), ("device_id", "devices"))
+FRESH_PEAK_TOLERANCE = 0.20  # |fresh / peak - 1| above this: the peak was taken under load
+
+
+def _table_name(key: tuple) -> str:
+    return " · ".join(str(k) for k in key)
+
+
+def mixed_provenance_warnings(runs: pd.DataFrame) -> list[str]:
+    """One warning per provenance column whose values differ within a single table.
+
+    A table is one dataset × model × device; its rows should come from one commit, torch
+    version and host (``host_cpu`` includes the logical core count; ``device_id``, when the
+    file has it, names the exact device). Empty cells and absent columns are not compared.
+    """
+    warnings = []
+    for col, what in PROVENANCE_COLUMNS:
+        if col not in runs.columns:
+            continue
+        mixed = []
+        for key, g in runs.groupby(TABLE_KEYS, sort=False):
+            counts = g[col].dropna().astype(str).value_counts(sort=False)
+            if len(counts) > 1:
+                values = ", ".join(f"{v} ({n} rows)" for v, n in counts.items())
+                mixed.append(f"{_table_name(key)}: {values}")
+        if mixed:
+            warnings.append(f"rows compared in one table come from different {what} "
+                            f"({col}) — {'; '.join(mixed)}. Their differences may be the "
+                            "setup's, not the strategies'; rerun them alike to compare")
+    return warnings
+
+
+def fresh_peak_warnings(runs: pd.DataFrame,
+                        tolerance: float = FRESH_PEAK_TOLERANCE) -> list[str]:
+    """A warning naming the rows whose matmul peak (TFLOP/s) looks measured under load.
+
+    ``peak_fresh_tflops`` is a quick matmul check at the end of the cell; a row is flagged when
+    it differs from ``peak_tflops`` by more than ``tolerance`` (a fraction of ``peak_tflops``).
+    Rows without the column, or with it empty, are not flagged.
+    """
+    if "peak_fresh_tflops" not in runs.columns or "peak_tflops" not in runs.columns:
+        return []
+    fresh = _numeric_column(runs, "peak_fresh_tflops")
+    peak = _numeric_column(runs, "peak_tflops")
+    off = (peak > 0) & fresh.notna() & ((fresh / peak - 1.0).abs() > tolerance)
+    if not off.any():
+        return []
+    named = [f"{r['dataset']}/{r['model']}/{r['strategy']} seed {r['seed']} on "
+             f"{r['device_name']} (peak {_fmt(p)} vs fresh {_fmt(f)} TFLOP/s)"
+             for (_, r), p, f in zip(runs[off].iterrows(), peak[off], fresh[off], strict=True)]
+    shown = "; ".join(named[:10]) + (f"; and {len(named) - 10} more" if len(named) > 10 else "")
+    return [f"{len(named)} rows' matmul peak differs by more than {100 * tolerance:.0f}% from "
+            f"a fresh check at the end of the cell, so it was likely measured under load and "
+            f"their MFU is unreliable: {shown}"]
+
+
+def report_warnings(runs: pd.DataFrame) -> list[str]:
+    """Everything the summary header and the CLI warn about (the report still gets written)."""
+    return [*mixed_provenance_warnings(runs), *fresh_peak_warnings(runs)]
+
+
 def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
                      inputs: list[str], charts: list[Path], notes: list[str],
                      out_dir: Path) -> str:
@@ -569,6 +770,7 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
         lines.append(f"- **Warning:** {impossible} rows report MFU above 100%: the matmul peak "
                      "they were measured against was too low (taken while the machine was "
                      "busy?). Their throughput is unaffected; rerun with --force to re-measure")
+    lines += [f"- **Warning:** {w}" for w in report_warnings(runs)]
     superseded = runs.attrs.get("superseded", 0)
     if superseded:
         lines.append(f"- **Superseded:** {superseded} older rows of the same cells and seeds, run "
@@ -577,10 +779,17 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
     lines += [
         "",
         "How to read: accuracy is top-1 on the test split in %, mean ± sample std over the seeds "
-        "that finished (n); 95% CI is Student t. Δ vs best is the gap to the most accurate "
-        "strategy of the same table in percentage points with a Welch 95% CI — *n.s.* marks a "
-        "gap the seeds cannot tell from zero. Throughput is the median over seeds; bold is the "
-        "best of each column (higher accuracy and img/s; lower time, memory, GFLOPs). "
+        "that finished (n). The 95% CI of one seed is the binomial (Wilson score) interval over "
+        "the test images it was scored on; with more seeds it is the Student t interval over "
+        "seeds, or the Wilson one at the mean where that is wider (identical seeds do not "
+        "shrink the test set's noise). Δ vs top is the gap to the strategy with the highest "
+        "mean in percentage points, with the wider of the Welch and Newcombe 95% intervals — "
+        "*n.s.* marks a gap that cannot be told from zero. One seed's interval covers the test "
+        "set's sampling noise only, not seed-to-seed variation. Bold marks a winner only when "
+        "its interval clears every other strategy's (stricter than the Δ interval, so a gap can "
+        "be significant while its cells still overlap): accuracy by the 95% CI, train img/s by "
+        "the p10–p90 spread of its timing windows; columns without an interval are never bold, "
+        "except exact counts (GFLOPs). Throughput is the median over seeds. "
         "MFU is training FLOP/s (3× the forward FLOPs) over the device's measured matmul peak. "
         "Measure-only and failed cells are listed with their reason, never dropped.",
         "",
@@ -593,8 +802,9 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
         target = t["target_acc"].dropna()
         target_txt = f" — time to target = first evaluation ≥ {_pct(target.iloc[0], 1)}%" \
             if len(target) else ""
+        winner = winner_line(t)
         lines += ["", f"## {dataset} · {model} · {device_name}", "",
-                  f"{len(t)} strategies{target_txt}", ""]
+                  f"{len(t)} strategies{target_txt}", *([winner] if winner else []), ""]
         lines += _table_markdown(t.reset_index(drop=True))
     lines += gpu_check_markdown(results_dir)
     if charts or notes:
@@ -671,8 +881,8 @@ def _default_compat(results_dir: Path) -> Path | None:
 
 
 def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
-           ) -> tuple[list[Path], list[str], pd.DataFrame]:
-    """Everything :func:`build_report` does, also returning the notes and the table."""
+           ) -> tuple[list[Path], list[str], pd.DataFrame, list[str]]:
+    """Everything :func:`build_report` does, also returning the notes, table and warnings."""
     from bench import report_charts  # matplotlib is imported only when charts are drawn
 
     results_dir = Path(results_dir)
@@ -712,7 +922,7 @@ def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
     md_path.write_text(summary_markdown(runs, table, results_dir, inputs, charts, notes,
                                         out_dir), encoding="utf-8")
     written.append(md_path)
-    return written + charts, notes, table
+    return written + charts, notes, table, report_warnings(runs)
 
 
 def build_report(results_dir: Path, compat_csv: Path | None = None,
@@ -739,7 +949,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also print the compact README table (model × strategy) to stdout")
     args = parser.parse_args(argv)
     try:
-        written, notes, table = _build(args.results_dir, args.compat, args.out)
+        written, notes, table, warnings = _build(args.results_dir, args.compat, args.out)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -747,6 +957,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {_display_path(path)}")
     for note in notes:
         print(f"note: {note}")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.headline:
         print()
         print(headline_table(table), end="")

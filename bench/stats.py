@@ -1,4 +1,5 @@
-"""Small, dependency-free statistics for the report: Student-t intervals, Welch gaps, Pareto sets.
+"""Small, dependency-free statistics for the report: Student-t and binomial (Wilson) intervals,
+Welch and Newcombe gaps, Pareto sets.
 
 scipy is not a dependency, so the t quantile is computed here from the regularized incomplete
 beta function (continued fraction) and a bisection; it matches published tables to ~1e-9 and
@@ -117,6 +118,13 @@ def _clean(values: Sequence[float]) -> list[float]:
     return [float(v) for v in values if v is not None and not math.isnan(float(v))]
 
 
+def _sample_var(xs: list[float], mean: float) -> float:
+    """Sample variance (n - 1); exactly 0 for identical values (no rounding residue)."""
+    if max(xs) == min(xs):
+        return 0.0
+    return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
+
+
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
     """Mean ± t_{(1+c)/2, n-1} · s / sqrt(n). NaNs are ignored; n counts the rest."""
     xs = _clean(values)
@@ -127,7 +135,7 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
     mean = sum(xs) / n
     if n < 2:
         return MeanCI(mean, nan, 1, nan, nan)
-    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    std = math.sqrt(_sample_var(xs, mean))
     half = t_quantile(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
     return MeanCI(mean, std, n, mean - half, mean + half)
 
@@ -150,8 +158,10 @@ class Difference:
 def welch_diff_ci(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Difference:
     """Welch's interval for mean(a) - mean(b); NaN bounds unless both have n >= 2.
 
-    If both samples have zero spread the interval collapses onto the difference (df = inf):
-    identical seeds are as certain as the data can say.
+    If both samples have zero spread the bounds are NaN too: a handful of identical seeds says
+    nothing about how far the next seed could fall, so it is no evidence that the gap is real
+    (a zero-width interval would make every nonzero gap "significant"). Combine it with a
+    measurement-noise interval such as :func:`newcombe_diff_ci` instead.
     """
     xa, xb = _clean(a), _clean(b)
     nan = float("nan")
@@ -161,14 +171,165 @@ def welch_diff_ci(a: Sequence[float], b: Sequence[float], confidence: float = 0.
     diff = ma - mb
     if len(xa) < 2 or len(xb) < 2:
         return Difference(diff, nan, nan, nan)
-    va = sum((x - ma) ** 2 for x in xa) / (len(xa) - 1) / len(xa)  # squared standard errors
-    vb = sum((x - mb) ** 2 for x in xb) / (len(xb) - 1) / len(xb)
+    va = _sample_var(xa, ma) / len(xa)  # squared standard errors
+    vb = _sample_var(xb, mb) / len(xb)
     se2 = va + vb
     if se2 == 0.0:
-        return Difference(diff, diff, diff, math.inf)
+        return Difference(diff, nan, nan, nan)
     df = se2 * se2 / (va * va / (len(xa) - 1) + vb * vb / (len(xb) - 1))
     half = t_quantile(0.5 + confidence / 2.0, df) * math.sqrt(se2)
     return Difference(diff, diff - half, diff + half, df)
+
+
+def z_quantile(confidence: float) -> float:
+    """The two-sided standard normal quantile z_{(1+c)/2} (1.959964 for c = 0.95)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    return normal_quantile(0.5 + confidence / 2.0)
+
+
+def _positive(n: float | None) -> bool:
+    return n is not None and not math.isnan(float(n)) and float(n) > 0
+
+
+def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``successes / n`` (fractions, in [0, 1]).
+
+    ``successes`` may be fractional (an accuracy times an image count that was rounded when
+    written). Unlike the normal (Wald) interval it stays inside [0, 1] and does not collapse to
+    zero width at 0 or n successes. Returns (NaN, NaN) when ``n`` is not a positive number.
+    """
+    nan = float("nan")
+    if not _positive(n) or successes is None or math.isnan(float(successes)):
+        return nan, nan
+    if not 0.0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n = {n}], got {successes}")
+    z = z_quantile(confidence)
+    p = successes / n
+    z2n = z * z / n
+    centre = (p + z2n / 2.0) / (1.0 + z2n)
+    half = z / (1.0 + z2n) * math.sqrt(p * (1.0 - p) / n + z2n / (4.0 * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe_diff_ci(p1: float, n1: float, p2: float, n2: float,
+                     confidence: float = 0.95) -> Difference:
+    """Newcombe's hybrid score interval (his method 10) for p1 - p2 of independent proportions.
+
+    ``p1``/``p2`` are fractions measured over ``n1``/``n2`` trials. The bounds combine the two
+    Wilson intervals: lo = d - sqrt((p1 - l1)^2 + (u2 - p2)^2), hi = d + sqrt((u1 - p1)^2 +
+    (p2 - l2)^2). ``df`` is NaN (there are no degrees of freedom); NaN bounds when a count is
+    missing.
+    """
+    nan = float("nan")
+    diff = p1 - p2
+    l1, u1 = wilson_interval(p1 * n1, n1, confidence) if _positive(n1) else (nan, nan)
+    l2, u2 = wilson_interval(p2 * n2, n2, confidence) if _positive(n2) else (nan, nan)
+    if math.isnan(l1) or math.isnan(l2):
+        return Difference(diff, nan, nan, nan)
+    lo = diff - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    hi = diff + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return Difference(diff, lo, hi, nan)
+
+
+def _width(lo: float, hi: float) -> float:
+    return math.nan if math.isnan(lo) or math.isnan(hi) else hi - lo
+
+
+def wider(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """The wider of two (lo, hi) intervals; a NaN interval loses to a defined one."""
+    wa, wb = _width(*a), _width(*b)
+    if math.isnan(wa):
+        return b
+    if math.isnan(wb):
+        return a
+    return a if wa >= wb else b
+
+
+@dataclass(frozen=True)
+class AccuracyCI:
+    """An accuracy (fraction) over seeds with the interval the report shows and compares.
+
+    ``method`` names where (lo, hi) came from: ``"wilson"`` (one seed: binomial over the test
+    images), ``"t"`` (Student t over seeds) or ``"wilson>t"`` (seeds, but the binomial interval
+    at the mean was wider, e.g. identical seeds). ``images`` is the test-set size per seed.
+    """
+
+    mean: float
+    std: float
+    n: int
+    lo: float
+    hi: float
+    method: str
+    images: float
+
+    @property
+    def half_width(self) -> float:
+        return (self.hi - self.lo) / 2.0
+
+
+def accuracy_ci(values: Sequence[float], images: float,
+                confidence: float = 0.95) -> AccuracyCI:
+    """Interval for the mean accuracy of ``values`` (fractions), each over ``images`` test images.
+
+    One seed: the Wilson interval. Two or more: the Student-t interval over seeds, or the Wilson
+    interval at the mean accuracy if that is wider. Every seed is scored on the *same* test
+    images, so the binomial part uses ``images`` once, not ``images`` times the seeds: more
+    seeds do not shrink the test set's own sampling noise. NaN bounds when ``images`` is
+    unknown and there are fewer than two seeds.
+    """
+    ci = mean_ci(values, confidence)
+    nan = float("nan")
+    if ci.n == 0:
+        return AccuracyCI(nan, nan, 0, nan, nan, "", images)
+    binom = wilson_interval(ci.mean * images, images, confidence)
+    if ci.n == 1:
+        method = "" if math.isnan(binom[0]) else "wilson"
+        return AccuracyCI(ci.mean, ci.std, 1, *binom, method, images)
+    lo, hi = wider((ci.lo, ci.hi), binom)
+    method = "t" if (lo, hi) == (ci.lo, ci.hi) else "wilson>t"
+    return AccuracyCI(ci.mean, ci.std, ci.n, lo, hi, method, images)
+
+
+def accuracy_diff_ci(a: Sequence[float], a_images: float, b: Sequence[float], b_images: float,
+                     confidence: float = 0.95) -> Difference:
+    """Interval for mean(a) - mean(b) of accuracies (fractions): the wider of Welch and Newcombe.
+
+    Welch covers seed-to-seed noise (defined only with >= 2 seeds each and some spread);
+    Newcombe's interval at the two means covers the test set's binomial noise, so two groups of
+    identical seeds are not "significantly" apart just because their spread is zero.
+    """
+    welch = welch_diff_ci(a, b, confidence)
+    if math.isnan(welch.diff):
+        return welch
+    binom = newcombe_diff_ci(welch.diff + _mean(b), a_images, _mean(b), b_images, confidence)
+    lo, hi = wider((welch.lo, welch.hi), (binom.lo, binom.hi))
+    df = welch.df if (lo, hi) == (welch.lo, welch.hi) else float("nan")
+    return Difference(welch.diff, lo, hi, df)
+
+
+def _mean(values: Sequence[float]) -> float:
+    xs = _clean(values)
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def separated(best: tuple[float, float], others: Sequence[tuple[float, float]],
+              higher_is_better: bool = True) -> bool:
+    """True when interval ``best`` lies strictly beyond every interval in ``others``.
+
+    Higher is better: best's lower bound exceeds each other's upper bound (lower is better: the
+    mirror). Any NaN bound means the data cannot show a separation, so the answer is False.
+    No others: vacuously True.
+    """
+    lo, hi = best
+    if math.isnan(lo) or math.isnan(hi):
+        return False
+    for olo, ohi in others:
+        if math.isnan(olo) or math.isnan(ohi):
+            return False
+        if (higher_is_better and not lo > ohi) or (not higher_is_better and not hi < olo):
+            return False
+    return True
 
 
 def pareto_mask(xs: Sequence[float], ys: Sequence[float]) -> list[bool]:

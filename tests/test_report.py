@@ -69,9 +69,11 @@ def test_summary_header_tables_and_reasons(built):
     assert "oom [2]" in md and "out of memory at batch 64" in md
     assert "measure-only (full run est. 90 min)" in md
     assert "ok 1/2, diverged 1/2 [3]" in md
-    # The best strategy is marked, and a gap the seeds cannot resolve says so.
-    assert "**95.00 ± 0.14 (n=2)**" in md
-    assert "-2.20 [-4.85, +0.45] n.s." in md
+    # Two seeds each and overlapping intervals: nothing is bold, the tie is named instead,
+    # and a gap that cannot be resolved says so (Newcombe over 500 images beats Welch here).
+    assert "| `resize32` | 95.00 ± 0.14 (n=2) |" in md
+    assert "No clear winner: `resize32`, `repeat3`, `conv1` tied" in md
+    assert "-2.20 [-5.25, +0.80] n.s." in md
     assert "![accuracy vs throughput](charts/accuracy_vs_throughput.png)" in md
 
 
@@ -85,8 +87,10 @@ def test_comparison_csv_numbers(built):
     assert row["test_acc_n"] == 2
     assert row["train_img_s_median"] == pytest.approx(150.0)
     assert row["params"] == 11168842
-    best = df[df["is_best"]]
-    assert set(best["strategy"]) == {"resize32", "conv1+resize32"}
+    # resize32 has the top mean but overlaps conv1; the lone scored vgg16 cell is trivially best.
+    assert set(df.loc[df["is_top"], "strategy"]) == {"resize32", "conv1+resize32"}
+    assert set(df.loc[df["is_best"], "strategy"]) == {"conv1+resize32"}
+    assert row["test_images"] == 500  # test_size
     mo = df.set_index("strategy").loc["post-convtranspose"]
     assert mo["status"] == "measure-only" and mo["estimate_s"] == 5400
     assert math.isnan(mo["test_acc_mean"]) and mo["peak_mem_mib"] == 2100
@@ -209,7 +213,10 @@ def test_cli_exit_2_without_traceback(tmp_path, capsys):
 def test_devices_are_kept_apart(tmp_path):
     d = _results_dir(tmp_path, files=("runs.csv",), compat=False)
     runs = pd.read_csv(d / "runs.csv", dtype=str)
-    other = runs.assign(device_name="Other CPU", train_img_s="1.0")
+    # On the other device every seed of a strategy scores the same, far apart: a clear winner.
+    acc = {"resize32": "0.99", "repeat3": "0.7", "conv1": "0.6"}
+    other = runs.assign(device_name="Other CPU", train_img_s="1.0",
+                        test_acc=runs["strategy"].map(acc).fillna(runs["test_acc"]))
     other.to_csv(d / "runs.rank1.csv", index=False)
     merged = read_runs(d)
     # Same cell hashes on two devices are two results, not duplicates.
@@ -217,7 +224,9 @@ def test_devices_are_kept_apart(tmp_path):
     table = comparison_table(merged)
     assert set(table["device_name"]) == {"Fixture CPU @ 2.0GHz", "Other CPU"}
     assert len(table) == 2 * 6
-    assert table.groupby("device_name")["is_best"].sum().tolist() == [1, 1]
+    # Judged per device: the fixture CPU's resnet18 strategies overlap, the other's do not.
+    best = table[table["is_best"]]
+    assert best[["device_name", "strategy"]].values.tolist() == [["Other CPU", "resize32"]]
     head = headline_table(table)
     assert "| device |" in head.splitlines()[0] and "Other CPU" in head
 
@@ -228,7 +237,7 @@ def test_headline_table_is_compact(tmp_path):
     lines = text.strip().splitlines()
     assert lines[0] == "| model | strategy | test acc % | train img/s | peak MiB | status |"
     assert len(lines) == 2 + 7
-    assert "| resnet18 | `resize32` | **95.00 ± 0.14** | 116 | 563 | ok |" in lines
+    assert "| resnet18 | `resize32` | 95.00 ± 0.14 | 116 | 563 | ok |" in lines  # tied: no bold
     assert "| vgg16 | `repeat3` | — | — | — | incompatible |" in lines
 
 
@@ -296,3 +305,183 @@ def test_an_impossible_mfu_is_flagged(tmp_path):
     (d / "runs.csv").write_text("\n".join(text) + "\n")
     build_report(d)
     assert "**Warning:** 1 rows report MFU above 100%" in (d / "summary.md").read_text()
+
+
+# --- who is "best": intervals, not point estimates -------------------------------------------
+
+
+def _runs_dir(tmp_path: Path, rows: list[dict], name: str = "r") -> Path:
+    """A results dir whose runs.csv holds ``rows``: each overrides the fixture's first row
+    (mnist resnet18 repeat3 seed 0, ok) and gets its own cell hash and timestamp. Keys the
+    fixture lacks (test_count, device_id, peak_fresh_tflops) become extra columns."""
+    header, first, *_ = (FIXTURES / "runs.csv").read_text().splitlines()
+    base = dict(zip(header.split(","), first.split(","), strict=True))
+    columns = list(base) + [k for r in rows for k in r if k not in base]
+    columns = list(dict.fromkeys(columns))
+    out = []
+    for i, r in enumerate(rows):
+        row = {**base, "cell_hash": f"{i:016x}", "timestamp": f"2025-06-01T10:{i:02d}:00+00:00",
+               **{k: str(v) for k, v in r.items()}}
+        out.append(",".join(row.get(c, "") for c in columns))
+    d = tmp_path / name
+    _write(d, "runs.csv", "\n".join([",".join(columns), *out]) + "\n")
+    return d
+
+
+def _summary(d: Path) -> str:
+    """summary.md's text without drawing charts (the slow part)."""
+    runs = read_runs(d)
+    return report.summary_markdown(runs, comparison_table(runs), d, ["runs.csv"], [], [], d)
+
+
+def _acc_cells(md: str) -> list[str]:
+    """The accuracy cell of every row of the per-table sections."""
+    return [line.split(" | ")[1] for line in md.splitlines()
+            if line.startswith("| `") and "(n=" in line]
+
+
+def test_one_seed_at_chance_has_no_best(tmp_path):
+    # The audit's case: vgg16 at chance on 1,000 test images, 10.60% vs 9.60%, one seed.
+    d = _runs_dir(tmp_path, [
+        {"model": "vgg16", "strategy": "post-convtranspose", "test_acc": 0.106, "test_size": 1000},
+        {"model": "vgg16", "strategy": "droppools", "test_acc": 0.096, "test_size": 1000}])
+    table = comparison_table(read_runs(d))
+    assert not table["is_best"].any()
+    assert table["is_top"].tolist() == [True, False]
+    md = _summary(d)
+    assert not any(c.startswith("**") for c in _acc_cells(md))
+    assert "No clear winner: `post-convtranspose`, `droppools` tied" in md
+    assert "**" not in headline_table(table).split("\n", 2)[2]
+    assert "| `droppools` | 9.60 (n=1) |" in md and "-1.00 [-3.66, +1.65] n.s." in md
+
+
+def test_a_clear_one_seed_winner_is_still_bold(tmp_path):
+    d = _runs_dir(tmp_path, [
+        {"strategy": "resize32", "test_acc": 0.95, "test_size": 1000},
+        {"strategy": "repeat3", "test_acc": 0.80, "test_size": 1000}])
+    table = comparison_table(read_runs(d))
+    assert table["is_best"].tolist() == [True, False]
+    md = _summary(d)
+    assert "| `resize32` | **95.00 (n=1)** |" in md
+    assert "Best accuracy: `resize32`" in md and "one seed" in md
+    assert "| resnet18 | `resize32` | **95.00** |" in headline_table(table)
+
+
+def test_one_seed_shows_its_wilson_interval(tmp_path):
+    # 90% of 1,000 images: Wilson 95% [87.98, 91.71], ±1.86 pp.
+    d = _runs_dir(tmp_path, [{"strategy": "resize32", "test_acc": 0.9, "test_size": 1000},
+                             {"strategy": "repeat3", "test_acc": 0.5, "test_size": 1000}])
+    md = _summary(d)
+    assert "| `resize32` | **90.00 (n=1)** | [87.98, 91.71] ±1.86 Wilson, 1,000 img |" in md
+    row = comparison_table(read_runs(d)).iloc[0]
+    assert (row["test_acc_ci_lo"], row["test_acc_ci_hi"]) == pytest.approx(
+        (0.879848, 0.917091), abs=1e-6)
+
+
+@pytest.mark.parametrize(("extra", "images"), [
+    ({"test_count": 10000, "test_size": 1000}, 10000),  # the new column wins
+    ({"test_count": "", "test_size": 1000}, 1000),      # empty: test_size
+    ({"test_size": 0}, 10000),                          # the whole mnist test split
+])
+def test_the_image_count_behind_the_interval(tmp_path, extra, images):
+    d = _runs_dir(tmp_path, [{"test_acc": 0.9, **extra}])
+    row = comparison_table(read_runs(d)).iloc[0]
+    assert row["test_images"] == images
+    lo, hi = row["test_acc_ci_lo"], row["test_acc_ci_hi"]
+    z = 1.959963984540054
+    half = z / (1 + z * z / images) * math.sqrt(0.09 / images + z * z / (4 * images ** 2))
+    assert (hi - lo) / 2 == pytest.approx(half, rel=1e-6)
+
+
+def test_identical_seeds_are_not_infinitely_certain(tmp_path):
+    # Three identical seeds per strategy, 1 pp apart on 1,000 images. The old code gave both a
+    # zero-width t interval, called the 95% one best and the gap significant.
+    rows = [{"strategy": s, "seed": seed, "test_acc": acc, "test_size": 1000}
+            for s, acc in (("resize32", 0.95), ("repeat3", 0.94)) for seed in range(3)]
+    table = comparison_table(read_runs(_runs_dir(tmp_path, rows))).set_index("strategy")
+    assert not table["is_best"].any()
+    top = table.loc["resize32"]
+    assert top["test_acc_ci_hi"] - top["test_acc_ci_lo"] == pytest.approx(
+        0.961870 - 0.934687, abs=1e-5)  # Wilson over the 1,000 images, not zero
+    assert not table.loc["repeat3", "diff_significant"]
+    assert table.loc["repeat3", "diff_ci_lo"] < 0 < table.loc["repeat3", "diff_ci_hi"]
+
+
+def test_throughput_is_bold_only_when_its_spread_clears_the_rest(tmp_path):
+    def rows(p10_fast):
+        return [{"strategy": "resize32", "train_img_s": 200, "train_img_s_p10": p10_fast,
+                 "train_img_s_p90": 210},
+                {"strategy": "repeat3", "train_img_s": 150, "train_img_s_p10": 140,
+                 "train_img_s_p90": 160}]
+    clear = comparison_table(read_runs(_runs_dir(tmp_path, rows(190), "a")))
+    assert clear["train_img_s_is_best"].tolist() == [True, False]
+    assert "| **200** |" in _summary(_runs_dir(tmp_path, rows(190), "b"))
+    overlap = _runs_dir(tmp_path, rows(155), "c")
+    assert not comparison_table(read_runs(overlap))["train_img_s_is_best"].any()
+    md = _summary(overlap)
+    assert "**200**" not in md and "**150**" not in md
+    assert not comparison_table(read_runs(_runs_dir(tmp_path, rows(""), "d")))[
+        "train_img_s_is_best"].any()  # no p10: no interval, no bold
+
+
+def test_measured_columns_without_an_interval_are_not_bold(tmp_path):
+    d = _runs_dir(tmp_path, [
+        {"strategy": "resize32", "eval_img_s": 900, "peak_mem_mib": 100, "best_acc": 0.99},
+        {"strategy": "repeat3", "eval_img_s": 100, "peak_mem_mib": 900, "best_acc": 0.5}])
+    md = _summary(d)
+    for text in ("**900**", "**100**", "**99.00**"):
+        assert text not in md
+
+
+# --- provenance and peak warnings -------------------------------------------------------------
+
+
+def _warnings(md: str) -> list[str]:
+    return [line for line in md.splitlines() if line.startswith("- **Warning:**")]
+
+
+@pytest.mark.parametrize(("column", "values", "what"), [
+    ("git_sha", ("abc1234", "def5678"), "different commits (git_sha)"),
+    ("torch_version", ("2.14.1", "2.11.0"), "different torch versions (torch_version)"),
+    ("host_cpu", ("Fixture CPU (2 logical cores)", "Fixture CPU (16 logical cores)"),
+     "different host CPUs (host_cpu)"),
+    ("device_id", ("GPU-0a1b", "GPU-9f8e"), "different devices (device_id)"),
+])
+def test_mixed_provenance_in_one_table_is_warned(tmp_path, column, values, what):
+    d = _runs_dir(tmp_path, [{"strategy": "resize32", column: values[0]},
+                             {"strategy": "repeat3", column: values[1]}])
+    warnings = _warnings(_summary(d))
+    assert len(warnings) == 1 and what in warnings[0]
+    assert f"{values[0]} (1 rows)" in warnings[0] and "mnist · resnet18 ·" in warnings[0]
+
+
+def test_provenance_differing_between_tables_only_is_fine(tmp_path):
+    d = _runs_dir(tmp_path, [{"model": "resnet18", "git_sha": "abc1234"},
+                             {"model": "vgg16", "git_sha": "def5678"},
+                             {"model": "vgg16", "strategy": "conv1", "git_sha": "def5678",
+                              "device_id": ""}])
+    assert _warnings(_summary(d)) == []
+
+
+def test_a_peak_measured_under_load_is_flagged(tmp_path):
+    d = _runs_dir(tmp_path, [
+        {"strategy": "resize32", "peak_tflops": 100, "peak_fresh_tflops": 70},   # 30% off
+        {"strategy": "repeat3", "peak_tflops": 100, "peak_fresh_tflops": 90},    # 10%: fine
+        {"strategy": "conv1", "peak_tflops": 100, "peak_fresh_tflops": ""}])     # not measured
+    warnings = _warnings(_summary(d))
+    assert len(warnings) == 1
+    assert warnings[0].startswith("- **Warning:** 1 rows' matmul peak differs by more than 20%")
+    assert "mnist/resnet18/resize32 seed 0" in warnings[0] and "repeat3" not in warnings[0]
+    # Files from before the column existed (schema 1) report without it and warn nothing.
+    old = _runs_dir(tmp_path, [{"strategy": "resize32", "peak_tflops": 100}], "old")
+    assert "peak_fresh_tflops" not in read_runs(old).columns and _warnings(_summary(old)) == []
+
+
+def test_the_cli_prints_the_warnings(tmp_path, capsys):
+    d = _runs_dir(tmp_path, [{"strategy": "resize32", "git_sha": "abc1234"},
+                             {"strategy": "repeat3", "git_sha": "def5678"}])
+    assert report.main([str(d), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: rows compared in one table come from different commits" in err
+    md = (tmp_path / "out" / "summary.md").read_text()
+    assert "**Warning:** rows compared in one table come from different commits" in md
