@@ -8,7 +8,12 @@ goes, and a summary table printed last. Steps:
 2. The naive baseline side by side with the harness: the original write-up's pipeline
    (``DataLoader`` of PIL images with ``Resize(224)`` + ``Grayscale(3)`` + ``ToTensor`` on CPU,
    fp32, an untouched torchvision model) against the harness's ``resize224`` cell on the same
-   model and batch, in fp32 (same arithmetic) and in the profile's precision. Printed as ratios.
+   model and batch. Both sides share every setting that is not the input pipeline: memory
+   layout (the profile's ``channels_last``, applied to the model on both), ``cudnn.benchmark``
+   and TF32, optimizer, warm-up and timing-window length (windows include fetching the batch).
+   The harness runs in fp32 (``ratio_fp32``: same precision on both sides) and in the
+   profile's precision (``ratio_<precision>``: harness in that precision against the naive
+   pipeline in fp32). ``baseline.csv`` records each side's settings. Printed as ratios.
 3. The ``gpu-quick`` profile through the normal sweep (one subprocess per cell), stopped cleanly
    at the time budget: completed rows are kept, the rest are listed as not run.
 4. A short table: per cell accuracy, img/s, MFU, peak memory.
@@ -99,14 +104,41 @@ class _PilMnist(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.x[i], mode="L")), self.y[i]
 
 
+def _backend_settings() -> dict[str, bool]:
+    """The global backend flags a training step runs under, read now (both sides record them)."""
+    return {"cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "tf32": bool(torch.backends.cuda.matmul.allow_tf32
+                         and torch.backends.cudnn.allow_tf32)}
+
+
 def naive_img_s(model_name: str, device: torch.device, batch_size: int, steps: int,
-                warmup: int, num_workers: int, data_root: str, train_size: int) -> float:
-    """Training img/s of the write-up's pipeline: DataLoader + Resize(224) + Grayscale(3), fp32."""
+                warmup: int, num_workers: int, data_root: str, train_size: int, *,
+                window_steps: int, channels_last: bool, cudnn_benchmark: bool, tf32: bool,
+                recipe: Config) -> float:
+    """Training img/s of the write-up's pipeline: DataLoader + Resize(224) + Grayscale(3), fp32.
+
+    Everything but the input pipeline matches the harness's cell, so that the ratio is the
+    pipeline's: ``channels_last`` is applied to the model (as ``bench.train`` does), the
+    backend flags are set as ``bench.train`` sets them on CUDA (``cudnn_benchmark``, ``tf32``
+    for matmuls and convolutions; untouched on CPU, as there), the optimizer is the harness's
+    (``make_optimizer(recipe)``), and the first ``warmup`` steps are excluded. ``steps`` (a
+    multiple of ``window_steps``) are timed in windows of ``window_steps`` whole steps, each
+    including fetching the batch from the ``DataLoader`` and copying it to the device; the
+    result is the median over windows, in images per second.
+    """
     import torchvision
     from torchvision import transforms
 
     from bench import data as data_mod
+    from bench.train import make_optimizer
 
+    if window_steps < 1 or steps < window_steps or steps % window_steps:
+        raise ValueError(f"steps={steps} must be a positive multiple of "
+                         f"window_steps={window_steps}")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
     splits = data_mod.load("mnist", data_root or None, train_size=train_size, test_size=100)
     tf = transforms.Compose([transforms.Resize(224), transforms.Grayscale(3),
                              transforms.ToTensor()])
@@ -115,51 +147,87 @@ def naive_img_s(model_name: str, device: torch.device, batch_size: int, steps: i
                                          num_workers=num_workers, drop_last=True)
     torch.manual_seed(0)
     model = torchvision.models.get_model(model_name, num_classes=10).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    opt = make_optimizer(recipe, model)
     criterion = nn.CrossEntropyLoss()
-    meter = measure.ThroughputMeter(warmup, steps, device)
-    done = 0
-    while done < warmup + steps:
-        for x, y in loader:
-            meter.begin_step()
-            x, y = x.to(device), y.to(device)
-            loss = criterion(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            meter.end_step(len(y))
-            done += 1
-            if done >= warmup + steps:
-                break
+    meter = measure.ThroughputMeter(warmup, window_steps, device)
+    batches = iter(loader)
+    for _ in range(warmup + steps):
+        meter.begin_step()  # before the fetch: the pipeline is what is being measured
+        try:
+            x, y = next(batches)
+        except StopIteration:  # another epoch (train_size normally covers all the steps)
+            batches = iter(loader)
+            x, y = next(batches)
+        x, y = x.to(device), y.to(device)
+        loss = criterion(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        meter.end_step(len(y))
+    meter.interrupt()  # the boundary after the last step: closes the last complete window
+    if len(meter.window_img_s) != steps // window_steps:
+        raise RuntimeError(f"naive {model_name}: {len(meter.window_img_s)} timed windows, "
+                           f"expected {steps // window_steps}")
     return meter.summary()["train_img_s"]
 
 
+# Baseline sizes: (batch, warm-up steps, steps per timing window, windows), both sides.
+BASELINE_SIZES = (128, 5, 10, 2)
+DRY_RUN_BASELINE_SIZES = (4, 1, 2, 1)
+
+
 def baseline(cfg: Config, device: torch.device, dry_run: bool, log: Tee,
-             models: tuple[str, ...] = BASELINE_MODELS) -> list[dict[str, Any]]:
-    """Naive pipeline vs the harness on the same model and batch; rows for baseline.csv."""
-    bs = 4 if dry_run else 128
-    steps, warmup = (2, 1) if dry_run else (20, 5)
+             models: tuple[str, ...] = BASELINE_MODELS,
+             channels_last: bool | None = None) -> list[dict[str, Any]]:
+    """Naive pipeline vs the harness on the same model and batch; rows for baseline.csv.
+
+    Both sides get the same memory layout (``channels_last``; default: the profile's), the
+    same ``cudnn.benchmark`` and TF32 flags (as the harness sets them: benchmark unless
+    ``cfg.deterministic``, TF32 on CUDA), the same warm-up and the same timing windows
+    (``window_steps`` whole steps, batch fetching included; median over windows). Each row
+    records what each side ran with (``naive_*`` / ``harness_*`` columns, read back after the
+    side ran) and ``same_settings``. Throughputs are in images per second; ``ratio_fp32`` is
+    harness fp32 / best naive (fp32), ``ratio_<precision>`` harness in the profile's precision
+    / best naive (fp32: ``naive_precision``).
+    """
+    bs, warmup, window, windows = DRY_RUN_BASELINE_SIZES if dry_run else BASELINE_SIZES
+    steps = window * windows
+    # One epoch covers warm-up and every timed step: an epoch boundary ends a harness window.
     train_size = 64 if dry_run else bs * (warmup + steps + 2)
     workers = (0, 2) if dry_run else (0, min(8, os.cpu_count() or 1))
+    layout = cfg.channels_last if channels_last is None else channels_last
+    cudnn_benchmark = not cfg.deterministic  # what bench.train sets on CUDA
+    tf32 = device.type == "cuda"  # bench.train enables TF32 on CUDA (what a user chooses)
     rows = []
     for model_name in models:
         row: dict[str, Any] = {"model": model_name, "strategy": "resize224", "batch_size": bs,
                                "device_name": measure.device_name(device)}
+        naive_seen: dict[str, Any] = {}
         for w in workers:
             try:
-                row[f"naive_w{w}_img_s"] = naive_img_s(model_name, device, bs, steps, warmup, w,
-                                                       cfg.data_root, train_size)
+                row[f"naive_w{w}_img_s"] = naive_img_s(
+                    model_name, device, bs, steps, warmup, w, cfg.data_root, train_size,
+                    window_steps=window, channels_last=layout, cudnn_benchmark=cudnn_benchmark,
+                    tf32=tf32, recipe=cfg.replace(batch_size=bs))
             except Exception as exc:  # noqa: BLE001 - report, keep going
                 row[f"naive_w{w}_img_s"] = float("nan")
                 log(f"  naive {model_name} workers={w} failed: {type(exc).__name__}: {exc}")
+            naive_seen = {"channels_last": layout, **_backend_settings()}
+        row.update({f"naive_{k}": v for k, v in naive_seen.items()})
+        row.update(naive_precision="fp32", naive_window_steps=window, naive_warmup_steps=warmup,
+                   naive_timed_steps=steps)
+        harness_seen: dict[str, Any] = {}
         for precision in ("fp32", cfg.precision):
             key = f"harness_{precision}_img_s"
             if key in row:
                 continue
             # Unclipped like the naive loop: clipping is recipe, not pipeline, cost.
             hcfg = cfg.replace(batch_size=bs, precision=precision, train_size=train_size,
-                               grad_clip=0.0, per_model=(),
-                               test_size=100, warmup_steps=warmup, window_steps=1,
+                               channels_last=layout, grad_clip=0.0, per_model=(),
+                               test_size=100, warmup_steps=warmup, window_steps=window,
                                measure_only_steps=warmup + steps, profile_steps=0,
                                max_steps_per_epoch=0)
             res = run_cell(hcfg, Cell("mnist", model_name, "resize224", 0), device=device,
@@ -167,15 +235,27 @@ def baseline(cfg: Config, device: torch.device, dry_run: bool, log: Tee,
             row[key] = res.row.get("train_img_s", float("nan"))
             if res.row["status"] != "ok":
                 log(f"  harness {model_name} {precision}: {res.row['status']} {res.row['reason']}")
+            harness_seen = {"channels_last": bool(res.row.get("channels_last", layout)),
+                            **_backend_settings()}
+        row.update({f"harness_{k}": v for k, v in harness_seen.items()})
+        row.update(harness_window_steps=window, harness_warmup_steps=warmup,
+                   harness_timed_steps=steps)
+        row["same_settings"] = naive_seen == harness_seen
+        if not row["same_settings"]:
+            log(f"  WARNING {model_name}: the sides ran with different settings: naive "
+                f"{naive_seen}, harness {harness_seen}")
         naive_best = max(row[f"naive_w{w}_img_s"] for w in workers)
         row["naive_best_img_s"] = naive_best
         row["ratio_fp32"] = row["harness_fp32_img_s"] / naive_best
         row[f"ratio_{cfg.precision}"] = row[f"harness_{cfg.precision}_img_s"] / naive_best
         rows.append(row)
-        log(f"  {model_name} resize224 batch {bs}: naive "
+        log(f"  {model_name} resize224 batch {bs}, both sides channels_last={layout}, "
+            f"cudnn.benchmark={harness_seen.get('cudnn_benchmark')}, "
+            f"tf32={harness_seen.get('tf32')}, {windows} window(s) of {window} steps after "
+            f"{warmup} warm-up: naive fp32 "
             + ", ".join(f"workers={w} {row[f'naive_w{w}_img_s']:.0f}" for w in workers)
             + f" img/s | harness fp32 {row['harness_fp32_img_s']:.0f}, {cfg.precision} "
-            f"{row[f'harness_{cfg.precision}_img_s']:.0f} img/s | ratio vs best naive: "
+            f"{row[f'harness_{cfg.precision}_img_s']:.0f} img/s | ratio vs best naive (fp32): "
             f"fp32 {row['ratio_fp32']:.2f}x, {cfg.precision} {row[f'ratio_{cfg.precision}']:.2f}x")
     return rows
 
@@ -298,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
 
     base_rows: list[dict[str, Any]] = []
     if not args.skip_baseline:
-        log("== 2. naive pipeline vs harness (training img/s, same model and batch)")
+        log("== 2. naive pipeline vs harness (training img/s, same model, batch, layout, "
+            "backend flags and windows)")
         base_rows = baseline(cfg, device, args.dry_run, log,
                              ("resnet18",) if args.dry_run else BASELINE_MODELS)
         if base_rows:
@@ -327,8 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{ceil['tf32_matmul_tflops']:.0f}, fp32 {ceil['fp32_matmul_tflops']:.0f}, copy "
         f"{ceil['copy_gb_s']:.0f} GB/s; MFU against {peak:.0f} TFLOP/s")
     for r in base_rows:
-        log(f"  naive vs harness {r['model']} resize224: "
-            f"{r[f'ratio_{cfg.precision}']:.2f}x ({cfg.precision}), {r['ratio_fp32']:.2f}x (fp32)")
+        log(f"  harness / naive {r['model']} resize224: {r['ratio_fp32']:.2f}x (both fp32), "
+            f"{r[f'ratio_{cfg.precision}']:.2f}x (harness {cfg.precision}, naive fp32)")
     for line in summary_table(out / "gpu" / "runs.csv"):
         log(line)
     log(f"files: {out}")

@@ -75,3 +75,59 @@ def test_bad_budget_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         gpu_check.main(["--dry-run", "--budget-s", "0", "--out", str(tmp_path)])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_baseline_sides_share_layout_backend_flags_and_windows(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, channels_last: bool) -> None:
+    """The naive pipeline and the harness are timed under the same settings, recorded per side."""
+    import torch
+
+    from bench import gpu_check
+    from bench.config import Config
+    from bench.train import CellResult
+
+    naive_calls: list[dict] = []
+    harness_cfgs: list[Config] = []
+
+    def fake_naive(model_name, device, batch_size, steps, warmup, num_workers, data_root,
+                   train_size, **settings):
+        naive_calls.append(dict(settings, batch_size=batch_size, steps=steps, warmup=warmup))
+        return 50.0
+
+    def fake_run_cell(cfg, cell, *, device, measure_only):
+        harness_cfgs.append(cfg)
+        assert measure_only and cell.strategy == "resize224"
+        return CellResult(row={"status": "ok", "reason": "", "train_img_s": 100.0,
+                               "channels_last": cfg.channels_last})
+
+    monkeypatch.setattr(gpu_check, "naive_img_s", fake_naive)
+    monkeypatch.setattr(gpu_check, "run_cell", fake_run_cell)
+    cfg = Config(precision="bf16", channels_last=not channels_last)  # the override wins
+    log = gpu_check.Tee(tmp_path / "log")
+    for dry_run in (True, False):
+        naive_calls.clear()
+        harness_cfgs.clear()
+        (row,) = gpu_check.baseline(cfg, torch.device("cpu"), dry_run, log, ("resnet18",),
+                                    channels_last=channels_last)
+        assert len(naive_calls) == 2 and [c.precision for c in harness_cfgs] == ["fp32", "bf16"]
+        for call in naive_calls:
+            for h in harness_cfgs:
+                assert call["channels_last"] is h.channels_last is channels_last
+                assert call["cudnn_benchmark"] is (not h.deterministic)
+                assert call["window_steps"] == h.window_steps
+                assert call["warmup"] == h.warmup_steps
+                assert call["steps"] == h.measure_only_steps - h.warmup_steps
+                assert call["steps"] % call["window_steps"] == 0
+                assert call["batch_size"] == h.batch_size
+                # One epoch holds every harness step: an epoch boundary would cut a window.
+                assert h.train_size >= h.batch_size * h.measure_only_steps
+        if not dry_run:
+            assert naive_calls[0]["window_steps"] >= 10
+        for side in ("naive", "harness"):
+            assert row[f"{side}_channels_last"] is channels_last
+            assert row[f"{side}_window_steps"] == naive_calls[0]["window_steps"]
+        assert row["naive_cudnn_benchmark"] == row["harness_cudnn_benchmark"]
+        assert row["naive_tf32"] == row["harness_tf32"]
+        assert row["naive_precision"] == "fp32" and row["same_settings"] is True
+        assert row["ratio_fp32"] == row["ratio_bf16"] == 2.0

@@ -6,11 +6,16 @@ Two sets, chosen with the environment variable ``ADAPTBENCH_MICRO``:
   a few minutes. vgg16 and resnet18, batch 8; the only 224 px cell is resnet18's.
 - ``heavy``: for a GPU -- batch 64, more rounds, resnet50 added, and vgg16 at 224 px.
 
+Every benchmark in this folder runs with ``torch.backends.cudnn.benchmark`` pinned to the set's
+``cudnn_benchmark`` (what the harness uses on that hardware), so no benchmark inherits whatever
+an earlier test left behind; the value is recorded in ``machine_info`` and ``extra_info``.
+
 A plain ``pytest`` run executes every benchmark body once without timing (see
 ``tests/conftest.py``), so a broken benchmark fails ``make test``.
 
 What lands in each benchmark's ``extra_info`` (saved in the JSON of ``--benchmark-save/-json``):
-``img_s`` (images per second, from the median round), ``images_per_round``, ``peak_mem_mib``
+``img_s`` (images per second, from the median round), ``images_per_round``, ``rounds`` and
+``warmup_rounds`` (timed and untimed calls), ``cudnn_benchmark``, ``peak_mem_mib``
 (MiB, see :func:`peak_mem_mib`), ``gflops_per_img`` (GFLOPs of the timed work per image: forward,
 or 3x forward for a training step) and ``gflop_s`` (achieved, = gflops_per_img x img_s).
 """
@@ -65,6 +70,9 @@ class MicroSet:
     pipeline_images: int  # images per round of an input-pipeline benchmark
     pipeline_rounds: int
     pipeline_warmup: int
+    # torch.backends.cudnn.benchmark for every benchmark of the set: the harness's choice on
+    # the hardware the set is for (bench.train sets it on CUDA unless deterministic).
+    cudnn_benchmark: bool
 
 
 # The strategies are strategies.DEFAULT_PRESETS (what the profiles sweep), written out so that
@@ -95,6 +103,7 @@ MICRO_SETS = {
         pipeline_images=64,
         pipeline_rounds=10,
         pipeline_warmup=2,
+        cudnn_benchmark=False,
     ),
     # For a GPU: every cell at a training-sized batch, with enough rounds for a stable median.
     "heavy": MicroSet(
@@ -108,6 +117,7 @@ MICRO_SETS = {
         pipeline_images=256,
         pipeline_rounds=20,
         pipeline_warmup=3,
+        cudnn_benchmark=True,
     ),
 }
 
@@ -169,6 +179,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def micro() -> MicroSet:
     return MICRO
+
+
+@pytest.fixture(autouse=True)
+def pinned_cudnn_benchmark() -> Any:
+    """``cudnn.benchmark`` = the set's value during each benchmark here; restored afterwards."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = MICRO.cudnn_benchmark
+    yield MICRO.cudnn_benchmark
+    torch.backends.cudnn.benchmark = before
 
 
 @pytest.fixture(scope="session")
@@ -264,6 +283,7 @@ def record_extra_info(benchmark: Any, *, images_per_round: int, gflops_per_img: 
     info["images_per_round"] = images_per_round
     info["device"] = DEVICE.type
     info["micro_set"] = MICRO.name
+    info["cudnn_benchmark"] = torch.backends.cudnn.benchmark
     if gflops_per_img is not None:
         info["gflops_per_img"] = round(gflops_per_img, 4)
     info.update(more)
@@ -278,6 +298,14 @@ def record_extra_info(benchmark: Any, *, images_per_round: int, gflops_per_img: 
         info["peak_mem_mib"] = round(peak_mem_mib(memory_of, DEVICE, resident), 1)
 
 
+def run_timed(benchmark: Any, fn: Callable[[], Any], *, rounds: int, warmup: int) -> Any:
+    """``fn``'s result, timed as ``rounds`` calls of one iteration after ``warmup`` untimed
+    calls; the window (one call) and the counts are recorded in ``extra_info``, so benchmarks
+    compared side by side can be seen to share them."""
+    benchmark.extra_info.update(rounds=rounds, warmup_rounds=warmup, iterations_per_round=1)
+    return benchmark.pedantic(fn, rounds=rounds, warmup_rounds=warmup, iterations=1)
+
+
 @pytest.fixture(scope="session")
 def measure() -> Any:
     """The measuring helpers above, for the test modules (conftest is not importable)."""
@@ -287,6 +315,7 @@ def measure() -> Any:
         gflops_fwd_per_img = staticmethod(gflops_fwd_per_img)
         tensor_bytes = staticmethod(_tensor_bytes)
         record = staticmethod(record_extra_info)
+        run = staticmethod(run_timed)
 
     return Measure
 
@@ -306,3 +335,4 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
                                    or platform.processor() or platform.machine())
     machine_info["torch_threads"] = torch.get_num_threads()
     machine_info["micro_set"] = MICRO.name
+    machine_info["cudnn_benchmark"] = MICRO.cudnn_benchmark

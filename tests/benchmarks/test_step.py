@@ -3,7 +3,9 @@
 Each cell's model comes from ``strategies.build`` and takes the raw (N, 1, 28, 28) batch, so
 the input adaptation (resize, channel repeat, ConvTranspose stem) is inside the timed call.
 The batch is fixed, synthetic and already on the device: no data loading is timed here
-(``test_pipeline.py`` times that). Results are grouped by model, so ``--benchmark-only`` prints
+(``test_pipeline.py`` times that). Every cell runs under the same settings, so its strategies
+compare fairly: contiguous (NCHW) layout, fp32, ``cudnn.benchmark`` pinned by the conftest, and
+the same rounds and warm-up (recorded in ``extra_info``). Results are grouped by model, so ``--benchmark-only`` prints
 one table per model comparing its strategies, forward and training step side by side.
 
 Run: ``pytest --benchmark-only`` (timed) or plain ``pytest`` (each body once, untimed).
@@ -32,8 +34,8 @@ def test_forward(benchmark, cell, adapted_model, micro, device, mnist_like_batch
         with torch.no_grad():
             return model(x)
 
-    logits = benchmark.pedantic(forward, rounds=micro.forward_rounds,
-                                warmup_rounds=micro.forward_warmup)
+    logits = measure.run(benchmark, forward, rounds=micro.forward_rounds,
+                         warmup=micro.forward_warmup)
 
     assert logits.shape == (micro.batch_size, 10)
     resident = [*model.parameters(), *model.buffers(), x]
@@ -67,7 +69,7 @@ def test_train_step(benchmark, cell, adapted_model, micro, device, mnist_like_ba
         opt.step()
         return loss.detach()
 
-    loss = benchmark.pedantic(step, rounds=micro.step_rounds, warmup_rounds=micro.step_warmup)
+    loss = measure.run(benchmark, step, rounds=micro.step_rounds, warmup=micro.step_warmup)
 
     assert torch.isfinite(loss), f"non-finite loss {loss.item()}"
     opt.zero_grad(set_to_none=True)  # see peak_mem_mib: nothing freed that predates the call
