@@ -15,6 +15,11 @@ A strategy is written ``channel+spatial`` (either part optional, channel first) 
 - spatial: ``resize<N>``, ``pad<N>``, ``convtranspose``, ``droppools[<K>]``, ``cifarstem``;
 - presets: see :data:`PRESETS` (``resize224`` means ``repeat3+resize224``).
 
+Every layer an adapter creates is initialised by the model family's own torchvision rule
+(:mod:`strategies._init`; ``AdaptedModel.init_rules`` says which), so that ``conv1`` on a random
+model is the model built natively with one input channel. The one exception, documented in
+:mod:`strategies.post`: the post's exact VGG stem keeps PyTorch's default, as the post has it.
+
 New adapters register with ``@register("channel" | "spatial")``, like torchvision's
 ``@register_model``; presets with :func:`register_preset`.
 """

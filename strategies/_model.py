@@ -17,6 +17,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from ._init import family_of, init_like_family
 from ._registry import Spec, StrategyError, parse_spec
 
 # Inception-style models: no auxiliary heads (so forward returns plain logits), an explicit
@@ -54,14 +55,19 @@ class AdaptedModel(nn.Module):
 
     Attributes: ``model_name``; ``spec`` (canonical, e.g. ``repeat3+resize224``); ``preset``
     (the preset name it was built from, or None); ``reinitialized`` (paths, from this module,
-    of layers the strategy replaced or added with fresh random weights); ``effective_input_px``
+    of layers the strategy replaced or added with fresh random weights); ``init_rules`` (the
+    same layers in the same order, each as ``"path (rule)"``, e.g.
+    ``"backbone.conv1 (ResNet: kaiming_normal_ fan_out relu)"``: the init each one got, see
+    :mod:`strategies._init`; the path is the text before the first ``" ("``);
+    ``effective_input_px``
     (side in px of the image the ImageNet-shaped body sees, after any upsampling stem);
     ``backbone_input_px`` (side reaching ``backbone``); ``notes`` (what the adapters did).
     """
 
     def __init__(self, backbone: nn.Module, adapt: nn.Sequential, *, model_name: str, spec: Spec,
                  num_classes: int, input_px: int, effective_input_px: int,
-                 backbone_input_px: int, reinitialized: list[str], notes: list[str]) -> None:
+                 backbone_input_px: int, reinitialized: list[str], notes: list[str],
+                 init_rules: dict[str, str] | None = None) -> None:
         super().__init__()
         self.adapt = adapt
         self.backbone = backbone
@@ -73,6 +79,9 @@ class AdaptedModel(nn.Module):
         self.effective_input_px = effective_input_px
         self.backbone_input_px = backbone_input_px
         self.reinitialized = list(dict.fromkeys(reinitialized))
+        rules = init_rules or {}
+        self.init_rules = [f"{path} ({rules[path]})" if path in rules else path
+                           for path in self.reinitialized]
         self.notes = notes
 
     def forward(self, x: Tensor) -> Tensor:
@@ -96,23 +105,48 @@ class Adaptation:
     backbone_input_px: int
     input_ops: list[tuple[str, nn.Module]] = field(default_factory=list)
     reinitialized: list[str] = field(default_factory=list)
+    init_rules: dict[str, str] = field(default_factory=dict)  # path -> the init it got, last wins
     notes: list[str] = field(default_factory=list)
     undo: list[tuple[str, nn.Module]] | None = None  # (name, original) per replacement, if kept
 
-    def replace(self, name: str, module: nn.Module, *, fresh: bool = True) -> None:
-        """Swap backbone layer ``name`` for ``module``; ``fresh``: it has new random weights."""
+    def _initialise(self, module: nn.Module, pytorch_default: str | None) -> dict[str, str]:
+        """Initialise the newly created ``module`` by the family rule, or keep PyTorch's default
+        (``pytorch_default`` is the reason); ``{layer name in module: rule text}``."""
+        if pytorch_default is None:
+            return init_like_family(self.backbone, module)
+        return {n: f"PyTorch default: {pytorch_default}" for n, m in module.named_modules()
+                if next(m.parameters(recurse=False), None) is not None}
+
+    def _record(self, path: str, rule: str) -> None:
+        self.reinitialized.append(path)
+        self.init_rules[path] = rule
+
+    def replace(self, name: str, module: nn.Module, *, fresh: bool = True,
+                pytorch_default: str | None = None) -> None:
+        """Swap backbone layer ``name`` for ``module``.
+
+        ``fresh``: ``module`` was just created, so it is re-initialised by the family's rule
+        (:func:`~strategies._init.init_like_family`) and recorded in ``reinitialized``. The rule
+        replaces whatever init the module was built with, so an adapter replacing a layer an
+        earlier one created leaves it with the family's init, never with PyTorch's default.
+        ``pytorch_default``: keep PyTorch's default init instead (only the post's exact stem
+        does), this text being the reason recorded. ``fresh=False``: the weights are not new
+        (``sumrgb`` folds them; an Identity has none).
+        """
         if self.undo is not None:
             self.undo.append((name, self.backbone.get_submodule(name)))
         self.backbone.set_submodule(name, module)
         if fresh:
-            self.reinitialized.append(f"backbone.{name}")
+            rules = self._initialise(module, pytorch_default)
+            self._record(f"backbone.{name}",
+                         " | ".join(dict.fromkeys(rules.values())) or "no parameters")
 
     def add_input_op(self, name: str, module: nn.Module) -> None:
-        """Append an input transformation, run in order before the backbone."""
+        """Append an input transformation, run in order before the backbone. Layers in it that
+        hold parameters are new: initialised by the family's rule and recorded one by one."""
         self.input_ops.append((name, module))
-        self.reinitialized += [f"adapt.{name}.{n}" if n else f"adapt.{name}"
-                               for n, m in module.named_modules()
-                               if next(m.parameters(recurse=False), None) is not None]
+        for n, rule in self._initialise(module, None).items():
+            self._record(f"adapt.{name}.{n}" if n else f"adapt.{name}", rule)
 
 
 def adapt(backbone: nn.Module, model_name: str, spec: str | Spec, *, input_px: int = 28,
@@ -124,10 +158,15 @@ def adapt(backbone: nn.Module, model_name: str, spec: str | Spec, *, input_px: i
     finds the first convolution of the result). ``undo``: a list that receives
     ``(layer name, original layer)`` for every replacement, so that :func:`restore` can give
     the backbone back unchanged (the doctor reuses one backbone for many strategies).
+    Every layer an adapter creates is initialised by ``backbone``'s family rule
+    (:mod:`strategies._init`), whatever order the parts run in; ``init_rules`` records which.
     """
     parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
-    ctx = Adaptation(model_name, backbone, input_px, input_px, input_px,
-                     reinitialized=[f"backbone.{n}" for n in (reinitialized or [])], undo=undo)
+    ctx = Adaptation(model_name, backbone, input_px, input_px, input_px, undo=undo)
+    family = family_of(backbone)
+    for name in reinitialized or []:
+        # Left as the constructor drew them (no matching weights): the family's rule by definition.
+        ctx._record(f"backbone.{name}", f"{(family or type(backbone)).__name__} constructor init")
     for part in parsed.parts():
         part.adapter.apply(ctx, part.value)
     adapt_seq = nn.Sequential()
@@ -139,7 +178,8 @@ def adapt(backbone: nn.Module, model_name: str, spec: str | Spec, *, input_px: i
                         num_classes=num_classes, input_px=input_px,
                         effective_input_px=ctx.effective_input_px,
                         backbone_input_px=ctx.backbone_input_px,
-                        reinitialized=ctx.reinitialized, notes=ctx.notes)
+                        reinitialized=ctx.reinitialized, notes=ctx.notes,
+                        init_rules=ctx.init_rules)
 
 
 def restore(backbone: nn.Module, undo: list[tuple[str, nn.Module]]) -> None:
@@ -359,4 +399,5 @@ def build(model_name: str, spec: str, num_classes: int = 10, weights: str | None
                 raise StrategyError(
                     f"weights {weights} do not fit {model_name} with {model.spec}: {exc}") from None
             model.reinitialized = []
+            model.init_rules = []
     return model.to(dev)

@@ -2,8 +2,9 @@
 
 - ``repeat3``: tile the gray channel to 3 (a view, no copy); the model stays intact, so
   ImageNet weights load unchanged.
-- ``conv1``: replace the first convolution by one with ``in_channels=1`` (fresh random weights);
-  the fix for the original write-up's error 1.
+- ``conv1``: replace the first convolution by one with ``in_channels=1``, freshly initialised by
+  the model family's own rule (:mod:`strategies._init`: ResNet/VGG ``kaiming_normal_`` fan_out
+  relu, ...); the fix for the original write-up's error 1.
 - ``sumrgb``: replace it by a one-channel convolution whose weight is the RGB weight summed over
   the input-channel axis (timm's folding). ``conv(repeat3(x), W) == conv(x, W.sum(1))``, so it
   computes exactly what ``repeat3`` does, with a third of the first layer's multiply-adds.
@@ -68,10 +69,18 @@ def repeat3(ctx: Adaptation, _value: int | None) -> None:
 
 @register("channel", surgery=True)
 def conv1(ctx: Adaptation, _value: int | None) -> None:
-    """Replace the first convolution by a freshly initialised one with in_channels=1."""
+    """Replace the first convolution by one with in_channels=1, initialised by the model
+    family's own rule.
+
+    ``ctx.replace`` re-initialises the new layer as the family's torchvision constructor does
+    (ResNet: ``kaiming_normal_`` fan_out relu), not at PyTorch's default, so that ``conv1`` on a
+    random model is the model built natively with one input channel. After a spatial part that
+    rebuilt the first convolution (``cifarstem``) the result is that part's layer built with one
+    input channel: same shape, same family init.
+    """
     name, conv = _rgb_conv(ctx, "conv1")
     ctx.replace(name, _one_channel_like(conv, init=True))
-    ctx.notes.append(f"conv1: {name} now takes 1 channel (random init)")
+    ctx.notes.append(f"conv1: {name} now takes 1 channel ({ctx.init_rules[f'backbone.{name}']})")
 
 
 @register("channel", surgery=True)

@@ -13,6 +13,14 @@ survives VGG's five max-pools (57 -> 28 -> 14 -> 7 -> 3 -> 1).
 vgg19: conv, ReLU, conv). Every other model gets the generic equivalent *in front of* the
 intact network: ``Conv2d(1, 16, 3, padding=1) -> ReLU -> ConvTranspose2d(16, 3, 3, stride=2)``,
 a learned 28 -> 57 px upsampling to the 3 channels its first convolution expects.
+
+Initialisation: the post's exact VGG stem is the one documented exception to the rule that a
+layer a strategy creates gets its family's init (:mod:`strategies._init`). It keeps PyTorch's
+default init (kaiming-uniform a=sqrt(5), uniform bias), as the post's code does, so that the
+``post-convtranspose`` preset on vgg16 reproduces the write-up exactly: seeded alike, it draws
+the same weights as :func:`post_vgg16`. The generic stem in front of other models is ours, not
+the post's: its Conv2d and ConvTranspose2d get the family's Conv2d rule (ResNet:
+``kaiming_normal_`` fan_out relu).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from ._model import Adaptation
 from ._registry import register
 
 STEM_CHANNELS = 16  # the post's "single channel, a bit smaller" width
+_AS_THE_POST = "the post's exact stem - the documented exception"
 
 
 def upsampled_px(px: int) -> int:
@@ -52,15 +61,22 @@ def _has_post_layout(model: nn.Module) -> bool:
 
 @register("spatial", surgery=True, takes_channel=False)
 def convtranspose(ctx: Adaptation, _value: int | None) -> None:
-    """A learned upsampling stem from the original write-up, Conv2d(1, 16) then a stride-2 ConvTranspose2d, that turns the one-channel 28 px image into a 57 px map (on vgg13/16/19 it replaces features[0] and features[2] exactly as the post does; elsewhere it is put in front of the intact model)."""
+    """A learned upsampling stem from the original write-up, Conv2d(1, 16) then a stride-2 ConvTranspose2d, that turns the one-channel 28 px image into a 57 px map (on vgg13/16/19 it replaces features[0] and features[2] exactly as the post does; elsewhere it is put in front of the intact model).
+
+    Init: the post's exact stem keeps PyTorch's default (the documented exception, see the
+    module docstring); the generic stem gets the family's Conv2d rule.
+    """
     device = next(ctx.backbone.parameters()).device
     if _has_post_layout(ctx.backbone):
         out_channels = ctx.backbone.features[2].out_channels
+        # The documented exception: PyTorch's default init, as the post's code has it.
         ctx.replace("features.0", nn.Conv2d(1, STEM_CHANNELS, kernel_size=(3, 3), stride=(1, 1),
-                                            padding=(1, 1), device=device))
+                                            padding=(1, 1), device=device),
+                    pytorch_default=_AS_THE_POST)
         ctx.replace("features.2", nn.ConvTranspose2d(STEM_CHANNELS, out_channels,
                                                      kernel_size=(3, 3), stride=(2, 2),
-                                                     padding=(0, 0), bias=False, device=device))
+                                                     padding=(0, 0), bias=False, device=device),
+                    pytorch_default=_AS_THE_POST)
         ctx.effective_input_px = upsampled_px(ctx.backbone_input_px)
         ctx.notes.append("convtranspose: the post's VGG stem (features.0 and features.2 replaced)")
         return

@@ -147,8 +147,6 @@ def cifarstem(ctx: Adaptation, _value: int | None) -> None:
     old = backbone.conv1
     stem = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=3, stride=1, padding=1,
                      bias=False, device=old.weight.device, dtype=old.weight.dtype)
-    # torchvision's ResNet initialises every conv this way; keep the family's init.
-    nn.init.kaiming_normal_(stem.weight, mode="fan_out", nonlinearity="relu")
-    ctx.replace("conv1", stem)
+    ctx.replace("conv1", stem)  # initialised by ResNet's rule: kaiming_normal_ fan_out relu
     ctx.replace("maxpool", nn.Identity(), fresh=False)
     ctx.notes.append("cifarstem: conv1 is 3x3 stride 1, maxpool removed")
