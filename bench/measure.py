@@ -13,7 +13,6 @@ import os
 import resource
 import shutil
 import statistics
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -44,13 +43,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class ThroughputMeter:
-    """Steady-state throughput from fixed-size windows of steps.
+    """Steady-state throughput from windows of whole, consecutive training steps.
 
-    The first ``warmup_steps`` steps are never timed (allocator growth, cuDNN autotuning,
-    compilation). After that, each run of ``window_steps`` consecutive steps is one window,
-    bounded by a device synchronisation and a host clock read; ``train_img_s`` is the median
-    over windows, with p10/p90 as the spread. :meth:`interrupt` drops a partial window (call it
-    before evaluation, so eval time never leaks into training throughput).
+    Call :meth:`begin_step` at every step boundary *before* the step fetches its batch, and
+    :meth:`end_step` after the step. A window opens at a boundary (device sync, clock read) once
+    ``warmup_steps`` steps have run, and closes at the boundary after ``window_steps`` more
+    steps; that same sync and clock read opens the next window. So a window spans everything
+    the engine does per step -- fetching and normalising the batch, forward, backward,
+    optimizer, loss bookkeeping, the finiteness check -- and nothing falls between windows.
+    ``train_img_s`` is the median over windows, with p10/p90 as the spread.
+
+    :meth:`interrupt` is a boundary that closes a complete window and drops a partial one;
+    call it before evaluation and at the end of each epoch, so eval time never leaks into
+    training throughput.
     """
 
     def __init__(self, warmup_steps: int, window_steps: int, device: torch.device,
@@ -66,35 +71,45 @@ class ThroughputMeter:
         self._steps_in_window = 0
         self._images_in_window = 0
 
-    def begin_step(self) -> None:
-        """Call before a step; opens a window at the first step past warm-up."""
-        if self._start is None and self.steps_seen >= self.warmup_steps:
-            synchronize(self.device)
-            self._start = self.clock()
-            self._steps_in_window = 0
-            self._images_in_window = 0
-
-    def end_step(self, images: int) -> bool:
-        """Call after a step; returns True when a window just closed (device synchronised)."""
-        self.steps_seen += 1
-        if self._start is None:
-            return False
-        self._steps_in_window += 1
-        self._images_in_window += images
-        if self._steps_in_window < self.window_steps:
-            return False
+    def _close(self) -> float | None:
+        """Close a complete open window at this boundary; returns the clock reading, if any."""
+        if self._start is None or self._steps_in_window < self.window_steps:
+            return None
         synchronize(self.device)
         end = self.clock()
         elapsed = end - self._start
         self.windows.append((self._start, end))
         if elapsed > 0:
             self.window_img_s.append(self._images_in_window / elapsed)
-        self._start = None
-        return True
+        return end
 
-    def interrupt(self) -> None:
-        """Discard an open, partial window."""
+    def begin_step(self) -> bool:
+        """A step boundary, before the step's batch is fetched. True when a window closed."""
+        end = self._close()
+        if end is not None:
+            self._start = end  # the next window starts at the same sync and clock read
+        elif self._start is None and self.steps_seen >= self.warmup_steps:
+            synchronize(self.device)
+            self._start = self.clock()
+        else:
+            return False
+        self._steps_in_window = 0
+        self._images_in_window = 0
+        return end is not None
+
+    def end_step(self, images: int) -> None:
+        """Count a finished step of ``images`` images (no sync, no clock read)."""
+        self.steps_seen += 1
+        if self._start is not None:
+            self._steps_in_window += 1
+            self._images_in_window += images
+
+    def interrupt(self) -> bool:
+        """A boundary after which no step follows at once: close a complete window, drop a
+        partial one. True when a window closed."""
+        closed = self._close() is not None
         self._start = None
+        return closed
 
     @property
     def timed_steps(self) -> int:
@@ -110,59 +125,102 @@ class ThroughputMeter:
         }
 
 
-def _rss_bytes() -> int:
-    """Resident set size of this process now (Linux /proc; falls back to the high-water mark)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak_rss_mib() -> float:
+    """The process's absolute peak resident set size so far, MiB (``ru_maxrss``; Linux KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def live_tensor_bytes(device: torch.device) -> int:
+    """Bytes of every tensor storage on ``device`` reachable from Python, each storage once.
+
+    Called at a step boundary, where no autograd graph is alive, this is what training holds
+    between steps: weights, gradients, optimizer state, buffers, the device-resident dataset.
+    """
+    import gc
+
+    seen: dict[tuple[int, int], int] = {}
+    with warnings.catch_warnings():  # isinstance() on lazy modules' objects may warn
+        warnings.simplefilter("ignore")
+        objects = [o for o in gc.get_objects() if isinstance(o, torch.Tensor)]
+    for obj in objects:
+        try:
+            if obj.device.type != device.type:
+                continue
+            storage = obj.untyped_storage()
+            if storage.nbytes() and storage.data_ptr():
+                seen[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+        except (RuntimeError, NotImplementedError, ReferenceError):
+            continue  # meta / sparse / freed tensors have no storage of their own
+    return sum(seen.values())
 
 
 class PeakMemory:
-    """Peak memory of a region of code.
+    """Peak bytes held by tensors on ``device`` while a region runs, everything live included.
 
-    CUDA: ``reset_peak_memory_stats`` on entry, ``max_memory_allocated``/``reserved`` on exit.
-    CPU: a sampling thread (every ``interval_s``) records the peak RSS; the figure is the growth
-    over the RSS at entry, i.e. what training added (activations, gradients, optimizer state).
-    The process high-water mark alone would also count whatever came before (data loading).
+    One meaning on every device: the most tensor memory allocated at any instant of the
+    measured region, in MiB, counting what was already held when it started (weights,
+    gradients, optimizer state, the dataset on the device).
+
+    - CUDA: the caching allocator's ``max_memory_allocated`` after ``reset_peak_memory_stats``
+      (``reserved_mib``: its ``max_memory_reserved``, what the allocator held from the driver).
+    - CPU: the tensors live when the region starts (:func:`live_tensor_bytes`) plus the running
+      maximum of every allocation and free the CPU allocator reports to ``torch.profiler``
+      (``profile_memory``), in order. Exact, not sampled: a spike of a microsecond counts, and
+      memory the process reuses is not missed. ``reserved_mib`` stays NaN. The profiler cannot
+      see the free of a block allocated before it started (a step's ``zero_grad`` frees the
+      previous step's gradients), so for a training step run one settling step first and call
+      :meth:`start` after it: blocks freed after that were allocated under the profiler.
+
+    The CPU path runs the region under the profiler, which slows it: measure a region that is
+    never a timed window.
     """
 
-    def __init__(self, device: torch.device, interval_s: float = 0.005) -> None:
+    def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.interval_s = interval_s
         self.peak_mib = float("nan")
         self.reserved_mib = float("nan")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._base = 0
-        self._peak = 0
+        self._since_ns: int | None = None
+        self._prof: Any = None
 
     def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            self._base = self._peak = _rss_bytes()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
+        if self.device.type != "cuda":
+            from torch.profiler import ProfilerActivity, profile
+
+            self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+            self._prof.__enter__()
+        self.start()
         return self
 
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._peak = max(self._peak, _rss_bytes())
+    def start(self) -> None:
+        """Begin the measured region here (what ran before inside ``with`` only settles)."""
+        synchronize(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        self._base = live_tensor_bytes(self.device)
+        self._since_ns = time.time_ns()
 
     def __exit__(self, *exc: Any) -> None:
+        synchronize(self.device)
         if self.device.type == "cuda":
-            synchronize(self.device)
             self.peak_mib = torch.cuda.max_memory_allocated(self.device) / MIB
             self.reserved_mib = torch.cuda.max_memory_reserved(self.device) / MIB
-        else:
-            self._stop.set()
-            if self._thread is not None:
-                self._thread.join()
-            self._peak = max(self._peak, _rss_bytes())
-            self.peak_mib = (self._peak - self._base) / MIB
+            return
+        self._prof.__exit__(*exc)
+        since = self._since_ns or 0
+        events = [e for e in self._prof.profiler.kineto_results.events()
+                  if e.name() == "[memory]" and e.device_type() == _CPU_DEVICE_TYPE
+                  and e.start_ns() >= since]
+        held = peak = 0
+        for event in sorted(events, key=lambda e: e.start_ns()):  # stable: record order kept
+            held += event.nbytes()
+            peak = max(peak, held)
+        self.peak_mib = (self._base + peak) / MIB
+
+
+# torch.profiler's DeviceType for host memory (torch._C._autograd.DeviceType.CPU).
+_CPU_DEVICE_TYPE = torch._C._autograd.DeviceType.CPU
 
 
 def count_params(model: nn.Module) -> int:
@@ -191,30 +249,17 @@ def _peak_cache_path() -> Path:
 
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return host_cpu_name()
+    """Short, human-readable device name (see :mod:`bench.device`)."""
+    from bench import device as device_mod
 
-
-def host_cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
+    return device_mod.device_name(device)
 
 
 def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int | None = None,
                   reps: int | None = None) -> float:
-    """Achieved TFLOP/s of a square ``n``×``n`` matmul: the ceiling MFU is measured against.
-
-    Median of ``reps`` timed calls after two warm-ups. On CUDA fp32 the TF32 setting in force
-    applies (the harness enables it, as training does).
+    """Achieved TFLOP/s of a square ``n``×``n`` matmul (median of ``reps`` timed calls after two
+    warm-ups). On CUDA fp32 the TF32 setting in force applies. A quick probe: the ceiling MFU is
+    measured against is :func:`sustained_matmul_tflops`.
     """
     if n is None:
         n = 8192 if device.type == "cuda" else 1024
@@ -233,23 +278,105 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int | None = None
     return 2 * n**3 / statistics.median(times) / 1e12
 
 
-def peak_tflops(device: torch.device, dtype: torch.dtype, refresh: bool = False) -> float:
-    """Measured matmul peak in TFLOP/s for (device, dtype), cached on disk per device.
+# Matmul sizes tried for the sustained peak: small ones fit the caches, large ones amortise
+# the per-call cost; which is best depends on the machine, so each is measured.
+PEAK_SIZES = {"cpu": (1024, 2048, 3072), "cuda": (4096, 8192, 16384)}
+PEAK_STABLE = 0.05  # three repeats within 5% of each other count as a stable measurement
 
-    ``refresh`` measures again. The cache keeps the best value ever measured for the key: a
-    peak taken while other work shared the machine is too low (it once made CPU MFU read
-    300%), and a later, quieter measurement must be able to replace it.
+
+def _timed_matmuls(a: torch.Tensor, b: torch.Tensor, device: torch.device,
+                   min_s: float) -> float:
+    """TFLOP/s of back-to-back ``a @ b`` calls over at least ``min_s`` seconds (one repeat)."""
+    n = a.shape[0]
+    calls = 0
+    synchronize(device)
+    t0 = time.perf_counter()
+    while True:
+        torch.mm(a, b)
+        calls += 1
+        if calls % 4 == 0 or device.type != "cuda":
+            synchronize(device)
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_s:
+                return 2 * n**3 * calls / elapsed / 1e12
+
+
+def sustained_matmul_tflops(device: torch.device, dtype: torch.dtype,
+                            sizes: tuple[int, ...] | None = None, repeat_s: float = 1.0,
+                            attempts: int = 3) -> dict[str, Any]:
+    """The matmul ceiling MFU is measured against, TFLOP/s: sustained, not a lucky burst.
+
+    For each size, three repeats of back-to-back matmuls lasting ``repeat_s`` seconds each (after
+    one warm-up repeat); a size counts when its three repeats agree within
+    :data:`PEAK_STABLE`, else it is measured again (up to ``attempts`` times). The peak is the
+    best median over sizes. Returns ``{"tflops", "n", "spread", "stable", "repeats"}``:
+    ``spread`` is (max - min) / max of the chosen size's repeats.
     """
-    key = f"{device_name(device)}|{device.type}|{dtype}|threads={torch.get_num_threads()}"
-    path = _peak_cache_path()
+    sizes = sizes or PEAK_SIZES.get(device.type, PEAK_SIZES["cpu"])
+    best: dict[str, Any] = {"tflops": 0.0, "n": 0, "spread": float("nan"), "stable": False,
+                            "repeats": []}
+    for n in sizes:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        _timed_matmuls(a, b, device, repeat_s / 4)  # warm-up: threads, clocks, caches
+        for _ in range(attempts):
+            reps = [_timed_matmuls(a, b, device, repeat_s) for _ in range(3)]
+            spread = (max(reps) - min(reps)) / max(reps)
+            if spread <= PEAK_STABLE:
+                break
+        value = statistics.median(reps)
+        if value > best["tflops"]:
+            best = {"tflops": value, "n": n, "spread": spread, "stable": spread <= PEAK_STABLE,
+                    "repeats": reps}
+        del a, b
+    return best
+
+
+def peak_key(device: torch.device, dtype: torch.dtype) -> str:
+    """Cache key of a peak: exact device identity, dtype, intra-op threads, TF32 state."""
+    from bench import device as device_mod
+
+    tf32 = ""
+    if device.type == "cuda" and dtype == torch.float32:
+        tf32 = f"|tf32={torch.backends.cuda.matmul.allow_tf32}"
+    return (f"{device_mod.device_identity(device)}|{dtype}|threads={torch.get_num_threads()}"
+            f"{tf32}")
+
+
+def _read_peak_cache(path: Path) -> dict[str, Any]:
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
-        cache = {}
-    if key in cache and not refresh:
-        return float(cache[key])
-    value = max(matmul_tflops(device, dtype), float(cache.get(key, 0.0)))
-    cache[key] = value
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def peak_tflops(device: torch.device, dtype: torch.dtype, refresh: bool = False) -> float:
+    """Sustained matmul peak in TFLOP/s for (device identity, dtype, threads, TF32), cached.
+
+    Measured once by :func:`sustained_matmul_tflops` and kept in
+    ``~/.cache/adaptbench/peaks.json``; ``refresh`` measures again. The cache keeps the best
+    value ever measured for the key: a peak taken while other work shared the machine is too
+    low (it once made CPU MFU read 300%), and a quieter measurement must be able to replace it.
+    """
+    return peak_entry(device, dtype, refresh)["tflops"]
+
+
+def peak_entry(device: torch.device, dtype: torch.dtype, refresh: bool = False
+               ) -> dict[str, Any]:
+    """:func:`peak_tflops` with its provenance: ``{"tflops", "n", "spread", "stable", ...}``."""
+    key = peak_key(device, dtype)
+    path = _peak_cache_path()
+    cache = _read_peak_cache(path)
+    old = cache.get(key)
+    if isinstance(old, dict) and old.get("tflops", 0) > 0 and not refresh:
+        return old
+    entry = sustained_matmul_tflops(device, dtype)
+    entry["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if isinstance(old, dict) and old.get("tflops", 0.0) > entry["tflops"]:
+        return old
+    cache = _read_peak_cache(path)  # re-read: another process may have written meanwhile
+    cache[key] = entry
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -257,7 +384,17 @@ def peak_tflops(device: torch.device, dtype: torch.dtype, refresh: bool = False)
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home only costs a re-measurement next time
-    return value
+    return entry
+
+
+def fresh_peak_check(device: torch.device, dtype: torch.dtype, n: int,
+                     seconds: float = 0.5) -> float:
+    """A quick matmul at the cached peak's size, TFLOP/s: is the machine as quiet as when the
+    peak was measured? (The report flags rows where the two differ by more than 20%.)"""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    _timed_matmuls(a, b, device, seconds / 5)
+    return _timed_matmuls(a, b, device, seconds)
 
 
 def copy_gb_s(device: torch.device, mib: int = 1024, reps: int = 10) -> float:

@@ -26,10 +26,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import results as results_mod
+from bench.schema import MODES, SCHEMA_VERSION, STATUSES
 from bench.stats import accuracy_ci, accuracy_diff_ci, separated
-
-STATUSES = ("ok", "incompatible", "diverged", "oom", "error", "timeout")
-MODES = ("full", "measure-only")
 
 # Columns of runs.csv the report reads (a subset of bench.results.RUN_COLUMNS).
 RUN_KEY_COLUMNS = ("cell_hash", "dataset", "model", "strategy", "seed", "status", "mode",
@@ -136,11 +135,11 @@ def _files(results_dir: Path, stem: str) -> list[Path]:
 def read_runs(results_dir: Path) -> pd.DataFrame:
     """All ``runs*.csv`` rows, validated, merged and de-duplicated.
 
-    A cell run more than once (resume, a shard re-run) keeps the row with the latest timestamp.
-    The key is (cell_hash, device_name): the hash names the device *kind* only, so the same
-    cell on two different GPUs is two results, not a duplicate. A cell and seed re-run under a
-    changed recipe (a new hash) also keeps only its latest row; ``runs.attrs["superseded"]``
-    counts the rows left out that way.
+    One current row per cell (:func:`bench.results.current_rows`, the rule resume and plan use):
+    the newest per dataset x model x strategy x seed x device identity, so a resumed, re-run or
+    re-hashed cell counts once and two machines' rows stay apart. Schema versions 1 and 2 mix
+    (version 1 has no ``device_id``: its device_name stands in). ``runs.attrs["superseded"]``
+    counts the rows of another cell_hash left out.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -168,27 +167,40 @@ def read_runs(results_dir: Path) -> pd.DataFrame:
         raise ReportError(f"{', '.join(p.name for p in paths)} in {results_dir} hold a header "
                           "but no rows: no cell has finished yet")
     all_versions = set().union(*versions.values())
-    if len(all_versions) > 1:
+    unknown = sorted(v for v in all_versions if v not in {str(n) for n in
+                                                           range(1, SCHEMA_VERSION + 1)})
+    if unknown:
         detail = "; ".join(f"{name}: {', '.join(sorted(v)) or 'none'}"
                            for name, v in versions.items())
-        raise ReportError(f"mixed schema versions in {results_dir} ({detail}); regenerate the "
-                          "older files or report each schema from its own directory")
+        raise ReportError(f"schema versions {unknown} in {results_dir} ({detail}) are newer than "
+                          f"this harness (version {SCHEMA_VERSION}); update adaptbench or report "
+                          "them with the version that wrote them")
     runs = pd.concat(frames, ignore_index=True)
+    if "device_id" not in runs:
+        runs["device_id"] = pd.NA  # schema version 1 had no exact device identity
     runs["seed"] = runs["seed"].astype(int)
     runs["device_name"] = runs["device_name"].fillna(UNKNOWN_DEVICE)
+    # Two machines that share a short name (a 2-core and a 64-core "AMD EPYC") are two
+    # devices: their tables must never merge, so their names carry the exact identity.
+    ids = runs.dropna(subset=["device_id"]).groupby("device_name")["device_id"].nunique()
+    for name in ids[ids > 1].index:
+        mask = (runs["device_name"] == name) & runs["device_id"].notna()
+        runs.loc[mask, "device_name"] = runs.loc[mask, "device_id"]
     runs["reason"] = runs["reason"].fillna("")
-    runs["_order"] = range(len(runs))
     runs["_ts"] = _parse_timestamps(runs["timestamp"], runs["source_file"])
-    runs = (runs.sort_values(["_ts", "_order"], kind="stable")
-            .drop_duplicates(["cell_hash", "device_name"], keep="last"))
-    # The same cell and seed under another hash is the same experiment run with another recipe
-    # or code version (a changed default re-runs it). Averaging the two as if they were seeds
-    # would mix recipes, so the newest row wins; the older ones stay in runs.csv and are
-    # counted in the summary.
-    n_before = len(runs)
-    runs = (runs.drop_duplicates(COORD_KEYS, keep="last")
-            .sort_values("_order").drop(columns="_order").reset_index(drop=True))
-    runs.attrs["superseded"] = n_before - len(runs)
+    # THE rule for the current row of a cell, shared with resume and plan
+    # (bench.results.current_rows): newest per dataset x model x strategy x seed x device_id.
+    # A cell re-run under another recipe replaces its old row rather than being averaged with
+    # it as another seed; the older rows stay in runs.csv and are counted in the summary.
+    keys = runs[["cell_hash", "dataset", "model", "strategy", "seed", "device_id",
+                 "device_name"]].astype("string").fillna("")
+    keys["timestamp"] = runs["_ts"].map(lambda t: t.isoformat())
+    records = [{"_i": i, **row} for i, row in enumerate(keys.to_dict("records"))]
+    current, superseded = results_mod.current_rows(
+        sorted(records, key=lambda r: (r["timestamp"], r["_i"])))
+    keep = sorted(r["_i"] for r in current)
+    runs = runs.iloc[keep].reset_index(drop=True)
+    runs.attrs["superseded"] = superseded
     return runs
 
 

@@ -27,7 +27,6 @@ import io
 import json
 import math
 import os
-import platform
 import socket
 import subprocess
 import time
@@ -36,48 +35,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from bench import schema
+from bench.schema import FINAL_STATUSES, MODES, SCHEMA_VERSION, STATUSES  # noqa: F401 - re-exported
 
-RUN_COLUMNS: tuple[str, ...] = (
-    "schema_version", "cell_hash", "profile", "dataset", "model", "strategy", "seed", "status",
-    "reason", "mode",
-    "epochs", "batch_size", "precision", "channels_last", "compile", "optimizer", "lr",
-    "train_size", "test_size",
-    "test_acc", "best_acc", "final_train_loss", "target_acc", "time_to_target_s",
-    "epochs_to_target",
-    "train_img_s", "train_img_s_p10", "train_img_s_p90", "eval_img_s", "epoch_s", "wall_s",
-    "compile_s",
-    "peak_mem_mib", "peak_reserved_mib", "params", "gflops_fwd_per_img", "tflops_achieved", "mfu",
-    "peak_tflops",
-    "effective_input_px", "reinitialized", "estimate_s",
-    "device", "device_name", "host_cpu", "torch_version", "torchvision_version", "cuda_version",
-    "cudnn_version", "git_sha", "git_dirty", "config_hash", "timestamp",
-)
-
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "cell_hash", "dataset", "model", "strategy", "seed", "device_name",
-    "epoch", "step", "train_loss", "test_acc", "epoch_s", "elapsed_s", "per_class_acc",
-)
-
-OPS_COLUMNS: tuple[str, ...] = (
-    "cell_hash", "dataset", "model", "strategy", "seed", "device_name",
-    "op", "self_cpu_ms", "self_device_ms", "calls",
-)
-
-KINDS: dict[str, tuple[str, ...]] = {"runs": RUN_COLUMNS, "history": HISTORY_COLUMNS,
-                                     "ops": OPS_COLUMNS}
-
-STATUSES = ("ok", "incompatible", "diverged", "oom", "error", "timeout")
-MODES = ("full", "measure-only")
-# Resume rule: a cell whose row has one of these statuses is done and is skipped on a rerun.
-# ``error`` and ``timeout`` are treated as transient (a crash, a kill, a busy machine) and are
-# retried. ``--force`` reruns everything.
-FINAL_STATUSES = frozenset({"ok", "incompatible", "diverged", "oom"})
-
-# The provenance columns; the sweep fills them, run_cell does not.
-PROVENANCE_COLUMNS = ("device", "device_name", "host_cpu", "torch_version",
-                      "torchvision_version", "cuda_version", "cudnn_version", "git_sha",
-                      "git_dirty", "config_hash", "timestamp")
+RUN_COLUMNS: tuple[str, ...] = schema.COLUMNS["runs"]
+HISTORY_COLUMNS: tuple[str, ...] = schema.COLUMNS["history"]
+OPS_COLUMNS: tuple[str, ...] = schema.COLUMNS["ops"]
+KINDS: dict[str, tuple[str, ...]] = schema.COLUMNS
+PROVENANCE_COLUMNS = schema.PROVENANCE
 
 
 class ResultsError(Exception):
@@ -124,7 +89,19 @@ def format_value(value: Any) -> str:
 
 
 def normalize_row(row: dict[str, Any], columns: Sequence[str]) -> dict[str, str]:
-    """Keep exactly ``columns`` (missing ones empty), every value formatted as text."""
+    """Exactly ``columns`` (missing ones empty), every value formatted as text.
+
+    A key that is not a column is an error under ``$ADAPTBENCH_STRICT_SCHEMA`` (the tests) and
+    a warning otherwise: a measurement computed and then dropped must not go unnoticed.
+    """
+    kind = next((k for k, cols in KINDS.items() if tuple(columns) == cols), None)
+    if kind is not None:
+        unknown = schema.check_keys(row, kind)
+        if unknown:
+            import sys
+
+            print(f"warning: {kind} row keys not in the schema, not written: {unknown}",
+                  file=sys.stderr)
     return {c: format_value(row.get(c)) for c in columns}
 
 
@@ -201,8 +178,11 @@ def read_csv(path: Path, kind: str) -> list[dict[str, str]]:
     if not text.strip():
         return []
     reader = csv.reader(io.StringIO(text))
-    header = next(reader)
-    if tuple(header) != columns:
+    header = tuple(next(reader))
+    legacy = header in schema.LEGACY_COLUMNS[kind]
+    if legacy:
+        file_columns = header  # an earlier layout: mapped onto this one, new columns empty
+    elif header != columns:
         missing = [c for c in columns if c not in header]
         extra = [c for c in header if c not in columns]
         raise ResultsError(
@@ -211,23 +191,27 @@ def read_csv(path: Path, kind: str) -> list[dict[str, str]]:
             f"{'; same names, different order' if not missing and not extra else ''}). "
             "It was written by another version or edited by hand: move it away, or use "
             "--results-dir for a fresh directory.")
+    else:
+        file_columns = columns
     rows, line_nos = [], []
     for line_no, fields in enumerate(reader, start=2):
         if not fields:
             continue
-        if len(fields) != len(columns):
+        if len(fields) != len(file_columns):
             raise ResultsError(
-                f"{path}, line {line_no}: {len(fields)} fields, expected {len(columns)} "
+                f"{path}, line {line_no}: {len(fields)} fields, expected {len(file_columns)} "
                 "(a truncated or hand-edited row). Fix or remove that line, or move the file "
                 "away.")
-        rows.append(dict(zip(columns, fields, strict=True)))
+        values = dict(zip(file_columns, fields, strict=True))
+        rows.append({c: values.get(c, "") for c in columns})
         line_nos.append(line_no)
     if kind == "runs":
+        known = {str(v) for v in range(1, SCHEMA_VERSION + 1)}
         versions = {r["schema_version"] for r in rows}
-        if versions - {str(SCHEMA_VERSION)}:
+        if versions - known:
             raise ResultsError(
-                f"{path} mixes schema versions {sorted(versions)}; this harness writes version "
-                f"{SCHEMA_VERSION}. Move the file away or use --results-dir.")
+                f"{path} has schema versions {sorted(versions)}; this harness reads versions "
+                f"{', '.join(sorted(known))}. Move the file away or use --results-dir.")
         # Resume trusts cell_hash and status: an edited one would silently rerun a cell (or
         # keep a row no cell matches), so refuse it like a truncated row.
         for line_no, row in zip(line_nos, rows, strict=True):
@@ -247,44 +231,70 @@ def kind_files(results_dir: Path, kind: str) -> list[Path]:
     return sorted(p for p in Path(results_dir).glob(f"{kind}*.csv") if p.is_file())
 
 
-def read_dir(results_dir: Path, kind: str = "runs") -> list[dict[str, str]]:
-    """All rows of ``kind`` in a directory, merged over plain, shard and rank files.
+def cell_key(row: dict[str, str]) -> tuple[str, ...]:
+    """Which cell a runs row measured: :data:`bench.schema.CELL_KEY` (dataset, model, strategy,
+    seed, device_id; a version-1 row without device_id falls back to its device_name)."""
+    return (row["dataset"], row["model"], row["strategy"], str(row["seed"]),
+            row.get("device_id") or row.get("device_name", ""))
 
-    For ``runs`` a ``cell_hash`` seen in several files keeps the row with the newest
-    ``timestamp`` (a ``--force`` rerun in a shard supersedes the old row). For ``history`` and
-    ``ops`` only the rows of the file that holds the winning ``runs`` row are kept.
+
+def current_rows(rows: Iterable[dict[str, str]]) -> tuple[list[dict[str, str]], int]:
+    """THE rule for "the current row of a cell", used by resume, plan, the summary and the
+    report: per :func:`cell_key`, the row with the newest ``timestamp`` (a tie goes to the row
+    read later). Returns (current rows in first-seen order, how many rows of *another*
+    cell_hash were superseded -- the same cell re-run under a changed recipe or code).
+
+    So a cell re-run under a new recipe replaces its old row instead of being averaged with
+    it as another seed, a ``--force`` rerun in a shard file replaces the old row, and a row
+    from another machine (another device_id) is never anyone's current row.
     """
-    per_file = {p: read_csv(p, kind) for p in kind_files(results_dir, kind)}
-    if kind == "runs":
-        best: dict[str, dict[str, str]] = {}
-        for rows in per_file.values():
-            for row in rows:
-                old = best.get(row["cell_hash"])
-                if old is None or row["timestamp"] >= old["timestamp"]:
-                    best[row["cell_hash"]] = row
-        return list(best.values())
-    # Rows without a runs row (a run killed between the writes) are stale and left out.
-    winners = _winning_suffix(Path(results_dir))
+    best: dict[tuple[str, ...], dict[str, str]] = {}
+    hashes: dict[tuple[str, ...], set[str]] = {}
+    for row in rows:
+        key = cell_key(row)
+        hashes.setdefault(key, set()).add(row["cell_hash"])
+        old = best.get(key)
+        if old is None or row["timestamp"] >= old["timestamp"]:
+            best[key] = row
+    superseded = sum(len(h) - 1 for h in hashes.values())
+    return list(best.values()), superseded
+
+
+def _runs_by_file(results_dir: Path) -> list[tuple[str, dict[str, str]]]:
     out = []
-    for path, rows in per_file.items():
-        suffix = path.name[len(kind):-len(".csv")]
-        out.extend(r for r in rows if winners.get(r["cell_hash"]) == suffix)
+    for path in kind_files(results_dir, "runs"):
+        suffix = path.name[len("runs"):-len(".csv")]
+        out.extend((suffix, row) for row in read_csv(path, "runs"))
     return out
 
 
-def _winning_suffix(results_dir: Path) -> dict[str, str]:
-    best: dict[str, tuple[str, str]] = {}
-    for path in kind_files(results_dir, "runs"):
-        suffix = path.name[len("runs"):-len(".csv")]
-        for row in read_csv(path, "runs"):
-            old = best.get(row["cell_hash"])
-            if old is None or row["timestamp"] >= old[0]:
-                best[row["cell_hash"]] = (row["timestamp"], suffix)
-    return {h: s for h, (_, s) in best.items()}
+def read_dir(results_dir: Path, kind: str = "runs") -> list[dict[str, str]]:
+    """The current rows of ``kind`` in a directory, over plain, shard and rank files.
+
+    ``runs``: :func:`current_rows`. ``history`` and ``ops``: the rows that belong to a current
+    runs row, from the file that holds it (rows without a runs row -- a run killed between
+    the writes -- are stale and left out).
+    """
+    by_file = _runs_by_file(Path(results_dir))
+    current, _ = current_rows(row for _, row in by_file)
+    if kind == "runs":
+        return current
+    chosen = {id(row) for row in current}
+    winners = {row["cell_hash"]: suffix for suffix, row in by_file if id(row) in chosen}
+    out = []
+    for path in kind_files(results_dir, kind):
+        suffix = path.name[len(kind):-len(".csv")]
+        out.extend(r for r in read_csv(path, kind) if winners.get(r["cell_hash"]) == suffix)
+    return out
+
+
+def read_current_runs(results_dir: Path) -> tuple[list[dict[str, str]], int]:
+    """``(current runs rows, rows superseded under another hash)`` of a directory."""
+    return current_rows(row for _, row in _runs_by_file(Path(results_dir)))
 
 
 def done_hashes(results_dir: Path) -> set[str]:
-    """Cell hashes with a final row in any ``runs*.csv`` of the directory (the resume rule)."""
+    """Hashes of cells whose current row has a final status (the resume rule)."""
     return {r["cell_hash"] for r in read_dir(results_dir, "runs")
             if r["status"] in FINAL_STATUSES}
 
@@ -377,17 +387,9 @@ def git_info(repo_dir: Path | None = None) -> dict[str, str]:
 
 def host_cpu() -> str:
     """CPU model and logical core count, e.g. ``AMD EPYC 7B13 (2 logical cores)``."""
-    name = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine() or "unknown CPU"
-    return f"{name} ({os.cpu_count() or '?'} logical cores)"
+    from bench import device
+
+    return device.host_cpu()
 
 
 def software_versions() -> dict[str, str]:
@@ -403,14 +405,11 @@ def software_versions() -> dict[str, str]:
 
 
 def device_info(device: str) -> dict[str, str]:
-    """``device`` kind and ``device_name`` for a device string like ``cpu`` or ``cuda:1``."""
-    kind = device.split(":")[0]
-    if kind == "cuda":
-        import torch
+    """``device`` kind, short ``device_name`` and exact ``device_id`` of ``cpu`` / ``cuda:N``."""
+    from bench import device as device_mod
 
-        index = int(device.split(":")[1]) if ":" in device else 0
-        return {"device": "cuda", "device_name": torch.cuda.get_device_name(index)}
-    return {"device": "cpu", "device_name": host_cpu().rsplit(" (", 1)[0]}
+    return {"device": device.split(":")[0], "device_name": device_mod.device_name(device),
+            "device_id": device_mod.device_identity(device)}
 
 
 def environment(device: str, repo_dir: Path | None = None) -> dict[str, str]:

@@ -3,7 +3,7 @@
 ::
 
     python -m bench plan --profile cpu              # every cell, its estimate, the total ETA
-    python -m bench run --profile cpu               # results/cpu/runs.csv, history.csv, ops.csv
+    python -m bench run --profile cpu               # runs/cpu/runs.csv, history.csv, ops.csv
     python -m bench run --profile auto              # gpu with CUDA, else cpu (says which)
     python -m bench run --profile gpu --only model=vgg16,strategy=resize224 --force
     python -m bench run --profile gpu --shard 2/4   # Slurm array task 2 of 4 -> runs.shard-2-of-4.csv
@@ -66,6 +66,7 @@ from bench import results
 from bench.config import Cell, Config, ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RUNS_ROOT = Path("runs")
 
 # --- the cost model --------------------------------------------------------------------------
 
@@ -667,9 +668,12 @@ def prepare(opts: SweepOptions, dist: Dist | None = None) -> Prepared:
     only = parse_only(opts.only, cfg)
     shard = parse_shard(opts.shard)
     chosen = select_cells(cfg, only, shard)
+    config_mod.check_weights(cfg, chosen)  # before any cell: one refusal, not N error rows
     device = resolve_device(opts.device, dist)
     mine = [(i, c) for i, c in enumerate(chosen, start=1) if (i - 1) % dist.world == dist.rank]
-    results_dir = Path(opts.results_dir or Path("results") / config_mod.profile_name(profile))
+    # A user's runs go to runs/<profile>/ (git-ignored); results/ holds the published runs and
+    # changes only when asked for by name (`make publish`, --results-dir results/...).
+    results_dir = Path(opts.results_dir or DEFAULT_RUNS_ROOT / config_mod.profile_name(profile))
     suffix = results.shard_suffix(*shard)
     write_suffix = results.rank_suffix(suffix, dist.rank) if dist.world > 1 else suffix
     return Prepared(profile, cfg, chosen, mine, device, dist, results_dir, suffix, write_suffix)
@@ -932,28 +936,26 @@ def _keep_log(outcome: ChildOutcome, results_dir: Path, p: PlannedCell) -> None:
         pass
 
 
-_CFG_COLUMNS = ("epochs", "batch_size", "precision", "channels_last", "compile", "optimizer",
-                "lr", "train_size", "test_size", "target_acc")
-
-
 def build_row(row: dict[str, Any], prep: Prepared, p: PlannedCell, estimate_s: float,
               provenance: dict[str, Any], git: dict[str, str], cfg_hash: str) -> dict[str, Any]:
-    """The child's row plus identity, recipe, estimate and provenance columns."""
+    """The one place a runs row is completed: the child's measurements plus identity, the
+    effective recipe, the estimate and provenance (every column is defined in bench.schema)."""
+    from bench import schema
+
     cfg, cell = prep.cfg, p.cell
     out = dict(row)
     out.update(schema_version=results.SCHEMA_VERSION, cell_hash=p.cell_hash,
                profile=config_mod.profile_name(prep.profile), dataset=cell.dataset,
                model=cell.model, strategy=cell.strategy, seed=cell.seed)
-    for key in _CFG_COLUMNS:
-        out.setdefault(key, getattr(cfg, key))
+    for key, value in schema.recipe_values(config_mod.for_model(cfg, cell.model)).items():
+        out.setdefault(key, value)
     out.setdefault("reason", "")
     out["mode"] = out.get("mode") or ("measure-only" if p.mode == "measure-only"
                                       and not p.estimate.incompatible else "full")
     out["estimate_s"] = round(estimate_s, 1)
-    if not out.get("device"):
-        out["device"] = prep.device.split(":")[0]
-    if not out.get("device_name"):
-        out["device_name"] = provenance.get("device_name") or _parent_device_name(prep.device)
+    here = _parent_device(prep.device)
+    for key in ("device", "device_name", "device_id"):
+        out[key] = provenance.get(key) or out.get(key) or here[key]
     for key in ("host_cpu", "torch_version", "torchvision_version", "cuda_version",
                 "cudnn_version"):
         out[key] = provenance.get(key) or _parent_env().get(key, "")
@@ -973,20 +975,26 @@ def _parent_env() -> dict[str, str]:
 
 
 def device_key(device: str) -> str:
-    """What a cell's hash knows of the hardware: kind and model (``cpu|<CPU model>``).
+    """What a cell's hash knows of the hardware: its exact identity (:mod:`bench.device`).
 
-    The same machine resumes its own rows; another machine, even with published results in
-    the directory, runs every cell itself and adds its rows beside them (the report keeps
-    devices apart).
+    The same machine resumes its own rows; another machine -- another CPU model, stepping,
+    core count or ISA, another GPU or GPU count -- runs every cell itself and adds its rows
+    beside them, even with published results in the directory.
     """
-    return f"{device.split(':')[0]}|{_parent_device_name(device)}"
+    return _parent_device(device)["device_id"]
 
 
-def _parent_device_name(device: str) -> str:
-    try:
-        return results.device_info(device)["device_name"]
-    except Exception:  # noqa: BLE001
-        return "unknown"
+_DEVICES: dict[str, dict[str, str]] = {}
+
+
+def _parent_device(device: str) -> dict[str, str]:
+    if device not in _DEVICES:
+        try:
+            _DEVICES[device] = results.device_info(device)
+        except Exception:  # noqa: BLE001
+            _DEVICES[device] = {"device": device.split(":")[0], "device_name": "unknown",
+                                "device_id": f"{device.split(':')[0]} | unknown"}
+    return _DEVICES[device]
 
 
 def print_summary(prep: Prepared, rdir: Path) -> None:

@@ -127,7 +127,10 @@ def inspect_on_meta(cell: Cell, num_classes: int) -> dict[str, Any]:
         "params": measure.count_params(model),
         "gflops_fwd_per_img": gflops,
         "effective_input_px": getattr(model, "effective_input_px", None),
-        "reinitialized": ";".join(getattr(model, "reinitialized", []) or []),
+        # Each replaced layer with the init rule it got (strategies/_init.py), e.g.
+        # "backbone.conv1 (ResNet: kaiming_normal_ fan_out relu)".
+        "reinitialized": ";".join(getattr(model, "init_rules", None)
+                                  or getattr(model, "reinitialized", []) or []),
     }
 
 
@@ -206,14 +209,16 @@ def _seed_everything(seed: int, deterministic: bool, device: torch.device) -> No
 
 
 def _base_row(cfg: Config, cell: Cell, device: torch.device, measure_only: bool) -> dict[str, Any]:
+    from bench import device as device_mod
+    from bench import schema
+
     return {
         "dataset": cell.dataset, "model": cell.model, "strategy": cell.strategy, "seed": cell.seed,
-        "status": "ok", "reason": "", "mode": "measure-only" if measure_only else "full",
-        "epochs": cfg.epochs, "batch_size": cfg.batch_size, "precision": cfg.precision,
-        "channels_last": cfg.channels_last, "compile": cfg.compile, "optimizer": cfg.optimizer,
-        "lr": cfg.lr, "train_size": cfg.train_size, "test_size": cfg.test_size,
-        "target_acc": cfg.target_acc, "device": device.type,
-        "device_name": measure.device_name(device),
+        "status": schema.Status.OK.value, "reason": "",
+        "mode": (schema.Mode.MEASURE_ONLY if measure_only else schema.Mode.FULL).value,
+        **schema.recipe_values(cfg), "device": device.type,
+        "device_name": device_mod.device_name(device),
+        "device_id": device_mod.device_identity(device),
     }
 
 
@@ -307,7 +312,8 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     autocast = _autocast(cfg, dev)
     fault = _parse_fault()
 
-    def train_step(xb: torch.Tensor, yb: torch.Tensor, step: int) -> torch.Tensor:
+    def train_step(xb: torch.Tensor, yb: torch.Tensor, step: int,
+                   advance_schedule: bool = True) -> torch.Tensor:
         with autocast:
             loss = criterion(step_model(xb), yb)
         loss = _inject(fault, step, loss)
@@ -324,7 +330,8 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-        sched.step()
+        if advance_schedule:  # the extra memory/profiler steps never move the schedule
+            sched.step()
         return loss.detach()
 
     meter = measure.ThroughputMeter(cfg.warmup_steps, cfg.window_steps, dev)
@@ -360,61 +367,60 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
             row["time_to_target_s"] = train_s
             row["epochs_to_target"] = round(epoch_pos, 4)
 
-    with measure.PeakMemory(dev) as mem:
-        for epoch in range(epochs):
-            loss_sum.zero_()
-            loss_count = 0
-            measure.synchronize(dev)
-            t_epoch = time.perf_counter()
-            t_seg = t_epoch
-            epoch_train_s = 0.0
-            it = data_mod.batches(splits.train_x, splits.train_y, cfg.batch_size, mean=mean,
-                                  std=std, shuffle=True, seed=cell.seed, epoch=epoch,
-                                  drop_last=True)
-            for i, (xb, yb) in enumerate(it):
-                if i >= steps_per_epoch or step >= total_steps:
-                    break
-                meter.begin_step()
-                t_step = time.perf_counter() if step == 0 else 0.0
-                loss_sum += train_step(xb, yb, step).float()
-                loss_count += 1
-                if step == 0:
-                    measure.synchronize(dev)
-                    first_step_s = time.perf_counter() - t_step
-                step += 1
-                if meter.end_step(len(yb)):
-                    check_finite("timed window")
-                if (cfg.eval_every_steps and not measure_only and step % cfg.eval_every_steps == 0
-                        and i + 1 < steps_per_epoch):
-                    meter.interrupt()
-                    measure.synchronize(dev)
-                    seg = time.perf_counter() - t_seg
-                    epoch_train_s += seg
-                    train_s += seg
-                    record_eval(epoch + (i + 1) / steps_per_epoch)
-                    t_seg = time.perf_counter()
-            meter.interrupt()
-            measure.synchronize(dev)
-            seg = time.perf_counter() - t_seg
-            epoch_train_s += seg
-            train_s += seg
-            epoch_times.append(epoch_train_s)
-            check_finite("end of epoch")
-            if not measure_only:
-                record_eval(epoch + 1)
+    for epoch in range(epochs):
+        loss_sum.zero_()
+        loss_count = 0
+        measure.synchronize(dev)
+        t_seg = time.perf_counter()
+        epoch_train_s = 0.0
+        it = iter(data_mod.batches(splits.train_x, splits.train_y, cfg.batch_size, mean=mean,
+                                   std=std, shuffle=True, seed=cell.seed, epoch=epoch,
+                                   drop_last=True))
+        for i in range(min(steps_per_epoch, total_steps - step)):
+            # A step, as timed, starts here: fetching and normalising its batch is part of it.
+            meter.begin_step()
+            t_step = time.perf_counter() if step == 0 else 0.0
+            xb, yb = next(it)
+            loss_sum += train_step(xb, yb, step).float()
+            loss_count += 1
+            if step == 0:
+                measure.synchronize(dev)
+                first_step_s = time.perf_counter() - t_step
+            step += 1
+            meter.end_step(len(yb))
+            if step % meter.window_steps == 0:
+                check_finite("training")  # .item() waits for the device: inside the window
+            if (cfg.eval_every_steps and not measure_only and step % cfg.eval_every_steps == 0
+                    and i + 1 < steps_per_epoch):
+                meter.interrupt()
+                measure.synchronize(dev)
+                seg = time.perf_counter() - t_seg
+                epoch_train_s += seg
+                train_s += seg
+                record_eval(epoch + (i + 1) / steps_per_epoch)
+                t_seg = time.perf_counter()
+        meter.interrupt()
+        measure.synchronize(dev)
+        seg = time.perf_counter() - t_seg
+        epoch_train_s += seg
+        train_s += seg
+        epoch_times.append(epoch_train_s)
+        check_finite("end of epoch")
+        if not measure_only:
+            record_eval(epoch + 1)
 
     summary = meter.summary()
     row.update({k: summary[k] for k in ("train_img_s", "train_img_s_p10", "train_img_s_p90")})
+    row["timed_windows"] = int(summary["timed_windows"])
     if not meter.window_img_s:
         row["reason"] = (f"no timed window: {step} steps <= warmup_steps={cfg.warmup_steps} "
                          f"+ window_steps={cfg.window_steps}; throughput not measured")
     row["epoch_s"] = statistics.median(epoch_times) if epoch_times else float("nan")
-    row["peak_mem_mib"] = mem.peak_mib
-    row["peak_reserved_mib"] = mem.reserved_mib
     row["final_train_loss"] = loss_sum.item() / max(1, loss_count)
     if not measure_only and result.history:
         row["test_acc"] = _final_test_acc(model, splits, eval_x, eval_bs, mean, std, num_classes,
                                           cfg, dev, result.history[-1]["test_acc"])
+        row["test_count"] = len(splits.test_y)
         row["best_acc"] = best_acc
         # The first evaluation pays one-off costs (cuDNN autotuning for a new shape).
         rates = eval_rates[1:] if len(eval_rates) > 1 else eval_rates
@@ -422,31 +428,56 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     step_s = cfg.batch_size / row["train_img_s"] if row["train_img_s"] > 0 else float("nan")
     row["compile_s"] = max(0.0, first_step_s - step_s) if cfg.compile else 0.0
 
-    compute_dtype = PRECISIONS["bf16"] if cfg.precision in ("bf16", "fp16") else torch.float32
-    peak = cfg.peak_tflops or measure.peak_tflops(dev, compute_dtype)
-    # Training costs about 3x the forward FLOPs (forward, grad wrt activations, grad wrt weights).
-    achieved = 3 * row["gflops_fwd_per_img"] * row["train_img_s"] / 1e3
-    if achieved > peak and not cfg.peak_tflops:
-        # Beating the matmul "peak" means the cached peak was measured on a busy machine:
-        # measure it again now (the cache keeps the best value seen).
-        peak = measure.peak_tflops(dev, compute_dtype, refresh=True)
-    row.update(peak_tflops=peak, tflops_achieved=achieved,
-               mfu=achieved / peak if peak > 0 else float("nan"))
+    extra = _endless_batches(data_mod, splits, cfg, mean, std, cell.seed, epochs)
+
+    def extra_step() -> None:
+        xb, yb = next(extra)
+        train_step(xb, yb, -1, advance_schedule=False)
+
+    # Memory, in windows of their own after the timed ones (the CPU measurement runs under
+    # the profiler): one steady-state training step after a settling one, then one
+    # evaluation batch.
+    with measure.PeakMemory(dev) as mem:
+        extra_step()
+        mem.start()
+        extra_step()
+    row["peak_mem_mib"] = mem.peak_mib
+    row["peak_reserved_mib"] = mem.reserved_mib
+    eval_xb = eval_x[:eval_bs]
+    with measure.PeakMemory(dev) as mem:
+        evaluate(model, eval_xb, eval_y[:eval_bs], eval_bs, mean, std, num_classes, cfg, dev)
+    row["eval_peak_mem_mib"] = mem.peak_mib
+
+    _record_mfu(row, cfg, dev)
 
     if cfg.profile_steps:
-        prof_iter = _endless_batches(data_mod, splits, cfg, mean, std, cell.seed, epochs)
-        prof_step = [step]
-
-        def one_step() -> None:
-            xb, yb = next(prof_iter)
-            train_step(xb, yb, -1)
-            prof_step[0] += 1
-
         trace = None
         if cfg.save_trace and out_dir is not None:
             trace = Path(out_dir) / "traces" / f"{cell.model}_{cell.strategy}_s{cell.seed}.json.gz"
-        result.ops = measure.profile_steps(one_step, dev, cfg.profile_steps,
+        result.ops = measure.profile_steps(extra_step, dev, cfg.profile_steps,
                                            top_k=cfg.profile_top_ops, trace_path=trace)
+    row["peak_rss_mib"] = measure.peak_rss_mib()
+
+
+def _record_mfu(row: dict[str, Any], cfg: Config, dev: torch.device) -> None:
+    """``tflops_achieved`` (3x forward FLOPs x train_img_s) and ``mfu`` against the sustained
+    matmul peak of the dtype the cell computes in (fp16 cells against an fp16 peak)."""
+    compute_dtype = PRECISIONS[cfg.precision]
+    # Training costs about 3x the forward FLOPs (forward, grad wrt activations, grad wrt weights).
+    achieved = 3 * row["gflops_fwd_per_img"] * row["train_img_s"] / 1e3
+    if cfg.peak_tflops:
+        row.update(peak_tflops=cfg.peak_tflops, tflops_achieved=achieved,
+                   mfu=achieved / cfg.peak_tflops)
+        return
+    entry = measure.peak_entry(dev, compute_dtype)
+    if achieved > entry["tflops"]:
+        # Beating the "peak" means it was measured on a busy machine: measure it again now
+        # (the cache keeps the best value seen).
+        entry = measure.peak_entry(dev, compute_dtype, refresh=True)
+    peak = entry["tflops"]
+    row.update(peak_tflops=peak, tflops_achieved=achieved,
+               mfu=achieved / peak if peak > 0 else float("nan"),
+               peak_fresh_tflops=measure.fresh_peak_check(dev, compute_dtype, int(entry["n"])))
 
 
 def _final_test_acc(model, splits, eval_x, eval_bs, mean, std, num_classes, cfg, dev,

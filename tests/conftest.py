@@ -14,6 +14,8 @@ tests marked ``gpu`` on machines without CUDA. Keep suite-wide hooks only here.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 # pytest-benchmark option dests whose presence means "measure, don't just run once".
@@ -31,6 +33,9 @@ _TIMING_OPTIONS = (
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's (trylast) pytest_configure reads it
 def pytest_configure(config: pytest.Config) -> None:
+    # A row key the results schema does not define is an error in tests (bench/schema.py),
+    # in this process and in every cell process the tests start.
+    os.environ.setdefault("ADAPTBENCH_STRICT_SCHEMA", "1")
     if not hasattr(config.option, "benchmark_disable"):
         return  # pytest-benchmark is not installed or was disabled with -p no:benchmark
     if not any(config.getoption(name, default=None) for name in _TIMING_OPTIONS):

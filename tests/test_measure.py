@@ -25,6 +25,7 @@ def test_warmup_steps_are_never_timed() -> None:
         meter.begin_step()
         clock.now += d
         meter.end_step(images=10)
+    meter.interrupt()  # the boundary after the last step closes the last window
     s = meter.summary()
     assert s["timed_windows"] == 4
     assert abs(s["train_img_s"] - 100.0) < 1e-9  # 20 images per 0.2 s window
@@ -45,6 +46,7 @@ def test_interrupt_drops_the_partial_window() -> None:
         meter.begin_step()
         clock.now += 1.0
         meter.end_step(images=1)
+    meter.interrupt()
     assert meter.window_img_s == [1.0]
 
 
@@ -57,27 +59,91 @@ def test_spread_is_reported_as_p10_p90() -> None:
         meter.begin_step()
         clock.now += d
         meter.end_step(images=1)
+    meter.interrupt()
     s = meter.summary()
     assert s["train_img_s_p10"] < s["train_img_s"] < s["train_img_s_p90"]
 
 
-def test_cpu_peak_memory_sees_a_transient_allocation() -> None:
-    # In a fresh process: inside a long test session the allocator may reuse memory that is
-    # already resident, which hides the growth this test is about.
+def test_work_between_steps_is_inside_the_windows() -> None:
+    """Batch preparation between end_step and the next begin_step is part of a step: windows
+    are contiguous, so time spent there lowers throughput (the old meter left it out)."""
+    clock = FakeClock()
+    meter = measure.ThroughputMeter(warmup_steps=1, window_steps=1, device=torch.device("cpu"),
+                                    clock=clock)
+    for _ in range(6):
+        meter.begin_step()
+        clock.now += 0.75  # fetching and normalising the batch
+        clock.now += 0.25  # forward, backward, optimizer
+        meter.end_step(images=10)
+    meter.interrupt()
+    assert meter.window_img_s == [10.0] * 5  # 10 images per 1.0 s, not per 0.25 s
+    assert all(a[1] == b[0] for a, b in zip(meter.windows, meter.windows[1:]))
+
+
+def _peak_in_fresh_process(body: str) -> float:
+    # A fresh process: inside a long test session the allocator may reuse memory that is
+    # already resident, which hid growth from the old RSS sampler (and must not matter now).
     import subprocess
     import sys
 
-    code = (
-        "import time, torch\n"
-        "from bench import measure\n"
-        "with measure.PeakMemory(torch.device('cpu'), interval_s=0.001) as mem:\n"
-        "    block = torch.ones(64 * 2**20, dtype=torch.uint8)\n"
-        "    time.sleep(0.05)\n"
-        "    del block\n"
-        "print(mem.peak_mib)\n")
+    code = ("import time, torch\n"
+            "from bench import measure\n"
+            "with measure.PeakMemory(torch.device('cpu')) as mem:\n"
+            + "".join(f"    {line}\n" for line in body.splitlines())
+            + "print(mem.peak_mib)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout
-    assert float(out.strip().splitlines()[-1]) > 40
+    return float(out.strip().splitlines()[-1])
+
+
+def test_cpu_peak_memory_counts_many_small_tensors_and_a_brief_spike() -> None:
+    """256 MiB held as 4,096 tensors of 64 KiB, then a 128 MiB spike freed at once: the peak
+    is 384 MiB plus what was live at entry (a few MiB), never a sampled guess."""
+    peak = _peak_in_fresh_process(
+        "keep = [torch.empty(64 * 1024, dtype=torch.uint8) for _ in range(4096)]\n"
+        "spike = torch.empty(128 * 2**20, dtype=torch.uint8)\n"
+        "del spike")
+    assert 384 <= peak < 384 + 16
+
+
+def test_cpu_peak_memory_counts_what_was_live_before_the_region() -> None:
+    """A 64 MiB tensor made before the region is held during it: absolute, like CUDA's
+    max_memory_allocated (the old figure was growth over the entry RSS)."""
+    import subprocess
+    import sys
+
+    code = ("import torch\nfrom bench import measure\n"
+            "weights = torch.ones(64 * 2**20, dtype=torch.uint8)\n"
+            "with measure.PeakMemory(torch.device('cpu')) as mem:\n"
+            "    x = torch.ones(8 * 2**20, dtype=torch.uint8)\n"
+            "print(mem.peak_mib)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    peak = float(out.strip().splitlines()[-1])
+    assert 72 <= peak < 72 + 16
+
+
+def test_cpu_peak_memory_after_a_settling_step_sees_frees_of_older_blocks() -> None:
+    """A block made before the profiler started is freed without an event (zero_grad freeing
+    the last step's gradients); start() after a settling step re-counts what is live."""
+    import subprocess
+    import sys
+
+    code = ("import torch\nfrom bench import measure\n"
+            "old_grads = torch.ones(64 * 2**20, dtype=torch.uint8)\n"
+            "with measure.PeakMemory(torch.device('cpu')) as mem:\n"
+            "    del old_grads\n"
+            "    mem.start()\n"
+            "    x = torch.ones(8 * 2**20, dtype=torch.uint8)\n"
+            "print(mem.peak_mib)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    peak = float(out.strip().splitlines()[-1])
+    assert 8 <= peak < 8 + 16
+
+
+def test_peak_rss_is_absolute() -> None:
+    assert measure.peak_rss_mib() > 50  # torch alone maps more than that
 
 
 def test_flop_count_matches_the_arithmetic() -> None:
@@ -98,21 +164,49 @@ def test_matmul_and_copy_ceilings_are_positive() -> None:
     assert measure.copy_gb_s(dev, mib=4, reps=2) > 0
 
 
+def _small_peak_sizes(monkeypatch) -> None:
+    monkeypatch.setattr(measure, "PEAK_SIZES", {"cpu": (512, 1024)})
+    real = measure.sustained_matmul_tflops
+    monkeypatch.setattr(measure, "sustained_matmul_tflops",
+                        lambda d, t, sizes=None, repeat_s=0.1, attempts=2: real(
+                            d, t, sizes, repeat_s, attempts))
+
+
+def test_sustained_peak_keeps_the_best_stable_size() -> None:
+    entry = measure.sustained_matmul_tflops(torch.device("cpu"), torch.float32,
+                                            sizes=(64, 256), repeat_s=0.05)
+    assert entry["tflops"] > 0 and entry["n"] in (64, 256) and len(entry["repeats"]) == 3
+    assert entry["spread"] == (max(entry["repeats"]) - min(entry["repeats"])) / max(
+        entry["repeats"])
+    assert entry["stable"] == (entry["spread"] <= measure.PEAK_STABLE)
+
+
+def test_peak_key_names_identity_dtype_threads() -> None:
+    from bench import device
+
+    key = measure.peak_key(torch.device("cpu"), torch.float16)
+    assert key.startswith(device.device_identity("cpu")) and "float16" in key
+    assert f"threads={torch.get_num_threads()}" in key
+    assert "logical cores" in key  # a 2-core and a 64-core slice never share a peak
+
+
 def test_a_peak_cached_on_a_busy_machine_is_replaced_by_a_better_one(tmp_path, monkeypatch):
     import json
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    _small_peak_sizes(monkeypatch)
     cpu = torch.device("cpu")
-    key = (f"{measure.device_name(cpu)}|cpu|{torch.float32}|"
-           f"threads={torch.get_num_threads()}")
+    key = measure.peak_key(cpu, torch.float32)
     path = tmp_path / "adaptbench" / "peaks.json"
     path.parent.mkdir()
-    path.write_text(json.dumps({key: 1e-9}))  # measured while something else ran
+    path.write_text(json.dumps({key: {"tflops": 1e-9, "n": 128}}))  # measured under load
     assert measure.peak_tflops(cpu, torch.float32) == 1e-9  # the cache answers ...
     fresh = measure.peak_tflops(cpu, torch.float32, refresh=True)  # ... until asked again
-    assert fresh > 1e-9 and json.loads(path.read_text())[key] == fresh
+    assert fresh > 1e-9 and json.loads(path.read_text())[key]["tflops"] == fresh
     # A worse measurement later never lowers the cached best.
-    monkeypatch.setattr(measure, "matmul_tflops", lambda *a, **k: 1e-12)
+    monkeypatch.setattr(measure, "sustained_matmul_tflops",
+                        lambda *a, **k: {"tflops": 1e-12, "n": 128, "spread": 0.0,
+                                         "stable": True, "repeats": []})
     assert measure.peak_tflops(cpu, torch.float32, refresh=True) == fresh
 
 
@@ -123,13 +217,15 @@ def test_a_cell_never_reports_mfu_above_one_against_a_stale_peak(tmp_path, monke
     from bench.config import Cell, Config
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    _small_peak_sizes(monkeypatch)
     cpu = torch.device("cpu")
-    key = (f"{measure.device_name(cpu)}|cpu|{torch.float32}|"
-           f"threads={torch.get_num_threads()}")
+    key = measure.peak_key(cpu, torch.float32)
     (tmp_path / "adaptbench").mkdir()
-    (tmp_path / "adaptbench" / "peaks.json").write_text(json.dumps({key: 1e-9}))
+    (tmp_path / "adaptbench" / "peaks.json").write_text(
+        json.dumps({key: {"tflops": 1e-9, "n": 128}}))
     cfg = Config(batch_size=16, train_size=160, test_size=50, warmup_steps=1, window_steps=2,
                  profile_steps=0, peak_tflops=0.0)
     row = train.run_cell(cfg, Cell("mnist", "resnet18", "repeat3", 0), device="cpu").row
     assert row["status"] == "ok", row["reason"]
     assert row["peak_tflops"] > 1e-9 and 0 < row["mfu"] <= 1
+    assert row["peak_fresh_tflops"] > 0  # the quick re-check the report compares against

@@ -22,12 +22,13 @@ def run_row(cell_hash: str, status: str = "ok", timestamp: str = "2025-01-01T00:
 
 def test_the_schema_is_the_contracts() -> None:
     assert RUN_COLUMNS[0] == "schema_version" and RUN_COLUMNS[-1] == "timestamp"
-    assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS) == 53
+    assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS) == 59
     for col in ("cell_hash", "status", "reason", "mode", "estimate_s", "git_sha", "git_dirty",
                 "config_hash", "device_name", "cudnn_version", "host_cpu"):
         assert col in RUN_COLUMNS
     assert HISTORY_COLUMNS[-1] == "per_class_acc" and "elapsed_s" in HISTORY_COLUMNS
-    assert OPS_COLUMNS[-4:] == ("op", "self_cpu_ms", "self_device_ms", "calls")
+    assert OPS_COLUMNS[-6:] == ("op", "self_cpu_ms", "self_device_ms", "calls",
+                                "self_cpu_mem_mib", "self_device_mem_mib")
     assert set(results.PROVENANCE_COLUMNS) <= set(RUN_COLUMNS)
 
 
@@ -37,7 +38,7 @@ def test_values_are_formatted_for_csv() -> None:
     assert results.format_value(True) == "true"
     assert results.format_value(0.1) == "0.1"
     assert results.format_value([0.5, 1.0]) == "[0.5,1.0]"
-    assert results.normalize_row({"op": "aten::mm", "junk": 1}, OPS_COLUMNS)["cell_hash"] == ""
+    assert results.normalize_row({"op": "aten::mm"}, OPS_COLUMNS)["cell_hash"] == ""
 
 
 def test_a_written_file_reads_back(tmp_path) -> None:
@@ -90,10 +91,10 @@ def test_a_truncated_row_is_refused_with_its_line(tmp_path) -> None:
         results.read_csv(path, "history")
 
 
-def test_mixed_schema_versions_are_refused(tmp_path) -> None:
+def test_unknown_schema_versions_are_refused(tmp_path) -> None:
     path = tmp_path / "runs.csv"
-    results.upsert(path, "runs", [run_row("a"), run_row("b", schema_version=0)], set())
-    with pytest.raises(ResultsError, match="mixes schema versions"):
+    results.upsert(path, "runs", [run_row("a"), run_row("b", schema_version=9)], set())
+    with pytest.raises(ResultsError, match=r"schema versions \['2', '9'\]"):
         results.read_csv(path, "runs")
 
 
@@ -104,7 +105,7 @@ def test_read_dir_merges_shards_and_the_newest_row_wins(tmp_path) -> None:
                        run_row("a", timestamp="2025-01-02T00:00:00Z"),
                        [{"cell_hash": "a", "epoch": 1}, {"cell_hash": "a", "epoch": 2}],
                        [{"cell_hash": "a", "op": "aten::mm"}])
-    results.write_cell(tmp_path, ".shard-2-of-2", run_row("b", status="timeout"), [], [])
+    results.write_cell(tmp_path, ".shard-2-of-2", run_row("b", status="timeout", seed=1), [], [])
     runs = {r["cell_hash"]: r for r in results.read_dir(tmp_path, "runs")}
     assert runs["a"]["status"] == "ok" and runs["b"]["status"] == "timeout"
     assert len(results.read_dir(tmp_path, "history")) == 2  # only the winning file's rows
@@ -157,3 +158,63 @@ def test_git_info_outside_a_checkout_is_unknown(tmp_path) -> None:
 
 def test_host_cpu_names_the_cores() -> None:
     assert "logical cores" in results.host_cpu()
+
+
+# --- the schema: one owner of every column, one rule for the current row --------------------
+
+def test_every_column_has_a_dtype_and_a_meaning_and_units_where_measured() -> None:
+    from bench import schema
+
+    for kind, columns in schema.TABLES.items():
+        for col in columns:
+            assert col.dtype in ("str", "int", "float", "bool", "json"), (kind, col)
+            assert col.meaning, (kind, col.name)
+            if col.name.endswith(("_s", "_mib", "_img_s")):
+                assert col.unit, (kind, col.name)
+    assert set(schema.STATUSES) == {s.value for s in schema.Status}
+    assert schema.FINAL_STATUSES < set(schema.STATUSES)
+
+
+def test_an_unknown_key_is_an_error_not_a_silent_drop(monkeypatch) -> None:
+    from bench import schema
+
+    monkeypatch.setenv(schema.STRICT_ENV, "1")
+    with pytest.raises(schema.SchemaError, match="self_cpu_mem_mibs"):
+        results.normalize_row({"op": "aten::mm", "self_cpu_mem_mibs": 1.0}, OPS_COLUMNS)
+    # the profiler's memory columns are part of the schema now, not thrown away
+    assert results.normalize_row({"op": "aten::mm", "self_cpu_mem_mib": 1.5},
+                                 OPS_COLUMNS)["self_cpu_mem_mib"] == "1.5"
+
+
+def test_a_version_1_file_is_read_onto_version_2_without_loss(tmp_path) -> None:
+    from bench import schema
+
+    old_columns = schema.LEGACY_COLUMNS["runs"][0]
+    old = {c: "" for c in old_columns}
+    old.update(schema_version="1", cell_hash="h1", dataset="mnist", model="m", strategy="s",
+               seed="0", status="ok", mode="full", test_acc="0.5", device_name="Old GPU",
+               timestamp="2026-01-01T00:00:00Z")
+    path = tmp_path / "runs.csv"
+    path.write_text(results.to_csv_text([old], old_columns))
+    (row,) = results.read_csv(path, "runs")
+    assert tuple(row) == RUN_COLUMNS and row["test_acc"] == "0.5" and row["device_id"] == ""
+    # an upsert rewrites the file in the current layout and keeps the old row as it was
+    results.upsert(path, "runs", [{**run_row("h2"), "device_id": "cpu | X"}], {"h2"})
+    assert path.read_text().splitlines()[0] == ",".join(RUN_COLUMNS)
+    assert {r["schema_version"] for r in results.read_csv(path, "runs")} == {"1", "2"}
+
+
+def test_the_current_row_of_a_cell_is_its_newest_for_every_reader(tmp_path) -> None:
+    def row(h: str, ts: str, seed: int = 0, device_id: str = "cpu | A") -> dict:
+        return run_row(h, timestamp=ts, seed=seed, device_id=device_id)
+
+    rows = [row("old-recipe", "2026-01-01T00:00:00Z"), row("new-recipe", "2026-01-02T00:00:00Z"),
+            row("other-seed", "2026-01-01T00:00:00Z", seed=1),
+            row("other-machine", "2026-01-01T00:00:00Z", device_id="cpu | B")]
+    path = tmp_path / "runs.csv"
+    path.write_text(results.to_csv_text([results.normalize_row(r, RUN_COLUMNS) for r in rows],
+                                        RUN_COLUMNS))
+    current, superseded = results.read_current_runs(tmp_path)
+    assert {r["cell_hash"] for r in current} == {"new-recipe", "other-seed", "other-machine"}
+    assert superseded == 1
+    assert results.done_hashes(tmp_path) == {"new-recipe", "other-seed", "other-machine"}

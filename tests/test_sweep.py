@@ -216,8 +216,8 @@ def test_a_sweep_writes_every_file_with_provenance(tmp_path, fake) -> None:
     assert set(runs) == {"repeat3", "conv1"}
     row = runs["repeat3"]
     assert row["status"] == "ok" and row["mode"] == "full" and row["profile"] == "smoke"
-    assert row["schema_version"] == "1" and len(row["cell_hash"]) == 16
-    for col in ("device", "device_name", "host_cpu", "torch_version", "torchvision_version",
+    assert row["schema_version"] == "2" and len(row["cell_hash"]) == 16
+    for col in ("device", "device_name", "device_id", "host_cpu", "torch_version", "torchvision_version",
                 "git_sha", "config_hash", "timestamp", "estimate_s", "epochs", "batch_size",
                 "train_size", "precision"):
         assert row[col] != "", col
@@ -244,6 +244,31 @@ def test_resume_skips_final_rows_and_force_replaces_them(tmp_path, fake, capsys)
     again = rows(tmp_path)
     assert len(again) == 2 and len(rows(tmp_path, "history.csv")) == 2
     assert by_strategy(tmp_path)["repeat3"] == first["repeat3"]
+
+
+@pytest.mark.parametrize("change", ["cores", "flags", "stepping"])
+def test_rows_of_a_machine_differing_only_in_cores_or_isa_are_not_resumed(
+        tmp_path, fake, capsys, change) -> None:
+    """Two machines that both say "AMD EPYC" -- one with 2 cores and AVX2, one with 64 cores,
+    or with AVX-512 BF16, or another stepping -- are different hardware: the second runs every
+    cell itself instead of taking the first one's rows as its own."""
+    from bench import device, sweep
+
+    assert run(tmp_path) == 0
+    capsys.readouterr()
+    info = dict(device.cpu_info())
+    if change == "cores":
+        fake.setattr(device, "logical_cores", lambda: 64)
+    elif change == "flags":
+        fake.setattr(device, "speed_flags", lambda: ["avx2", "avx512f", "avx512_bf16"])
+    else:
+        info["stepping"] = str(int(info.get("stepping", "0") or 0) + 1)
+        fake.setattr(device, "cpu_info", lambda: info)
+    fake.setattr(sweep, "_DEVICES", {})
+    assert run(tmp_path) == 0
+    assert "2 cells to run, 0 already done" in capsys.readouterr().out
+    ids = {r["device_id"] for r in rows(tmp_path)}
+    assert len(ids) == 2 and len(rows(tmp_path)) == 4
 
 
 def test_progress_relays_the_childs_lines_and_quiet_does_not(tmp_path, fake, capsys) -> None:

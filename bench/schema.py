@@ -1,0 +1,221 @@
+"""The results schema: every column of runs.csv, history.csv and ops.csv, in one place.
+
+Each :class:`Column` has a dtype, a unit and a one-line meaning; the CSV headers, the README's
+column glossary (``python -m bench schema --markdown``) and the row checks all come from here.
+:class:`Status` and :class:`Mode` are the only status and mode values there are.
+
+Version history (``schema_version`` column of runs.csv):
+
+1. the first published layout (results/gpu was written with it).
+2. adds ``device_id`` (exact device identity, part of the cell hash), ``executor``-free
+   memory columns with one meaning each (``peak_mem_mib`` is tensor bytes on every device;
+   ``eval_peak_mem_mib``, ``peak_rss_mib``), ``test_count``, ``timed_windows``,
+   ``peak_fresh_tflops``; ops.csv gains the profiler's memory columns. Version-1 files are
+   read by mapping them onto version 2 (new columns empty): nothing is lost.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    """How a cell ended."""
+
+    OK = "ok"
+    INCOMPATIBLE = "incompatible"  # the strategy cannot run this model (explained in reason)
+    DIVERGED = "diverged"  # non-finite training loss; stopped early
+    OOM = "oom"  # out of memory at this batch size (never retried smaller)
+    ERROR = "error"  # anything else went wrong (reason, and logs/ for a crashed process)
+    TIMEOUT = "timeout"  # killed after cell_timeout_s
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Mode(str, enum.Enum):
+    """What a cell was asked to do."""
+
+    FULL = "full"  # trained for the recipe's epochs and evaluated
+    MEASURE_ONLY = "measure-only"  # over the cell budget: throughput, memory, FLOPs; no accuracy
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+MODES: tuple[str, ...] = tuple(m.value for m in Mode)
+# The resume rule: a cell whose current row has one of these statuses is done. ``error`` and
+# ``timeout`` are transient (a crash, a kill, a busy machine) and are retried.
+FINAL_STATUSES = frozenset({Status.OK.value, Status.INCOMPATIBLE.value, Status.DIVERGED.value,
+                            Status.OOM.value})
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # str | int | float | bool | json
+    unit: str  # "" when unitless
+    meaning: str
+
+
+def _c(name: str, dtype: str, unit: str, meaning: str) -> Column:
+    return Column(name, dtype, unit, meaning)
+
+
+SCHEMA_VERSION = 2
+
+RUNS: tuple[Column, ...] = (
+    _c("schema_version", "int", "", "layout version of this row (see bench/schema.py)"),
+    _c("cell_hash", "str", "", "hash of the cell, its effective recipe and device_id: the resume key"),
+    _c("profile", "str", "", "profile the row was run from"),
+    _c("dataset", "str", "", "dataset name"),
+    _c("model", "str", "", "model name (torchvision)"),
+    _c("strategy", "str", "", "adaptation strategy spec or preset"),
+    _c("seed", "int", "", "seed of initialisation and batch order (the data subset is fixed)"),
+    _c("status", "str", "", "ok | incompatible | diverged | oom | error | timeout"),
+    _c("reason", "str", "", "why the status is not ok, or why a measurement is missing"),
+    _c("mode", "str", "", "full | measure-only (over cell_budget_s: no accuracy)"),
+    _c("epochs", "int", "epochs", "training epochs of the recipe"),
+    _c("batch_size", "int", "images", "training batch size (evaluation uses twice this)"),
+    _c("precision", "str", "", "fp32 | bf16 | fp16 (autocast)"),
+    _c("channels_last", "bool", "", "NHWC memory layout"),
+    _c("compile", "bool", "", "torch.compile of the model"),
+    _c("optimizer", "str", "", "sgd | adamw"),
+    _c("lr", "float", "", "peak learning rate of the effective recipe"),
+    _c("train_size", "int", "images", "training subset size; 0 = the whole split"),
+    _c("test_size", "int", "images", "test subset size; 0 = the whole split"),
+    _c("test_acc", "float", "fraction", "final top-1 accuracy on the test split"),
+    _c("test_count", "int", "images", "test images test_acc was computed over (its binomial n)"),
+    _c("best_acc", "float", "fraction", "best accuracy over the evaluation points"),
+    _c("final_train_loss", "float", "nats", "mean training loss over the last epoch"),
+    _c("target_acc", "float", "fraction", "accuracy that time_to_target_s waits for"),
+    _c("time_to_target_s", "float", "s", "training seconds (evaluation excluded) to target_acc"),
+    _c("epochs_to_target", "float", "epochs", "epochs to target_acc"),
+    _c("train_img_s", "float", "images/s", "median training throughput over timed windows of "
+       "whole consecutive steps (batch preparation, forward, backward, optimizer, checks), "
+       "warm-up excluded, device synchronised at both ends"),
+    _c("train_img_s_p10", "float", "images/s", "10th percentile over the timed windows"),
+    _c("train_img_s_p90", "float", "images/s", "90th percentile over the timed windows"),
+    _c("timed_windows", "int", "", "number of timed windows behind train_img_s"),
+    _c("eval_img_s", "float", "images/s", "median evaluation throughput (first pass excluded)"),
+    _c("epoch_s", "float", "s", "median wall time of a training epoch, evaluation excluded"),
+    _c("wall_s", "float", "s", "the whole cell: build, data, training, evaluation, profiler"),
+    _c("compile_s", "float", "s", "first step minus a steady step when compile is on"),
+    _c("peak_mem_mib", "float", "MiB", "peak bytes held by tensors on the device during one "
+       "steady training step, weights, gradients, optimizer state and device-resident data "
+       "included (CUDA allocator; CPU allocator events via torch.profiler)"),
+    _c("peak_reserved_mib", "float", "MiB", "CUDA only: peak bytes the caching allocator "
+       "reserved during that step"),
+    _c("eval_peak_mem_mib", "float", "MiB", "the same peak during one evaluation batch"),
+    _c("peak_rss_mib", "float", "MiB", "the cell process's absolute peak resident set size "
+       "(libraries, framework, host copies included)"),
+    _c("params", "int", "", "parameters of the adapted model"),
+    _c("gflops_fwd_per_img", "float", "GFLOP", "forward FLOPs per image (FlopCounterMode, 2 per "
+       "multiply-add; the adaptation included, but bilinear resampling counts 0)"),
+    _c("tflops_achieved", "float", "TFLOP/s", "3 x forward FLOPs x train_img_s"),
+    _c("mfu", "float", "fraction", "tflops_achieved / peak_tflops"),
+    _c("peak_tflops", "float", "TFLOP/s", "sustained matmul peak of the cell's compute dtype "
+       "on this device (cached per device identity, dtype, threads, TF32)"),
+    _c("peak_fresh_tflops", "float", "TFLOP/s", "a quick matmul at the peak's size after the "
+       "cell: far below peak_tflops means the machine was busy"),
+    _c("effective_input_px", "int", "px", "side of the image the ImageNet-shaped body sees"),
+    _c("reinitialized", "str", "", "layers the strategy created or replaced, with the init rule"),
+    _c("estimate_s", "float", "s", "the plan's estimate for the cell"),
+    _c("device", "str", "", "cpu | cuda"),
+    _c("device_name", "str", "", "short device name (CPU model, family/model/stepping when "
+       "masked; GPU name)"),
+    _c("device_id", "str", "", "exact device identity: CPU model, family/model/stepping, "
+       "logical cores, speed flags; GPU name, memory, count"),
+    _c("host_cpu", "str", "", "host CPU and logical cores"),
+    _c("torch_version", "str", "", "torch version"),
+    _c("torchvision_version", "str", "", "torchvision version"),
+    _c("cuda_version", "str", "", "CUDA version torch was built with"),
+    _c("cudnn_version", "str", "", "cuDNN version"),
+    _c("git_sha", "str", "", "commit of the harness"),
+    _c("git_dirty", "str", "", "true when the tree had uncommitted changes"),
+    _c("config_hash", "str", "", "hash of the whole resolved config"),
+    _c("timestamp", "str", "UTC", "when the row was written (ISO 8601)"),
+)
+
+_IDENTITY = ("cell_hash", "dataset", "model", "strategy", "seed", "device_name")
+
+HISTORY: tuple[Column, ...] = (
+    *(c for c in RUNS if c.name in _IDENTITY),
+    _c("epoch", "float", "epochs", "position of the evaluation point"),
+    _c("step", "int", "steps", "optimizer steps so far"),
+    _c("train_loss", "float", "nats", "mean training loss since the epoch started"),
+    _c("test_acc", "float", "fraction", "accuracy at this point (validation split if val_size)"),
+    _c("epoch_s", "float", "s", "training seconds of the last finished epoch"),
+    _c("elapsed_s", "float", "s", "training seconds so far, evaluation excluded"),
+    _c("per_class_acc", "json", "fraction", "accuracy per class"),
+)
+
+OPS: tuple[Column, ...] = (
+    *(c for c in RUNS if c.name in _IDENTITY),
+    _c("op", "str", "", "operator name"),
+    _c("self_cpu_ms", "float", "ms", "host self time over the profiled steps"),
+    _c("self_device_ms", "float", "ms", "device self time over the profiled steps"),
+    _c("calls", "int", "", "calls over the profiled steps"),
+    _c("self_cpu_mem_mib", "float", "MiB", "host memory the operator allocated, net"),
+    _c("self_device_mem_mib", "float", "MiB", "device memory the operator allocated, net"),
+)
+
+TABLES: dict[str, tuple[Column, ...]] = {"runs": RUNS, "history": HISTORY, "ops": OPS}
+COLUMNS: dict[str, tuple[str, ...]] = {k: tuple(c.name for c in v) for k, v in TABLES.items()}
+
+# Earlier layouts, read by mapping onto the current one (new columns empty).
+LEGACY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "runs": (tuple(c for c in COLUMNS["runs"] if c not in (
+        "test_count", "timed_windows", "eval_peak_mem_mib", "peak_rss_mib", "peak_fresh_tflops",
+        "device_id")),),
+    "history": (),
+    "ops": (COLUMNS["ops"][:-2],),
+}
+
+# Filled by the sweep, not by run_cell.
+PROVENANCE = ("device", "device_name", "device_id", "host_cpu", "torch_version",
+              "torchvision_version", "cuda_version", "cudnn_version", "git_sha", "git_dirty",
+              "config_hash", "timestamp")
+
+# The key of "the same cell": one current row per key (see bench.results.current_rows).
+CELL_KEY = ("dataset", "model", "strategy", "seed", "device_id")
+
+# The recipe columns of a runs row, from the effective config of the cell (bench.config.for_model).
+RECIPE = ("epochs", "batch_size", "precision", "channels_last", "compile", "optimizer", "lr",
+          "train_size", "test_size", "target_acc")
+
+STRICT_ENV = "ADAPTBENCH_STRICT_SCHEMA"
+
+
+def recipe_values(cfg: Any) -> dict[str, Any]:
+    """The :data:`RECIPE` columns of a row, read off a (per-model resolved) Config."""
+    return {key: getattr(cfg, key) for key in RECIPE}
+
+
+class SchemaError(ValueError):
+    """A row with a key the schema does not know."""
+
+
+def check_keys(row: dict[str, Any], kind: str, *, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Keys of ``row`` that are not ``kind`` columns. Raises :class:`SchemaError` when
+    ``$ADAPTBENCH_STRICT_SCHEMA`` is set (the test suite sets it), so a measurement that is
+    computed and then dropped fails a test instead of vanishing."""
+    unknown = sorted(k for k in row if k not in COLUMNS[kind] and k not in ignore)
+    if unknown and os.environ.get(STRICT_ENV):
+        raise SchemaError(f"{kind} row has keys the schema does not define: {unknown}; add "
+                          "them to bench/schema.py or stop producing them")
+    return unknown
+
+
+def glossary_markdown() -> str:
+    """The column glossary (README / docs), generated so it cannot drift from the schema."""
+    lines = []
+    for kind, columns in TABLES.items():
+        lines += [f"**{kind}.csv**", "", "| column | type | unit | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{c.name}` | {c.dtype} | {c.unit or ''} | {c.meaning} |" for c in columns]
+        lines.append("")
+    return "\n".join(lines)
