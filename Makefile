@@ -11,7 +11,7 @@ PROFILE     ?= auto
 ARGS        ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data bench bench-micro bench-gpu bench-gpu-dry doctor report test lint clean
+.PHONY: help setup data bench publish bench-micro bench-gpu bench-gpu-dry doctor report test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,13 +30,18 @@ data: setup ## fetch MNIST and Fashion-MNIST into a verified cache under ./data
 # `auto` resolves like `bench run --profile auto`: gpu with CUDA, else cpu.
 RESOLVED = $(if $(filter auto,$(PROFILE)),$$($(PY) -c 'import torch; print("gpu" if torch.cuda.is_available() else "cpu")'),$(PROFILE))
 
-bench: data ## run the default benchmark for this hardware (gpu profile with CUDA, else cpu) and report
+bench: data ## benchmark THIS machine (gpu profile with CUDA, else cpu) into runs/<profile>/ and report
 	$(PY) -m bench run --profile $(PROFILE) $(ARGS)
-	$(PY) -m bench report results/$(RESOLVED)
-	@echo "results: results/$(RESOLVED)/ (summary.md, comparison.csv, charts/)"
+	$(PY) -m bench report runs/$(RESOLVED)
+	@echo "results of this machine: runs/$(RESOLVED)/ (summary.md, comparison.csv, charts/)"
 
-bench-micro: setup ## pytest-benchmark micro suite; JSON saved under results/micro/
-	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=results/micro --benchmark-autosave --benchmark-columns=min,median,max,rounds $(ARGS)
+publish: data ## re-measure and overwrite the published results/<profile>/ (maintainers; commit after)
+	$(PY) -m bench run --profile $(PROFILE) --results-dir results/$(RESOLVED) $(ARGS)
+	$(PY) -m bench report results/$(RESOLVED)
+	@echo "published: results/$(RESOLVED)/ -- review git diff results/, then commit naming the machine"
+
+bench-micro: setup ## pytest-benchmark micro suite; JSON saved under runs/micro/ (results/micro holds the published ones)
+	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=runs/micro --benchmark-autosave --benchmark-columns=min,median,max,rounds $(ARGS)
 
 bench-gpu: data ## one-shot GPU check: ceilings, gpu-quick profile, naive baseline, report
 	$(PY) -m bench.gpu_check $(ARGS)
@@ -47,8 +52,8 @@ bench-gpu-dry: data ## the same script on CPU, tiny and fast, to prove it before
 doctor: setup ## compatibility matrix of the torchvision zoo x strategies (meta device)
 	$(PY) -m bench doctor $(ARGS)
 
-report: setup ## regenerate tables and charts from results/<profile> CSVs (DIR=results/cpu)
-	$(PY) -m bench report $(or $(DIR),results/cpu)
+report: setup ## regenerate tables and charts from a results directory's CSVs (DIR=runs/cpu)
+	$(PY) -m bench report $(or $(DIR),runs/cpu)
 
 test: data ## the test suite (CPU; GPU tests skip themselves)
 	$(PY) -m pytest -q $(ARGS)

@@ -41,7 +41,7 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", metavar="K/N",
                    help="run shard K of N (1-based; cell i goes to shard i %% N + 1); writes "
                         "runs.shard-K-of-N.csv")
-    p.add_argument("--results-dir", metavar="DIR", help="default: results/<profile>")
+    p.add_argument("--results-dir", metavar="DIR", help="default: runs/<profile> (results/<profile> is the published copy)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--force", action="store_true",
                    help="rerun cells that already have a final row (replacing it)")

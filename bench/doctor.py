@@ -12,7 +12,7 @@ smallest input that works, found by searching sizes on meta); parameters; forwar
 image (``FlopCounterMode``, 2 FLOPs per multiply-add); the input side the network sees.
 RegNet, whose constructor cannot run on meta, is built on the CPU with its weights on meta.
 
-Writes ``results/compat.csv`` (``--out``) and a heatmap beside it (``compat.png``) and prints a
+Writes ``runs/compat.csv`` (``--out``; ``--out results/compat.csv`` publishes) and a heatmap beside it (``compat.png``) and prints a
 table. Exit code 0 when the matrix was produced (failed cells are results), 2 on bad input.
 The default run (80 models × 6 strategies) takes about 2 minutes of CPU time, so about one
 minute on an idle 2-core machine with its two worker processes.
@@ -43,7 +43,7 @@ from strategies.explain import ERROR_CLASSES, diagnose, explain_message
 
 COLUMNS = ("model", "strategy", "status", "error_class", "explanation", "min_input_px", "params",
            "gflops_fwd_per_img", "effective_input_px", "error")
-DEFAULT_OUT = Path("results") / "compat.csv"
+DEFAULT_OUT = Path("runs") / "compat.csv"  # results/compat.csv is the published copy
 # Heatmap classes: ok first, then failure classes; "build" = the model itself did not build.
 CLASSES = ("ok", *ERROR_CLASSES, "build")
 _COLOURS = {"ok": "#4daf4a", "channels": "#e41a1c", "too-small": "#ff7f00",

@@ -18,7 +18,7 @@ goes, and a summary table printed last. Steps:
    at the time budget: completed rows are kept, the rest are listed as not run.
 4. A short table: per cell accuracy, img/s, MFU, peak memory.
 
-    python -m bench.gpu_check                       # on a GPU: everything, into results/gpu-check/
+    python -m bench.gpu_check                       # on a GPU: everything, into runs/gpu-check/
     python -m bench.gpu_check --out $OUT --budget-s 420
     python -m bench.gpu_check --dry-run             # on CPU: tiny subset, two steps per cell
     python -m bench.gpu_check --out $OUT --resume-from results/gpu --set seeds=0,1,2
@@ -326,8 +326,8 @@ def summary_table(runs_csv: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=os.environ.get("OUT") or "results/gpu-check",
-                        help="folder for the files (default: $OUT or results/gpu-check)")
+    parser.add_argument("--out", default=os.environ.get("OUT") or "runs/gpu-check",
+                        help="folder for the files (default: $OUT or runs/gpu-check)")
     parser.add_argument("--profile", default="gpu-quick")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="stop starting work after this many seconds (default 420)")

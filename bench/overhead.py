@@ -8,7 +8,7 @@ strategy, batch size, optimizer (``bench.train.make_optimizer``), precision (fp3
 flags, thread count, warm-up steps excluded, and timing windows of ``--window-steps``
 consecutive whole steps (batch preparation included), each bounded by a device sync and a
 clock read. What the engine adds on top (LR schedule, loss accumulator, finiteness check, the
-meter, the memory sampler) is the overhead being measured; none of it is excluded.
+meter) is the overhead being measured; none of it is excluded.
 
 Both run in this one process, interleaved, in alternating order (bare, engine, engine, bare,
 ...) so that drift in the machine's speed hits both alike. Each side's figure for a round is
@@ -26,10 +26,12 @@ and syncs at their ends and do not measure steady-state throughput).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -164,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"{torch.get_num_threads()})")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--data-root", default="")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the figures, settings and machine as JSON here "
+                             "(e.g. results/cpu/overhead.json)")
     args = parser.parse_args(argv)
     if args.window_steps < MIN_WINDOW_STEPS:
         parser.error(f"--window-steps must be >= {MIN_WINDOW_STEPS}, got {args.window_steps}: "
@@ -183,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.rounds} rounds x {args.windows} windows of {args.window_steps} steps after "
           f"{args.warmup_steps} warm-up, per side")
     ratios = []
+    record: list[dict[str, object]] = []
     for model_name, spec, bs in cells:
         cfg = cell_config(bs, args.warmup_steps, args.window_steps, args.windows, threads,
                           args.data_root)
@@ -198,11 +204,29 @@ def main(argv: list[str] | None = None) -> int:
                     engine.append(engine_img_s(model_name, spec, cfg, device))
         ratio = statistics.median(engine) / statistics.median(bare)
         ratios.append(ratio)
+        record.append({"model": model_name, "strategy": spec, "batch_size": bs,
+                       "bare_img_s": statistics.median(bare), "engine_img_s":
+                       statistics.median(engine), "ratio": ratio, "bare_rounds_img_s": bare,
+                       "engine_rounds_img_s": engine})
         print(f"{model_name} {spec} batch {bs}: bare {statistics.median(bare):.1f} img/s "
               f"(rounds {', '.join(f'{v:.1f}' for v in bare)}), engine "
               f"{statistics.median(engine):.1f} img/s "
               f"(rounds {', '.join(f'{v:.1f}' for v in engine)}), ratio {ratio:.3f}")
     print(f"engine/bare throughput ratio (worst cell): {min(ratios):.3f}")
+    if args.out is not None:
+        from bench import device as device_mod
+        from bench import results
+
+        doc = {"command": " ".join(["python -m bench.overhead", *(argv or sys.argv[1:])]),
+               "measured_at": results.now_iso(), "device_id": device_mod.device_identity(device),
+               "device_name": measure.device_name(device), "torch_version": torch.__version__,
+               **results.git_info(), "threads": threads, "rounds": args.rounds,
+               "windows": args.windows, "window_steps": args.window_steps,
+               "warmup_steps": args.warmup_steps, "cells": record,
+               "worst_ratio": min(ratios)}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        results.atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
+        print(f"written: {args.out}")
     return 0
 
 
