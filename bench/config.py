@@ -17,6 +17,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
+import math
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -162,8 +163,47 @@ _CHOICES = {
 _POSITIVE = ("epochs", "batch_size", "window_steps")
 _NON_NEGATIVE = ("train_size", "test_size", "val_size", "warmup_steps", "max_steps_per_epoch",
                  "eval_every_steps", "profile_steps", "profile_top_ops", "measure_only_steps",
-                 "num_threads", "lr", "weight_decay", "label_smoothing", "grad_clip",
-                 "cell_budget_s", "peak_tflops")
+                 "num_threads")
+
+
+@dataclass(frozen=True)
+class _Range:
+    """A valid interval for a float key; ``high=None`` means unbounded above."""
+
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = True
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        if self.high is None:
+            return above
+        return above and (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                f"{')' if self.high_open else ']'}")
+
+
+# Every float key and its valid range. NaN and infinity are never valid: float("nan") fails
+# every comparison, so a plain `value < 0` check would wave lr=nan through to every cell.
+_FLOAT_RANGES: dict[str, _Range] = {
+    "lr": _Range(0.0),
+    "momentum": _Range(0.0, 1.0),
+    "weight_decay": _Range(0.0),
+    "warmup_frac": _Range(0.0, 1.0),
+    "label_smoothing": _Range(0.0, 1.0, high_open=False),  # torch's CrossEntropyLoss refuses > 1
+    "grad_clip": _Range(0.0),
+    "target_acc": _Range(0.0, 1.0, low_open=True, high_open=False),
+    "cell_budget_s": _Range(0.0),
+    "cell_timeout_s": _Range(0.0, low_open=True),
+    "peak_tflops": _Range(0.0),
+}
 
 
 def validate(cfg: Config) -> Config:
@@ -178,14 +218,11 @@ def validate(cfg: Config) -> Config:
     for key in _NON_NEGATIVE:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {getattr(cfg, key)!r}")
-    if not 0.0 <= cfg.warmup_frac < 1.0:
-        raise ConfigError(f"warmup_frac must be in [0, 1), got {cfg.warmup_frac!r}")
-    if not 0.0 < cfg.target_acc <= 1.0:
-        raise ConfigError(f"target_acc must be in (0, 1], got {cfg.target_acc!r}")
-    if not 0.0 <= cfg.momentum < 1.0:
-        raise ConfigError(f"momentum must be in [0, 1), got {cfg.momentum!r}")
-    if cfg.cell_timeout_s <= 0:
-        raise ConfigError(f"cell_timeout_s must be > 0, got {cfg.cell_timeout_s!r}")
+    for key, valid in _FLOAT_RANGES.items():
+        value = getattr(cfg, key)
+        if value not in valid:
+            finite = "" if math.isfinite(value) else "a finite number "
+            raise ConfigError(f"{key} must be {finite}{valid}, got {value!r}")
     for key in GRID_KEYS:
         if len(set(getattr(cfg, key))) != len(getattr(cfg, key)):
             raise ConfigError(f"{key} lists a value twice: {list(getattr(cfg, key))}")
@@ -290,6 +327,113 @@ def cells(cfg: Config) -> list[Cell]:
             for s in cfg.strategies for seed in cfg.seeds]
 
 
+WEIGHT_CHOICES = ('"" (random init), "imagenet" (torchvision\'s ImageNet weights, cached in the '
+                  'torch hub directory or downloadable), or the path to a readable state dict '
+                  'of the model')
+
+
+def check_weights(cfg: Config, grid: list[Cell] | None = None) -> None:
+    """Every cell of ``grid`` (default: all of ``cfg``'s) can get its ``weights``; else raise.
+
+    Checked once, before any cell starts, with the machinery the cells use
+    (:mod:`strategies._model`) on weightless meta-device models: ``"imagenet"`` must be cached
+    or downloadable; a path must be a file ``torch.load`` reads (read once, however many cells
+    use it) holding a state dict whose names fit the model -- or, for an AdaptedModel
+    checkpoint (keys ``backbone.*``), the model as the cell's strategy adapts it. Otherwise
+    every cell would fail the same way in its own process, one ``error`` row each.
+
+    Raises :class:`ConfigError` naming the value, the model and the valid choices. Needs torch,
+    imported here only when some cell has weights, so that loading a config stays fast.
+    """
+    grid = cells(cfg) if grid is None else grid
+    # Per model: per_model entries may give models different weights.
+    wanted = sorted({(for_model(cfg, c.model).weights, c.model, c.dataset, c.strategy)
+                     for c in grid})
+    if not any(weights for weights, *_ in wanted):
+        return
+    import strategies
+
+    states: dict[str, dict[str, Any]] = {}  # path -> state dict, each file read once
+    seen: set[tuple[str, ...]] = set()  # what has been checked, at the granularity it depends on
+    for weights, model, dataset, strategy in wanted:
+        if weights:
+            try:
+                _check_one_weights(weights, model, dataset, strategy, states, seen)
+            except strategies.StrategyError as exc:
+                raise ConfigError(f"bad weights {weights!r} for model {model}: "
+                                  f"{str(exc).rstrip('.')}; valid weights: {WEIGHT_CHOICES}"
+                                  ) from None
+
+
+def _short_load_error(text: str, path: Path) -> str:
+    """torch's load errors run to paragraphs of advice; keep the reason."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return f"cannot read weights file {path}"
+    if "Weights only load failed" not in text:
+        head, dot, _ = lines[0].partition(". ")  # the first sentence names the problem
+        return head if dot else lines[0][:300]
+    marker = next((i for i, line in enumerate(lines) if line.endswith("WeightsUnpickler error:")),
+                  None)
+    reason = lines[marker + 1] if marker is not None and marker + 1 < len(lines) else ""
+    return (f"cannot read weights file {path}: not a checkpoint torch.load(weights_only=True) "
+            f"can read" + (f" ({reason})" if reason else ""))
+
+
+def _check_one_weights(weights: str, model: str, dataset: str, strategy: str,
+                       states: dict[str, dict[str, Any]], seen: set[tuple[str, ...]]) -> None:
+    """Raise :class:`strategies.StrategyError` if one cell could not get ``weights``.
+
+    ``states`` caches the files read; ``seen`` the checks passed (ImageNet availability per
+    model, which may wait seconds for the network; a plain state dict per model and dataset).
+    """
+    import warnings
+
+    import strategies
+    from bench.data import DATASETS
+    from strategies import _model
+
+    if weights == "imagenet":
+        if (weights, model) not in seen:
+            _model._imagenet_weights(model)  # cached, or this machine is online
+            seen.add((weights, model))
+        return
+    path = Path(weights)
+    if not path.is_file():
+        raise strategies.StrategyError(
+            f"{weights} is not a file" if path.exists() else f"{weights} does not exist")
+    if weights not in states:
+        try:
+            states[weights] = _model._read_state_dict(path)
+        except strategies.StrategyError as exc:
+            raise strategies.StrategyError(_short_load_error(str(exc), path)) from None
+    state = states[weights]
+    num_classes = DATASETS[dataset].num_classes if dataset in DATASETS else 10
+    adapted = any(k.startswith("backbone.") for k in state)  # an AdaptedModel checkpoint
+    key = (weights, model, str(num_classes), strategy if adapted else "")
+    if key in seen:
+        return
+    seen.add(key)
+    with warnings.catch_warnings():
+        # "copying from a non-meta parameter ... to a meta parameter ... is a no-op": the point
+        # here is the names and shapes, not the values.
+        warnings.simplefilter("ignore", UserWarning)
+        if not adapted:
+            backbone, _ = _model.build_backbone(model, num_classes, None, device="meta")
+            _model.load_matching(backbone, state, source=weights)
+            return
+        try:
+            net = strategies.build(model, strategy, num_classes=num_classes, device="meta")
+        except strategies.StrategyError:
+            return  # the cell is recorded "incompatible" before it loads any weights
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise strategies.StrategyError(
+                f"the AdaptedModel checkpoint {weights} does not fit {model} with {net.spec}: "
+                f"{' '.join(str(exc).split())[:500]}") from None
+
+
 def cell_hash(cfg: Config, cell: Cell, device_kind: str = "") -> str:
     """Short hash naming one experiment: the cell, every setting that affects it, the hardware.
 
@@ -347,4 +491,6 @@ _SECTION_KEYS = {
                 "measure_only_steps", "cell_budget_s", "cell_timeout_s", "peak_tflops"),
 }
 assert set().union(*_SECTION_KEYS.values()) == set(_FIELDS), "every key belongs to one table"
+assert set(_FLOAT_RANGES) == {k for k, v in _DEFAULTS.to_dict().items() if isinstance(v, float)}, \
+    "every float key has a valid range"
 _RECIPE_KEYS = _SECTION_KEYS["recipe"]

@@ -10,6 +10,7 @@ prove the exit code end to end. The README's bad-input table lists the same case
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,12 @@ CASES = [
                  id="fraction out of range"),
     pytest.param(smoke("--set", "cell_timeout_s=0"), "cell_timeout_s must be > 0",
                  id="zero timeout"),
+    pytest.param(smoke("--set", "lr=nan"), "lr must be a finite number >= 0, got nan",
+                 id="NaN learning rate"),
+    pytest.param(smoke("--set", "momentum=inf"), "momentum must be a finite number in [0, 1)",
+                 id="infinite momentum"),
+    pytest.param(smoke("--set", "label_smoothing=1.5"), "label_smoothing must be in [0, 1]",
+                 id="label smoothing above 1"),
     pytest.param(smoke("--set", "seeds=0,0"), "seeds lists a value twice",
                  id="duplicate seed"),
     pytest.param(smoke("--set", "models="), "bad value '' for 'models'", id="empty grid list"),
@@ -111,6 +118,17 @@ CASES = [
                  id="missing data root"),
     pytest.param(smoke("--set", "data_root={inputs}/corrupt"), "manifest.json is unreadable",
                  id="corrupt data cache"),
+    # weights: refused once, before any cell, not one error row per cell
+    pytest.param(smoke("--set", "weights={inputs}/none.pt"), "none.pt does not exist",
+                 id="weights file missing"),
+    pytest.param(smoke("--set", "weights={inputs}"), "is not a file", id="weights a directory"),
+    pytest.param(smoke("--set", "weights={inputs}/garbage.pt"), "cannot read weights file",
+                 id="weights file garbage"),
+    pytest.param(smoke("--set", "weights={inputs}/other_model.pt"), "do not fit ResNet",
+                 id="weights of another model"),
+    pytest.param(smoke("--set", "models=resnet18,vgg16",
+                       "--set", "per_model=vgg*:weights={inputs}/none.pt"),
+                 "none.pt' for model vgg16", id="per-model weights missing"),
     # selection, devices, results directory
     pytest.param(smoke("--shard", "3/2"), "bad --shard '3/2'", id="shard 3/2"),
     pytest.param(smoke("--shard", "a/b"), "bad --shard 'a/b'", id="shard not numbers"),
@@ -167,7 +185,17 @@ def inputs(tmp_path_factory) -> Path:
     (d / "type.toml").write_text('[recipe]\nepochs = "two"\n')
     (d / "corrupt" / "cache" / "mnist").mkdir(parents=True)
     (d / "corrupt" / "cache" / "mnist" / "manifest.json").write_text("{not json")
+    write_bad_weights(d)
     return d
+
+
+def write_bad_weights(d: Path) -> None:
+    """``garbage.pt`` (not a checkpoint) and ``other_model.pt`` (a state dict, not a ResNet's)."""
+    import torch
+
+    (d / "garbage.pt").write_bytes(b"not a checkpoint\x00\x01\x02" * 8)
+    torch.save(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
+                                   torch.nn.Linear(4, 10)).state_dict(), d / "other_model.pt")
 
 
 @pytest.fixture
@@ -238,3 +266,76 @@ def test_bad_inputs_exit_2_from_the_real_command_line(results_dir, inputs) -> No
         assert proc.returncode == 2, (name, err[-2000:])
         assert expected in err and err.startswith("error: ") and "Traceback" not in err, name
     assert snapshot(results_dir) == before
+
+
+# --- refused from the real command line, into a results directory that does not exist yet ---
+# A non-finite float, and weights no cell could load: before these checks every cell started
+# and each became an `error` (or `diverged`) row. Any cell that does start is the stand-in, so
+# a regression fails fast: exit 0 and a results directory.
+WEIGHTS_CHOICES = ('"" (random init)', '"imagenet"', "readable state dict")
+FRESH_CASES = [
+    pytest.param(["lr=nan"], ["lr must be a finite number >= 0, got nan"], id="lr=nan"),
+    pytest.param(["lr=inf"], ["lr must be a finite number >= 0, got inf"], id="lr=inf"),
+    pytest.param(["weights=/nonexistent.pt"],
+                 ["bad weights '/nonexistent.pt' for model resnet18", "does not exist",
+                  *WEIGHTS_CHOICES], id="weights missing"),
+    pytest.param(["weights={tmp}/garbage.pt"],
+                 ["garbage.pt' for model resnet18", "cannot read weights file", *WEIGHTS_CHOICES],
+                 id="weights garbage"),
+    pytest.param(["weights={tmp}/other_model.pt"],
+                 ["other_model.pt' for model resnet18", "do not fit ResNet", *WEIGHTS_CHOICES],
+                 id="weights of another model"),
+    pytest.param(["weights=imagenet"],
+                 ["bad weights 'imagenet' for model resnet18", "are not cached", "offline",
+                  *WEIGHTS_CHOICES], id="imagenet weights offline, not cached"),
+]
+
+
+@pytest.mark.parametrize("sets, expected", FRESH_CASES)
+def test_refused_from_the_command_line_before_any_cell(sets, expected, tmp_path) -> None:
+    write_bad_weights(tmp_path)
+    (tmp_path / "torch-home").mkdir()  # an empty torch hub: no ImageNet weights cached
+    env = {k: v for k, v in os.environ.items() if k not in HOOKS}
+    env.update(ADAPTBENCH_CELL_IMPL=FAKE_IMPL, ADAPTBENCH_OFFLINE="1",
+               TORCH_HOME=str(tmp_path / "torch-home"))
+    rdir = tmp_path / "results"
+    argv = [sys.executable, "-m", "bench", "run", "--profile", "smoke", *GRID,
+            *(a for s in sets for a in ("--set", s.replace("{tmp}", str(tmp_path)))),
+            "--results-dir", str(rdir), "--device", "cpu", "--quiet"]
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2, proc.stdout[-1500:] + proc.stderr[-1500:]
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    for text in expected:
+        assert text in proc.stderr, (text, proc.stderr)
+    assert not rdir.exists()  # nothing written, not even the directory
+
+
+def test_weights_that_fit_are_accepted_and_only_the_cells_run_are_checked(tmp_path) -> None:
+    """A torchvision-layout state dict of the model passes; so does an AdaptedModel checkpoint
+    for the strategy it was saved from, but not for another; ``--only`` narrows what is checked.
+    """
+    import torch
+
+    import strategies
+    from bench import config, sweep
+
+    plain, adapted = tmp_path / "resnet18.pt", tmp_path / "resnet18_conv1.pt"
+    model = strategies.build("resnet18", "conv1", num_classes=10)
+    torch.save(model.backbone.state_dict(), plain)
+    torch.save(model.state_dict(), adapted)
+    grid = ["models=resnet18,vgg16", "strategies=conv1", "per_model="]
+    cfg = config.load("smoke", [*grid, f"weights={plain}"])
+    resnet = [c for c in config.cells(cfg) if c.model == "resnet18"]
+    config.check_weights(cfg, resnet)
+    with pytest.raises(config.ConfigError, match=r"resnet18\.pt' for model vgg16: .*do not fit VGG"):
+        config.check_weights(cfg)
+    opts = sweep.SweepOptions(profile="smoke", overrides=[*grid, f"weights={plain}"],
+                              results_dir=str(tmp_path / "results"), only=["model=resnet18"],
+                              device="cpu")
+    assert {c.model for c in sweep.prepare(opts).cells} == {"resnet18"}
+
+    config.check_weights(config.load("smoke", [*grid, f"weights={adapted}"]), resnet)
+    other = config.load("smoke", ["models=resnet18", "strategies=repeat3",
+                                  f"weights={adapted}"])
+    with pytest.raises(config.ConfigError, match=r"does not fit resnet18 with repeat3"):
+        config.check_weights(other)

@@ -187,3 +187,52 @@ def test_a_cell_trains_with_its_models_recipe(monkeypatch) -> None:
         row = train.run_cell(cfg, Cell("mnist", model, "droppools", 0), device="cpu").row
         assert row["lr"] == seen[model][1]
     assert seen == {"vgg16": (1.0, cfg.lr), "resnet18": (0.0, 0.07)}
+
+
+# Every float key and its valid range, as the refusal states it.
+FLOAT_RANGES = {
+    "lr": ">= 0", "momentum": "in [0, 1)", "weight_decay": ">= 0", "warmup_frac": "in [0, 1)",
+    "label_smoothing": "in [0, 1]", "grad_clip": ">= 0", "target_acc": "in (0, 1]",
+    "cell_budget_s": ">= 0", "cell_timeout_s": "> 0", "peak_tflops": ">= 0",
+}
+
+
+def test_every_float_key_has_a_stated_range() -> None:
+    floats = {k for k, v in Config().to_dict().items() if isinstance(v, float)}
+    assert floats == set(FLOAT_RANGES)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("key", sorted(FLOAT_RANGES))
+def test_non_finite_floats_are_refused_naming_key_value_and_range(key, bad) -> None:
+    # NaN compares false with everything, so `lr < 0` used to let lr=nan through to every cell.
+    expected = f"{key} must be a finite number {FLOAT_RANGES[key]}, got {float(bad)!r}"
+    with pytest.raises(ConfigError) as info:
+        config.load("smoke", [f"{key}={bad}"])
+    assert str(info.value) == expected
+
+
+def test_non_finite_floats_are_refused_in_profiles_and_per_model(tmp_path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text("[recipe]\nlr = nan\n")  # TOML has nan and inf literals
+    with pytest.raises(ConfigError, match=r"^lr must be a finite number >= 0, got nan$"):
+        config.load(str(path))
+    with pytest.raises(ConfigError, match=r"^grad_clip must be a finite number >= 0, got inf$"):
+        config.load("smoke", ["per_model=vgg*:grad_clip=inf"])
+
+
+@pytest.mark.parametrize("override, match", [
+    ("label_smoothing=1.5", r"^label_smoothing must be in \[0, 1\], got 1.5$"),
+    ("target_acc=0", r"^target_acc must be in \(0, 1\], got 0.0$"),
+    ("momentum=1", r"^momentum must be in \[0, 1\), got 1.0$"),
+    ("cell_budget_s=-1", r"^cell_budget_s must be >= 0, got -1.0$"),
+])
+def test_floats_out_of_range_name_the_range(override, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        config.load("smoke", [override])
+
+
+def test_floats_at_the_edges_of_their_ranges_are_accepted() -> None:
+    cfg = config.load("smoke", ["lr=0", "momentum=0", "label_smoothing=1", "target_acc=1",
+                                "warmup_frac=0", "cell_timeout_s=1e9", "peak_tflops=1e300"])
+    assert (cfg.label_smoothing, cfg.target_acc, cfg.cell_timeout_s) == (1.0, 1.0, 1e9)
