@@ -149,7 +149,11 @@ class CostModel:
         if cfg.max_steps_per_epoch:
             steps = min(steps, cfg.max_steps_per_epoch)
         eval_s = n_test * img_eval_s + (n_test / (2 * cfg.batch_size)) * speed.per_step_s
-        extra_s = cfg.profile_steps * step_s + speed.start_s
+        from bench.train import MEMORY_STEPS
+
+        # The profiler's and the memory measurement's steps, and one evaluation batch.
+        extra_s = ((cfg.profile_steps + MEMORY_STEPS) * step_s + 2 * cfg.batch_size * img_eval_s
+                   + speed.start_s)
         full = cfg.epochs * (steps * step_s + eval_s) + extra_s
         measure_only = cfg.measure_only_steps * step_s + extra_s
         return Estimate(full, measure_only, "cost-model")

@@ -420,3 +420,18 @@ def test_one_real_cell_end_to_end(tmp_path, monkeypatch) -> None:
     assert row["torch_version"] and row["device_name"] and row["host_cpu"]
     assert len(rows(tmp_path, "history.csv")) == 1
     assert (tmp_path / "ops.csv").is_file()  # the profiler's rows; their content is measure's
+
+
+def test_a_users_run_goes_to_runs_not_to_the_published_results() -> None:
+    """`make bench` / `bench run` write a git-ignored runs/<profile>/: the published results/
+    (another machine's rows) are neither resumed from nor rewritten unless named."""
+    from bench import sweep
+
+    prep = sweep.prepare(sweep.SweepOptions(profile="smoke", device="cpu"))
+    assert prep.results_dir == Path("runs") / "smoke"
+    ignored = subprocess.run(["git", "check-ignore", "-q", "runs/smoke/runs.csv"],
+                             cwd=sweep.REPO_ROOT)
+    assert ignored.returncode == 0, "runs/ must be git-ignored"
+    explicit = sweep.prepare(sweep.SweepOptions(profile="smoke", device="cpu",
+                                                results_dir="results/cpu"))
+    assert explicit.results_dir == Path("results") / "cpu"
