@@ -130,6 +130,9 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+_PLAIN_TENSOR_TYPES = (torch.Tensor, nn.Parameter)
+
+
 def live_tensor_bytes(device: torch.device) -> int:
     """Bytes of every tensor storage on ``device`` reachable from Python, each storage once.
 
@@ -139,9 +142,9 @@ def live_tensor_bytes(device: torch.device) -> int:
     import gc
 
     seen: dict[tuple[int, int], int] = {}
-    with warnings.catch_warnings():  # isinstance() on lazy modules' objects may warn
-        warnings.simplefilter("ignore")
-        objects = [o for o in gc.get_objects() if isinstance(o, torch.Tensor)]
+    # Exact types only: type() never dereferences a dead weak proxy (torch.compile leaves
+    # some behind) and never matches tensor subclasses without real storage (FakeTensor).
+    objects = [o for o in gc.get_objects() if type(o) in _PLAIN_TENSOR_TYPES]
     for obj in objects:
         try:
             if obj.device.type != device.type:
