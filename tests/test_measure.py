@@ -77,18 +77,20 @@ def test_work_between_steps_is_inside_the_windows() -> None:
         meter.end_step(images=10)
     meter.interrupt()
     assert meter.window_img_s == [10.0] * 5  # 10 images per 1.0 s, not per 0.25 s
-    assert all(a[1] == b[0] for a, b in zip(meter.windows, meter.windows[1:]))
+    assert all(a[1] == b[0] for a, b in zip(meter.windows, meter.windows[1:], strict=False))
 
 
-def _peak_in_fresh_process(body: str) -> float:
-    # A fresh process: inside a long test session the allocator may reuse memory that is
-    # already resident, which hid growth from the old RSS sampler (and must not matter now).
+def _peak_in_fresh_process(body: str, before: str = "") -> float:
+    """``PeakMemory`` of ``body`` (run inside it) after ``before`` (run outside), in a fresh
+    process: inside a long test session the allocator may reuse memory that is already
+    resident, which hid growth from the old RSS sampler (and must not matter now)."""
     import subprocess
     import sys
 
     code = ("import time, torch\n"
             "from bench import measure\n"
-            "with measure.PeakMemory(torch.device('cpu')) as mem:\n"
+            + "".join(f"{line}\n" for line in before.splitlines())
+            + "with measure.PeakMemory(torch.device('cpu')) as mem:\n"
             + "".join(f"    {line}\n" for line in body.splitlines())
             + "print(mem.peak_mib)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -109,36 +111,17 @@ def test_cpu_peak_memory_counts_many_small_tensors_and_a_brief_spike() -> None:
 def test_cpu_peak_memory_counts_what_was_live_before_the_region() -> None:
     """A 64 MiB tensor made before the region is held during it: absolute, like CUDA's
     max_memory_allocated (the old figure was growth over the entry RSS)."""
-    import subprocess
-    import sys
-
-    code = ("import torch\nfrom bench import measure\n"
-            "weights = torch.ones(64 * 2**20, dtype=torch.uint8)\n"
-            "with measure.PeakMemory(torch.device('cpu')) as mem:\n"
-            "    x = torch.ones(8 * 2**20, dtype=torch.uint8)\n"
-            "print(mem.peak_mib)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
-    peak = float(out.strip().splitlines()[-1])
+    peak = _peak_in_fresh_process("x = torch.ones(8 * 2**20, dtype=torch.uint8)",
+                                  before="weights = torch.ones(64 * 2**20, dtype=torch.uint8)")
     assert 72 <= peak < 72 + 16
 
 
 def test_cpu_peak_memory_after_a_settling_step_sees_frees_of_older_blocks() -> None:
     """A block made before the profiler started is freed without an event (zero_grad freeing
     the last step's gradients); start() after a settling step re-counts what is live."""
-    import subprocess
-    import sys
-
-    code = ("import torch\nfrom bench import measure\n"
-            "old_grads = torch.ones(64 * 2**20, dtype=torch.uint8)\n"
-            "with measure.PeakMemory(torch.device('cpu')) as mem:\n"
-            "    del old_grads\n"
-            "    mem.start()\n"
-            "    x = torch.ones(8 * 2**20, dtype=torch.uint8)\n"
-            "print(mem.peak_mib)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
-    peak = float(out.strip().splitlines()[-1])
+    peak = _peak_in_fresh_process(
+        "del old_grads\nmem.start()\nx = torch.ones(8 * 2**20, dtype=torch.uint8)",
+        before="old_grads = torch.ones(64 * 2**20, dtype=torch.uint8)")
     assert 8 <= peak < 8 + 16
 
 
