@@ -730,8 +730,9 @@ def fresh_peak_warnings(runs: pd.DataFrame,
              for (_, r), p, f in zip(runs[off].iterrows(), peak[off], fresh[off], strict=True)]
     shown = "; ".join(named[:10]) + (f"; and {len(named) - 10} more" if len(named) > 10 else "")
     return [f"{len(named)} rows' matmul peak differs by more than {100 * tolerance:.0f}% from "
-            f"a fresh check at the end of the cell, so it was likely measured under load and "
-            f"their MFU is unreliable: {shown}"]
+            f"a fresh check at the end of the cell: the machine's matmul speed changed between "
+            f"the two (other load, or clock drift on a shared host), so their MFU is uncertain "
+            f"by at least that much: {shown}"]
 
 
 def report_warnings(runs: pd.DataFrame) -> list[str]:
