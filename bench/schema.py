@@ -1,14 +1,14 @@
 """The results schema: every column of runs.csv, history.csv and ops.csv, in one place.
 
 Each :class:`Column` has a dtype, a unit and a one-line meaning; the CSV headers, the README's
-column glossary (``python -m bench schema --markdown``) and the row checks all come from here.
+column glossary (``python -m bench.schema [--write README.md]``) and the row checks all come from here.
 :class:`Status` and :class:`Mode` are the only status and mode values there are.
 
 Version history (``schema_version`` column of runs.csv):
 
 1. the first published layout (results/gpu was written with it).
-2. adds ``device_id`` (exact device identity, part of the cell hash), ``executor``-free
-   memory columns with one meaning each (``peak_mem_mib`` is tensor bytes on every device;
+2. adds ``device_id`` (exact device identity, part of the cell hash), memory columns with
+   one meaning each (``peak_mem_mib`` is tensor bytes on every device;
    ``eval_peak_mem_mib``, ``peak_rss_mib``), ``test_count``, ``timed_windows``,
    ``peak_fresh_tflops``; ops.csv gains the profiler's memory columns. Version-1 files are
    read by mapping them onto version 2 (new columns empty): nothing is lost.
