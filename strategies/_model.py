@@ -47,9 +47,10 @@ def check_model_name(model_name: str) -> None:
 
 
 class AdaptedModel(nn.Module):
-    """A torchvision model adapted to one-channel small images.
+    """A torchvision model adapted to small images.
 
-    ``forward(x)``: float ``(N, 1, H, W)`` (H = W = 28 for MNIST) -> logits ``(N, num_classes)``.
+    ``forward(x)``: float ``(N, in_channels, H, W)`` (1×28×28 for MNIST; whatever shape the
+    dataset declares) -> logits ``(N, num_classes)``.
     The input adaptation (resize, pad, channel repeat, upsampling stem) is the ``adapt``
     sub-module, so it runs on the model's device and counts in FLOPs, time and memory.
 
@@ -65,7 +66,7 @@ class AdaptedModel(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, adapt: nn.Sequential, *, model_name: str, spec: Spec,
-                 num_classes: int, input_px: int, effective_input_px: int,
+                 num_classes: int, input_px: int, effective_input_px: int, in_channels: int = 1,
                  backbone_input_px: int, reinitialized: list[str], notes: list[str],
                  init_rules: dict[str, str] | None = None) -> None:
         super().__init__()
@@ -76,6 +77,7 @@ class AdaptedModel(nn.Module):
         self.preset = spec.preset
         self.num_classes = num_classes
         self.input_px = input_px
+        self.in_channels = in_channels
         self.effective_input_px = effective_input_px
         self.backbone_input_px = backbone_input_px
         self.reinitialized = list(dict.fromkeys(reinitialized))
@@ -103,6 +105,7 @@ class Adaptation:
     input_px: int
     effective_input_px: int
     backbone_input_px: int
+    in_channels: int = 1  # channels of the dataset's images (1 gray, 3 RGB, ...)
     input_ops: list[tuple[str, nn.Module]] = field(default_factory=list)
     reinitialized: list[str] = field(default_factory=list)
     init_rules: dict[str, str] = field(default_factory=dict)  # path -> the init it got, last wins
@@ -150,7 +153,8 @@ class Adaptation:
 
 
 def adapt(backbone: nn.Module, model_name: str, spec: str | Spec, *, input_px: int = 28,
-          num_classes: int | None = None, reinitialized: list[str] | None = None,
+          in_channels: int = 1, num_classes: int | None = None,
+          reinitialized: list[str] | None = None,
           undo: list[tuple[str, nn.Module]] | None = None) -> AdaptedModel:
     """Apply ``spec`` to an already built ``backbone`` (changed in place) -> AdaptedModel.
 
@@ -162,7 +166,8 @@ def adapt(backbone: nn.Module, model_name: str, spec: str | Spec, *, input_px: i
     (:mod:`strategies._init`), whatever order the parts run in; ``init_rules`` records which.
     """
     parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
-    ctx = Adaptation(model_name, backbone, input_px, input_px, input_px, undo=undo)
+    ctx = Adaptation(model_name, backbone, input_px, input_px, input_px, in_channels=in_channels,
+                     undo=undo)
     family = family_of(backbone)
     for name in reinitialized or []:
         # Left as the constructor drew them (no matching weights): the family's rule by definition.
@@ -175,7 +180,7 @@ def adapt(backbone: nn.Module, model_name: str, spec: str | Spec, *, input_px: i
     if num_classes is None:
         num_classes = _guess_num_classes(backbone)
     return AdaptedModel(backbone, adapt_seq, model_name=model_name, spec=parsed,
-                        num_classes=num_classes, input_px=input_px,
+                        num_classes=num_classes, input_px=input_px, in_channels=in_channels,
                         effective_input_px=ctx.effective_input_px,
                         backbone_input_px=ctx.backbone_input_px,
                         reinitialized=ctx.reinitialized, notes=ctx.notes,
@@ -372,8 +377,10 @@ def _imagenet_weights(model_name: str) -> Any:
 
 
 def build(model_name: str, spec: str, num_classes: int = 10, weights: str | None = None,
-          device: str | torch.device = "cpu", *, input_px: int = 28) -> AdaptedModel:
-    """Build ``model_name`` adapted by ``spec``: raw ``(N, 1, input_px, input_px)`` -> logits.
+          device: str | torch.device = "cpu", *, input_px: int = 28,
+          in_channels: int = 1) -> AdaptedModel:
+    """Build ``model_name`` adapted by ``spec``: raw ``(N, in_channels, input_px, input_px)``
+    -> logits. ``input_px`` (side, px) and ``in_channels`` are the dataset's image shape.
 
     The model is initialised on the CPU (same random init on every device, given the seed) and
     then moved to ``device``; ``device="meta"`` builds a weightless model for shape checks.
@@ -384,12 +391,14 @@ def build(model_name: str, spec: str, num_classes: int = 10, weights: str | None
     check_model_name(model_name)
     if not isinstance(input_px, int) or input_px < 1:
         raise StrategyError(f"input_px must be a positive integer, got {input_px!r}")
+    if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
+        raise StrategyError(f"in_channels must be a positive integer, got {in_channels!r}")
     dev = torch.device(device)
     meta = dev.type == "meta"
     backbone, reinit = build_backbone(model_name, num_classes, weights,
                                       device="meta" if meta else "cpu")
-    model = adapt(backbone, model_name, parsed, input_px=input_px, num_classes=num_classes,
-                  reinitialized=reinit)
+    model = adapt(backbone, model_name, parsed, input_px=input_px, in_channels=in_channels,
+                  num_classes=num_classes, reinitialized=reinit)
     if weights and weights != "imagenet" and not meta:
         state = _read_state_dict(Path(weights))
         if any(k.startswith("backbone.") for k in state):
