@@ -26,7 +26,7 @@ New adapters register with ``@register("channel" | "spatial")``, like torchvisio
 
 from __future__ import annotations
 
-from . import channels, post, spatial  # noqa: F401  (importing registers the adapters)
+from . import channels, native, post, spatial  # noqa: F401  (importing registers the adapters)
 from ._model import (
     AdaptedModel,
     adapt,

@@ -1,4 +1,4 @@
-"""How each torchvision family initialises a layer: the one owner of that knowledge.
+"""How each torchvision (and timm) family initialises a layer: the one owner of that knowledge.
 
 A layer a strategy creates gets the initialisation the model's own torchvision constructor gives
 a layer of that type, so that ``conv1`` on a random model *is* the model built natively with one
@@ -42,6 +42,22 @@ Notes:
 - ViT: the rule of its only convolution, the patch projection ``conv_proj``. SqueezeNet's final
   classifier conv (normal 0.01) is not a layer any strategy recreates.
 - A backbone of no family in the table gets PyTorch's default, and the record says so.
+
+timm families (``timm:NAME`` models; timm 1.0.31, ``timm/models/*.py``), matched by class path
+so that timm need not be imported, recorded as ``"timm ResNet: ..."``. Conv2d / Linear:
+
+- ResNet (``resnet.py``, every resnet*/resnext*/seresnet*/ecaresnet*/wide_resnet*/resnet*d
+  variant): ``init_weights`` draws every Conv2d kaiming_normal_ fan_out relu / sets nothing on
+  the Linear head (PyTorch default). Its ``zero_init_last`` zeroes the last BatchNorm of each
+  residual branch: no strategy creates one of those.
+- EfficientNet and MobileNetV3 (``_efficientnet_builder._init_weight_goog``): normal std
+  sqrt(2 / fan_out), fan_out = kh * kw * out_channels // groups, bias 0 (for the groups=1
+  layers strategies create this is kaiming_normal_ fan_out relu) / uniform
+  +-1/sqrt(out_features), bias 0.
+- Any other timm model: PyTorch's default, recorded as ``"PyTorch default: no init rule known
+  for timm VisionTransformer"`` (the fallback every unknown family gets). timm's inits are per
+  model file (trunc_normal_ 0.02, lecun_normal, ...); adding a family is one entry in
+  :data:`TIMM_FAMILY_RULES` plus a test against its constructor.
 """
 
 from __future__ import annotations
@@ -150,12 +166,43 @@ FAMILY_RULES: dict[type[nn.Module], dict[str, Rule]] = {
     _M.ShuffleNetV2: {},
 }
 
+_GOOG_CONV = Rule("normal std sqrt(2/fan_out) + bias 0", _kaiming_normal("fan_out", "relu"),
+                  zero_bias=True)
+_GOOG_LINEAR = Rule("uniform 1/sqrt(out_features) + bias 0", _efficientnet_linear,
+                    zero_bias=True)
+
+# timm family class path -> {layer kind: rule}. Paths, not classes: timm is an optional extra.
+TIMM_FAMILY_RULES: dict[str, dict[str, Rule]] = {
+    "timm.models.resnet.ResNet": {"conv": _KAIMING_FAN_OUT_RELU},
+    "timm.models.efficientnet.EfficientNet": {"conv": _GOOG_CONV, "linear": _GOOG_LINEAR},
+    "timm.models.mobilenetv3.MobileNetV3": {"conv": _GOOG_CONV, "linear": _GOOG_LINEAR},
+}
+
 _NORMS = (nn.BatchNorm2d, nn.GroupNorm)
 
 
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def family_of(backbone: nn.Module) -> type[nn.Module] | None:
-    """The torchvision family class of ``backbone`` (``torchvision.models.ResNet``), or None."""
-    return next((cls for cls in FAMILY_RULES if isinstance(backbone, cls)), None)
+    """The family class of ``backbone`` (``torchvision.models.ResNet``, or timm's
+    ``timm.models.resnet.ResNet`` class), or None when neither table knows it."""
+    found = next((cls for cls in FAMILY_RULES if isinstance(backbone, cls)), None)
+    if found is None:
+        found = next((cls for cls in type(backbone).__mro__
+                      if _class_path(cls) in TIMM_FAMILY_RULES), None)
+    return found
+
+
+def family_label(cls: type) -> str:
+    """How a family (or any backbone class) is named in the record: ``ResNet`` for
+    torchvision's, ``timm ResNet`` for timm's."""
+    return f"timm {cls.__name__}" if cls.__module__.split(".")[0] == "timm" else cls.__name__
+
+
+def _rules(family: type[nn.Module]) -> dict[str, Rule]:
+    return FAMILY_RULES.get(family) or TIMM_FAMILY_RULES.get(_class_path(family), {})
 
 
 def _kind(layer: Layer) -> str | None:
@@ -175,12 +222,12 @@ def family_rule(backbone: nn.Module, layer: Layer) -> Rule:
     kind = _kind(layer)
     layer_type = type(layer).__name__
     if family is None:
-        return Rule(f"PyTorch default: no init rule known for {type(backbone).__name__}")
-    name = family.__name__
+        return Rule(f"PyTorch default: no init rule known for {family_label(type(backbone))}")
+    name = family_label(family)
     if kind == "norm":
         # Every family's norm rule (weight 1, bias 0) is PyTorch's default: nothing to draw.
         return Rule(f"{name}: weight 1 + bias 0 (= PyTorch default)")
-    rule = FAMILY_RULES[family].get(kind) if kind else None
+    rule = _rules(family).get(kind) if kind else None
     if rule is None:
         return Rule(f"PyTorch default: {name} sets no {layer_type} init")
     suffix = " - its Conv2d rule" if isinstance(layer, nn.ConvTranspose2d) else ""
@@ -188,7 +235,7 @@ def family_rule(backbone: nn.Module, layer: Layer) -> Rule:
 
 
 def init_like_family(backbone: nn.Module, module: nn.Module) -> dict[str, str]:
-    """Re-initialise the freshly built ``module`` as ``backbone``'s torchvision constructor does.
+    """Re-initialise the freshly built ``module`` as ``backbone``'s constructor does.
 
     Like the constructor's loop, every layer in ``module`` (itself included) that holds
     parameters gets its family's rule for its type; what the rule does not set keeps the

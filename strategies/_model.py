@@ -1,13 +1,11 @@
-"""Building: torchvision backbone + weights + adapters -> :class:`AdaptedModel`."""
+"""Building: backbone (torchvision or timm, :mod:`strategies.sources`) + weights + adapters
+-> :class:`AdaptedModel`."""
 
 from __future__ import annotations
 
-import difflib
 import os
 import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,37 +15,27 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from ._init import family_of, init_like_family
+from . import sources
+from ._init import family_label, family_of, init_like_family
 from ._registry import Spec, StrategyError, parse_spec
 
-# Inception-style models: no auxiliary heads (so forward returns plain logits), an explicit
-# init_weights (silences torchvision's warning about the default changing), and no
-# transform_input: that re-normalises ImageNet-normalised RGB, which our gray batches are not
-# (and it indexes three channels, which a one-channel first conv does not get).
-_EXTRA_KWARGS: dict[str, dict[str, Any]] = {
-    "googlenet": {"aux_logits": False, "init_weights": True, "transform_input": False},
-    "inception_v3": {"aux_logits": False, "init_weights": True, "transform_input": False},
-}
 _AUX_PREFIXES = ("AuxLogits.", "aux1.", "aux2.")
 
 
-def list_models() -> list[str]:
-    """torchvision's classification models (``torchvision.models.list_models(module=...)``)."""
-    return torchvision.models.list_models(module=torchvision.models)
+def list_models(source: str | None = "torchvision") -> list[str]:
+    """Model names of ``source`` (``"torchvision"``, ``"timm"``, or None for every installed
+    source); timm's are written ``timm:NAME``. See :func:`strategies.sources.list_models`."""
+    return sources.list_models(source)
 
 
 def check_model_name(model_name: str) -> None:
-    valid = list_models()
-    if model_name not in valid:
-        hint = difflib.get_close_matches(str(model_name), valid, n=3)
-        maybe = f" (did you mean {', '.join(hint)}?)" if hint else ""
-        raise StrategyError(
-            f"unknown model {model_name!r}{maybe}; valid torchvision classification models: "
-            f"{', '.join(valid)}")
+    """Raise :class:`StrategyError` naming ``model_name``, close matches and the valid names
+    (or how to list them) unless a source has it (:func:`strategies.sources.check_model_name`)."""
+    sources.check_model_name(model_name)
 
 
 class AdaptedModel(nn.Module):
-    """A torchvision model adapted to small images.
+    """A torchvision or timm model adapted to small images.
 
     ``forward(x)``: float ``(N, in_channels, H, W)`` (1×28×28 for MNIST; whatever shape the
     dataset declares) -> logits ``(N, num_classes)``.
@@ -106,6 +94,8 @@ class Adaptation:
     effective_input_px: int
     backbone_input_px: int
     in_channels: int = 1  # channels of the dataset's images (1 gray, 3 RGB, ...)
+    num_classes: int | None = None  # outputs of the backbone (adapters that rebuild it need it)
+    pretrained: bool = False  # the backbone's weights were loaded (a file), not drawn at random
     input_ops: list[tuple[str, nn.Module]] = field(default_factory=list)
     reinitialized: list[str] = field(default_factory=list)
     init_rules: dict[str, str] = field(default_factory=dict)  # path -> the init it got, last wins
@@ -155,7 +145,8 @@ class Adaptation:
 def adapt(backbone: nn.Module, model_name: str, spec: str | Spec, *, input_px: int = 28,
           in_channels: int = 1, num_classes: int | None = None,
           reinitialized: list[str] | None = None,
-          undo: list[tuple[str, nn.Module]] | None = None) -> AdaptedModel:
+          undo: list[tuple[str, nn.Module]] | None = None,
+          pretrained: bool = False) -> AdaptedModel:
     """Apply ``spec`` to an already built ``backbone`` (changed in place) -> AdaptedModel.
 
     The spatial part runs first (it may rebuild early layers), then the channel part (which
@@ -164,21 +155,23 @@ def adapt(backbone: nn.Module, model_name: str, spec: str | Spec, *, input_px: i
     the backbone back unchanged (the doctor reuses one backbone for many strategies).
     Every layer an adapter creates is initialised by ``backbone``'s family rule
     (:mod:`strategies._init`), whatever order the parts run in; ``init_rules`` records which.
+    ``pretrained``: ``backbone`` holds loaded weights (``native1`` then folds them as the
+    library does instead of drawing the constructor's init).
     """
     parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
+    if num_classes is None:
+        num_classes = _guess_num_classes(backbone)
     ctx = Adaptation(model_name, backbone, input_px, input_px, input_px, in_channels=in_channels,
-                     undo=undo)
+                     num_classes=num_classes, pretrained=pretrained, undo=undo)
     family = family_of(backbone)
     for name in reinitialized or []:
         # Left as the constructor drew them (no matching weights): the family's rule by definition.
-        ctx._record(f"backbone.{name}", f"{(family or type(backbone)).__name__} constructor init")
+        ctx._record(f"backbone.{name}", f"{family_label(family or type(backbone))} constructor init")
     for part in parsed.parts():
         part.adapter.apply(ctx, part.value)
     adapt_seq = nn.Sequential()
     for name, module in ctx.input_ops:
         adapt_seq.add_module(name, module)
-    if num_classes is None:
-        num_classes = _guess_num_classes(backbone)
     return AdaptedModel(backbone, adapt_seq, model_name=model_name, spec=parsed,
                         num_classes=num_classes, input_px=input_px, in_channels=in_channels,
                         effective_input_px=ctx.effective_input_px,
@@ -202,63 +195,22 @@ def _guess_num_classes(backbone: nn.Module) -> int:
     return m.out_features if isinstance(m, nn.Linear) else m.out_channels
 
 
-@contextmanager
-def _parameters_on_meta() -> Iterator[None]:
-    """Construct on the CPU but move each parameter to meta as it is registered.
-
-    For RegNet, whose constructor computes its widths with real tensors (so it cannot run
-    under ``torch.device('meta')``) but whose weights need not exist for shape probing.
-    """
-    original = nn.Module.register_parameter
-
-    def register_parameter(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        if param is not None and param.device.type != "meta":
-            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-        original(self, name, param)
-
-    nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter = original  # type: ignore[method-assign]
-
-
 def _construct(model_name: str, num_classes: int, meta: bool, **kwargs: Any) -> nn.Module:
-    kwargs = {**_EXTRA_KWARGS.get(model_name, {}), **kwargs}
-    get_model = torchvision.models.get_model
-    if kwargs.get("weights") is not None:
-        # torchvision's builder sets these itself to load the checkpoint (aux heads included);
-        # the aux heads are dropped afterwards, as the builder does for aux_logits=False.
-        kwargs.pop("init_weights", None)
-        kwargs.pop("aux_logits", None)
-        model = get_model(model_name, num_classes=num_classes, **kwargs)
-        if getattr(model, "aux_logits", False):
-            model.aux_logits = False
-            for attr in ("AuxLogits", "aux1", "aux2"):
-                if hasattr(model, attr):
-                    setattr(model, attr, None)
-        return model
-    if not meta:
-        return get_model(model_name, num_classes=num_classes, **kwargs)
-    try:
-        with torch.device("meta"):
-            return get_model(model_name, num_classes=num_classes, **kwargs)
-    except (NotImplementedError, RuntimeError):
-        # "Cannot copy out of meta tensor" (RegNet): a CPU construction with meta weights.
-        with _parameters_on_meta():
-            model = get_model(model_name, num_classes=num_classes, **kwargs)
-        return model.to("meta")
+    """The source's random-init constructor (:func:`strategies.sources.construct`)."""
+    return sources.construct(model_name, num_classes, meta=meta, **kwargs)
 
 
 def build_backbone(model_name: str, num_classes: int = 10, weights: str | None = None,
                    device: str | torch.device = "cpu") -> tuple[nn.Module, list[str]]:
-    """The plain torchvision model with ``num_classes`` outputs, and the layers left random.
+    """The plain model (torchvision, or timm for ``timm:NAME``) with ``num_classes`` outputs,
+    and the layers left random.
 
     ``weights``: None or "" (random init), ``"imagenet"`` (torchvision's default weights enum,
-    from the torch hub cache or downloaded when online), or a path to a state dict in
-    torchvision's layout. Layers whose shapes differ from the weights (the classifier head when
-    ``num_classes != 1000``) keep their random init and are returned by name.
-    On ``device="meta"`` weights are checked for availability but not loaded.
+    from the torch hub cache or downloaded when online; for timm, timm's default pretrained
+    file from the Hugging Face cache, downloaded by timm only when online), or a path to a
+    state dict in the library's layout. Layers whose shapes differ from the weights (the
+    classifier head when ``num_classes != 1000``) keep their random init and are returned by
+    name. On ``device="meta"`` weights are checked for availability but not loaded.
     """
     check_model_name(model_name)
     if not isinstance(num_classes, int) or num_classes < 1:
@@ -268,6 +220,8 @@ def build_backbone(model_name: str, num_classes: int = 10, weights: str | None =
     if weights is None:
         model = _construct(model_name, num_classes, meta)
         return model.to(device), []
+    if weights == "imagenet" and sources.source_of(model_name) == "timm":
+        return _timm_pretrained(model_name, num_classes, meta, device)
     if weights == "imagenet":
         weights_enum = _imagenet_weights(model_name)
         if meta:
@@ -361,8 +315,27 @@ def _online(url: str, timeout_s: float = 3.0) -> bool:
     return bool(result and result[0])
 
 
+def _timm_pretrained(model_name: str, num_classes: int, meta: bool,
+                     device: str | torch.device) -> tuple[nn.Module, list[str]]:
+    """timm's own pretrained build (its head and first-conv adaptation rules), from the cached
+    file when there is one; the head is left at the constructor's init when ``num_classes``
+    differs from the checkpoint's, and returned by name."""
+    info = _imagenet_weights(model_name)
+    reinit = list(info.classifier) if num_classes != info.num_classes else []
+    if meta:
+        return _construct(model_name, num_classes, meta=True), reinit
+    # ``file`` makes timm load that path instead of asking the hub (no network, no HF lookup).
+    overlay = {"pretrained_cfg_overlay": {"file": str(info.cached)}} if info.cached else {}
+    model = _construct(model_name, num_classes, meta=False, pretrained=True, **overlay)
+    return model.to(device), reinit
+
+
 def _imagenet_weights(model_name: str) -> Any:
-    """torchvision's DEFAULT ImageNet weights enum, after making sure the file is obtainable."""
+    """torchvision's DEFAULT ImageNet weights enum, after making sure the file is obtainable;
+    for ``timm:`` models the :class:`~strategies.sources.TimmWeights` (cached file, or None
+    when timm may download it because this machine is online)."""
+    if sources.source_of(model_name) == "timm":
+        return _timm_weights_obtainable(model_name)
     weights = torchvision.models.get_model_weights(model_name).DEFAULT
     filename = Path(urlparse(weights.url).path).name
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
@@ -398,7 +371,7 @@ def build(model_name: str, spec: str, num_classes: int = 10, weights: str | None
     backbone, reinit = build_backbone(model_name, num_classes, weights,
                                       device="meta" if meta else "cpu")
     model = adapt(backbone, model_name, parsed, input_px=input_px, in_channels=in_channels,
-                  num_classes=num_classes, reinitialized=reinit)
+                  num_classes=num_classes, reinitialized=reinit, pretrained=bool(weights))
     if weights and weights != "imagenet" and not meta:
         state = _read_state_dict(Path(weights))
         if any(k.startswith("backbone.") for k in state):
@@ -410,3 +383,26 @@ def build(model_name: str, spec: str, num_classes: int = 10, weights: str | None
             model.reinitialized = []
             model.init_rules = []
     return model.to(dev)
+
+
+def _timm_weights_obtainable(model_name: str) -> sources.TimmWeights:
+    info = sources.timm_weights(model_name)
+    if info.cached is not None:
+        return info
+    if info.hf_hub_id and _online("https://huggingface.co"):
+        return info
+    if not info.hf_hub_id and _online(info.url):
+        return info
+    bare = model_name.partition(":")[2]
+    where = (info.expected_path() if info.hf_hub_id else
+             Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(info.url).path).name)
+    source = (f"Hugging Face repo {info.hf_hub_id}, file {' or '.join(info.filenames)}"
+              if info.hf_hub_id else info.url)
+    copy = (f"~/.cache/huggingface/hub/{where.parents[2].name} to {where.parents[3]}/ here (or "
+            "point HF_HOME or HF_HUB_CACHE at a copy)" if info.hf_hub_id else
+            f"{where.name} to {where.parent}/ here")
+    raise StrategyError(
+        f"timm's ImageNet weights for {model_name} ({source}) are not cached at {where} and "
+        f"this machine is offline. Fix: on a machine with network run `python -c \"import "
+        f"timm; timm.create_model('{bare}', pretrained=True)\"`, copy {copy}, or pass "
+        f"weights=<path to a state dict>; weights=None trains from scratch.")

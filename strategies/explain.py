@@ -26,12 +26,17 @@ ERROR_CLASSES = ("channels", "too-small", "exact-size", "shape", "not-applicable
                  "bad-spec", "other")
 
 _CHANNELS = re.compile(r"to have (\d+) channels, but got (\d+) channels|Invalid channel dimensions")
-_EXACT = re.compile(r"Wrong image (?:height|width)! Expected (\d+)")
+# torchvision's ViT/Swin check, then timm's PatchEmbed ("Input height (28) doesn't match model
+# (224).").
+_EXACT = re.compile(r"(?:Wrong image (?:height|width)! Expected "
+                    r"|Input (?:height|width) \(\d+\) doesn't match model \()(\d+)")
 _TOO_SMALL = re.compile(r"Output size is too small|Kernel size can't be greater than actual input"
                         r"|Padding size should be less than|smaller than kernel|"
                         r"output size is too small", re.IGNORECASE)
+# "Attempting to broadcast": the meta kernels' wording of "must match the size" (timm's
+# residual branches of odd map sizes, 4 vs 3, as a real forward reports it).
 _SHAPE = re.compile(r"is invalid for input of size|cannot be multiplied|must match the size"
-                    r"|shape mismatch|Expected size")
+                    r"|shape mismatch|Expected size|Attempting to broadcast a dimension")
 _OUT_SIZE = re.compile(r"Calculated output size: \((\d+)x(\d+)x(\d+)\)")
 _KERNEL = re.compile(r"Kernel size: \((\d+) x (\d+)\)")
 MAX_SEARCH_PX = 1024

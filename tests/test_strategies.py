@@ -132,7 +132,7 @@ def test_strategy_error_is_a_value_error() -> None:
 
 
 def test_list_strategies_by_kind() -> None:
-    assert list_strategies("channel") == ["conv1", "repeat3", "sumrgb"]
+    assert list_strategies("channel") == ["conv1", "native1", "repeat3", "sumrgb"]
     spatial = list_strategies("spatial")
     for name in ("resize<N>", "pad<N>", "convtranspose", "droppools[<K>]", "cifarstem"):
         assert name in spatial
