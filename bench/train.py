@@ -107,8 +107,10 @@ def _is_oom(exc: BaseException) -> bool:
 
 # --- building -----------------------------------------------------------------------------
 
-def inspect_on_meta(cell: Cell, num_classes: int) -> dict[str, Any]:
-    """Params, forward GFLOPs/img and effective input size, from a meta-device build.
+def inspect_on_meta(cell: Cell, num_classes: int,
+                    shape: tuple[int, int, int] = (1, 28, 28)) -> dict[str, Any]:
+    """Params, forward GFLOPs/img and effective input size, from a meta-device build for images
+    of ``shape`` (channels, height px, width px: the dataset's).
 
     A forward that fails on meta fails for real: that is raised as :class:`Incompatible`,
     with the plain-language explanation, before any memory is spent.
@@ -117,15 +119,16 @@ def inspect_on_meta(cell: Cell, num_classes: int) -> dict[str, Any]:
 
     try:
         model = strategies.build(cell.model, cell.strategy, num_classes=num_classes,
-                                 device="meta")
+                                 device="meta", input_px=shape[1], in_channels=shape[0])
     except strategies.StrategyError as exc:
         raise Incompatible(str(exc)) from exc
     try:
-        gflops = measure.forward_gflops_per_img(model)
+        gflops = measure.forward_gflops_per_img(model, shape)
     except RuntimeError as exc:
         from strategies.explain import explain_error
 
-        raise Incompatible(explain_error(exc, cell.model, cell.strategy)) from exc
+        raise Incompatible(explain_error(exc, cell.model, cell.strategy, input_px=shape[1],
+                                         in_channels=shape[0])) from exc
     return {
         "params": measure.count_params(model),
         "gflops_fwd_per_img": gflops,
@@ -268,11 +271,10 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     row = result.row
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    info = data_mod.DATASETS[cell.dataset] if cell.dataset in data_mod.DATASETS else None
-    if info is None:
-        raise ValueError(f"unknown dataset {cell.dataset!r}; valid: {', '.join(data_mod.DATASETS)}")
+    info = data_mod.get_info(cell.dataset, cfg.data_root or None)  # names the valid ones
     num_classes = info.num_classes
-    row.update(inspect_on_meta(cell, num_classes))
+    row["input_shape"] = info.shape_text
+    row.update(inspect_on_meta(cell, num_classes, info.shape))
 
     _seed_everything(cell.seed, cfg.deterministic, dev)
     # The subset is drawn with a fixed seed, so every strategy and seed sees the same images
@@ -280,6 +282,7 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     splits = data_mod.load(cell.dataset, cfg.data_root or None, device=dev,
                            train_size=cfg.train_size, test_size=cfg.test_size,
                            val_size=cfg.val_size, seed=0)
+    row["data_digest"] = splits.digest
     mean, std = info.mean, info.std
     eval_x, eval_y = (splits.val_x, splits.val_y) if splits.val_x is not None else (
         splits.test_x, splits.test_y)
@@ -288,7 +291,8 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     torch.manual_seed(cell.seed)
     weights = cfg.weights or None
     model = strategies.build(cell.model, cell.strategy, num_classes=num_classes,
-                             weights=weights, device=dev)
+                             weights=weights, device=dev, input_px=info.shape[1],
+                             in_channels=info.shape[0])
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
@@ -515,17 +519,18 @@ def estimate_cell_s(cfg: Config, cell: Cell, device: str | torch.device = "auto"
 
     cfg = for_model(cfg, cell.model)
     dev = resolve_device(device)
-    info = data_mod.DATASETS[cell.dataset]
+    info = data_mod.get_info(cell.dataset, cfg.data_root or None)
     try:
-        inspect_on_meta(cell, info.num_classes)
+        inspect_on_meta(cell, info.num_classes, info.shape)
     except Incompatible:
         return 0.0
-    model = strategies.build(cell.model, cell.strategy, num_classes=info.num_classes, device=dev)
+    model = strategies.build(cell.model, cell.strategy, num_classes=info.num_classes, device=dev,
+                             input_px=info.shape[1], in_channels=info.shape[0])
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     bs = cfg.batch_size
-    x = torch.randn(bs, 1, 28, 28, device=dev)
+    x = torch.randn(bs, *info.shape, device=dev)
     y = torch.randint(0, info.num_classes, (bs,), device=dev)
     autocast = _autocast(cfg, dev)
     times = []

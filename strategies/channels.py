@@ -1,13 +1,19 @@
-"""Channel adapters: how a one-channel batch meets a first convolution built for RGB.
+"""Channel adapters: how the dataset's channels meet a first convolution built for RGB.
+
+The dataset says how many channels its images have (``Adaptation.in_channels``: 1 for MNIST
+and gray scans, 3 for RGB crops, ...); each adapter states what it needs and is *not
+applicable* (a recorded result with the reason) otherwise:
 
 - ``repeat3``: tile the gray channel to 3 (a view, no copy); the model stays intact, so
-  ImageNet weights load unchanged.
-- ``conv1``: replace the first convolution by one with ``in_channels=1``, freshly initialised by
-  the model family's own rule (:mod:`strategies._init`: ResNet/VGG ``kaiming_normal_`` fan_out
-  relu, ...); the fix for the original write-up's error 1.
+  ImageNet weights load unchanged. One-channel datasets only.
+- ``conv1``: replace the first convolution by one with ``in_channels`` = the dataset's channel
+  count (1 for gray: the fix for the original write-up's error 1), freshly initialised by the
+  model family's own rule (:mod:`strategies._init`: ResNet/VGG ``kaiming_normal_`` fan_out
+  relu, ...). Not applicable when the first convolution already takes that many channels.
 - ``sumrgb``: replace it by a one-channel convolution whose weight is the RGB weight summed over
   the input-channel axis (timm's folding). ``conv(repeat3(x), W) == conv(x, W.sum(1))``, so it
   computes exactly what ``repeat3`` does, with a third of the first layer's multiply-adds.
+  One-channel datasets only.
 
 The first convolution is found generically: the first ``Conv2d`` a forward pass executes.
 """
@@ -49,9 +55,19 @@ def _rgb_conv(ctx: Adaptation, adapter: str) -> tuple[str, nn.Conv2d]:
     return name, conv
 
 
-def _one_channel_like(conv: nn.Conv2d, *, init: bool) -> nn.Conv2d:
-    """A ``Conv2d`` with in_channels=1 and every other hyper-parameter of ``conv``."""
-    kwargs = dict(in_channels=1, out_channels=conv.out_channels, kernel_size=conv.kernel_size,
+def _needs_gray(ctx: Adaptation, adapter: str) -> None:
+    if ctx.in_channels != 1:
+        raise NotApplicableError(
+            f"{adapter} turns a one-channel (gray) image into the model's 3 channels; this "
+            f"dataset's images have {ctx.in_channels} channels. Use conv1 (a first convolution "
+            f"built for {ctx.in_channels} channels)"
+            + (" or no channel part (the model takes 3 channels as they are)"
+               if ctx.in_channels == 3 else ""))
+
+
+def _one_channel_like(conv: nn.Conv2d, *, init: bool, channels: int = 1) -> nn.Conv2d:
+    """A ``Conv2d`` with ``channels`` inputs and every other hyper-parameter of ``conv``."""
+    kwargs = dict(in_channels=channels, out_channels=conv.out_channels, kernel_size=conv.kernel_size,
                   stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=1,
                   bias=conv.bias is not None, padding_mode=conv.padding_mode,
                   device=conv.weight.device, dtype=conv.weight.dtype)
@@ -64,13 +80,13 @@ def _one_channel_like(conv: nn.Conv2d, *, init: bool) -> nn.Conv2d:
 @register("channel")
 def repeat3(ctx: Adaptation, _value: int | None) -> None:
     """Tile the gray channel to 3 (a broadcast view, no copy) and keep the model intact."""
+    _needs_gray(ctx, "repeat3")
     ctx.add_input_op("repeat3", RepeatChannels(3))
 
 
 @register("channel", surgery=True)
 def conv1(ctx: Adaptation, _value: int | None) -> None:
-    """Replace the first convolution by one with in_channels=1, initialised by the model
-    family's own rule.
+    """Replace the first convolution by one that takes the dataset's channels (in_channels=1 for gray images), initialised by the model family's own rule.
 
     ``ctx.replace`` re-initialises the new layer as the family's torchvision constructor does
     (ResNet: ``kaiming_normal_`` fan_out relu), not at PyTorch's default, so that ``conv1`` on a
@@ -79,13 +95,20 @@ def conv1(ctx: Adaptation, _value: int | None) -> None:
     input channel: same shape, same family init.
     """
     name, conv = _rgb_conv(ctx, "conv1")
-    ctx.replace(name, _one_channel_like(conv, init=True))
-    ctx.notes.append(f"conv1: {name} now takes 1 channel ({ctx.init_rules[f'backbone.{name}']})")
+    if ctx.in_channels == conv.in_channels:
+        raise NotApplicableError(
+            f"conv1 rebuilds the first convolution for the dataset's channel count, but "
+            f"{ctx.model_name}'s {name} already takes {conv.in_channels}: nothing to adapt. "
+            "Use no channel part (e.g. the spatial part alone)")
+    ctx.replace(name, _one_channel_like(conv, init=True, channels=ctx.in_channels))
+    ctx.notes.append(f"conv1: {name} now takes {ctx.in_channels} channel(s) "
+                     f"({ctx.init_rules[f'backbone.{name}']})")
 
 
 @register("channel", surgery=True)
 def sumrgb(ctx: Adaptation, _value: int | None) -> None:
     """Fold the first convolution to in_channels=1 by summing its weight over R, G and B (timm's adapt_input_conv), which equals repeat3 at a third of its first-layer cost."""
+    _needs_gray(ctx, "sumrgb")
     name, conv = _rgb_conv(ctx, "sumrgb")
     folded = _one_channel_like(conv, init=False)
     with torch.no_grad():

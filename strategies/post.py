@@ -70,8 +70,9 @@ def convtranspose(ctx: Adaptation, _value: int | None) -> None:
     if _has_post_layout(ctx.backbone):
         out_channels = ctx.backbone.features[2].out_channels
         # The documented exception: PyTorch's default init, as the post's code has it.
-        ctx.replace("features.0", nn.Conv2d(1, STEM_CHANNELS, kernel_size=(3, 3), stride=(1, 1),
-                                            padding=(1, 1), device=device),
+        # The post's 1 input channel; the dataset's channel count when it has more.
+        ctx.replace("features.0", nn.Conv2d(ctx.in_channels, STEM_CHANNELS, kernel_size=(3, 3),
+                                            stride=(1, 1), padding=(1, 1), device=device),
                     pytorch_default=_AS_THE_POST)
         ctx.replace("features.2", nn.ConvTranspose2d(STEM_CHANNELS, out_channels,
                                                      kernel_size=(3, 3), stride=(2, 2),
@@ -82,13 +83,13 @@ def convtranspose(ctx: Adaptation, _value: int | None) -> None:
         return
     in_channels = first_conv(ctx.backbone)[1].in_channels
     stem = nn.Sequential(
-        nn.Conv2d(1, STEM_CHANNELS, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1),
-                  device=device),
+        nn.Conv2d(ctx.in_channels, STEM_CHANNELS, kernel_size=(3, 3), stride=(1, 1),
+                  padding=(1, 1), device=device),
         nn.ReLU(inplace=True),
         nn.ConvTranspose2d(STEM_CHANNELS, in_channels, kernel_size=(3, 3), stride=(2, 2),
                            padding=(0, 0), bias=False, device=device),
     )
     ctx.add_input_op("stem", stem)
     ctx.effective_input_px = ctx.backbone_input_px = upsampled_px(ctx.backbone_input_px)
-    ctx.notes.append(f"convtranspose: a 1 -> {STEM_CHANNELS} -> {in_channels} channel stem "
+    ctx.notes.append(f"convtranspose: a {ctx.in_channels} -> {STEM_CHANNELS} -> {in_channels} channel stem "
                      f"upsampling to {ctx.effective_input_px} px in front of the model")

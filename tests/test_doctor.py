@@ -95,7 +95,10 @@ def test_table_lists_every_cell() -> None:
     (["--models", "vgg16", "--strategies", "resize-5"], "between 1 and"),
     (["--models", "vgg16", "--strategies", "resize224+pad32"], "two spatial parts"),
     (["--models", "vgg16", "--strategies", "bogus"], "unknown adapter"),
-    (["--models", "vgg16", "--input", "3x28x28"], "one-channel square"),
+    (["--models", "vgg16", "--input", "5x28x28"], "square images with 1 to 4 channels"),
+    (["--models", "vgg16", "--input", "1x28x30"], "square images with 1 to 4 channels"),
+    (["--models", "vgg16", "--dataset", "mnist", "--input", "1x28x28"], "not both"),
+    (["--models", "vgg16", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["--models", "vgg16", "--input", "28"], "expected CxHxW"),
     (["--models", "vgg16", "--strategies", "cifarstem"], "ResNet family"),
 ])

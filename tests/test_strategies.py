@@ -551,3 +551,55 @@ def test_build_on_meta_and_attributes() -> None:
                                                             "droppools")
     assert isinstance(model.backbone, nn.Module) and model.num_classes == 10
     assert "spec='conv1+droppools'" in repr(model)
+
+
+# -- the dataset's channel count and size ---------------------------------------------------------
+
+
+def test_channel_adapters_follow_the_datasets_channel_count() -> None:
+    import torch
+
+    from strategies import NotApplicableError, build
+
+    rgb = build("resnet18", "none+resize64", in_channels=3, input_px=32)
+    assert tuple(rgb(torch.zeros(2, 3, 32, 32)).shape) == (2, 10)
+    for spec in ("repeat3", "sumrgb"):
+        with pytest.raises(NotApplicableError, match="this dataset's images have 3 channels"):
+            build("resnet18", spec, in_channels=3, input_px=32)
+    with pytest.raises(NotApplicableError, match="already takes 3: nothing to adapt"):
+        build("resnet18", "conv1", in_channels=3, input_px=32)
+    four = build("resnet18", "conv1", in_channels=4, input_px=32)
+    assert tuple(four.backbone.conv1.weight.shape) == (64, 4, 7, 7)
+    assert four.init_rules == ["backbone.conv1 (ResNet: kaiming_normal_ fan_out relu)"]
+    assert tuple(four(torch.zeros(2, 4, 32, 32)).shape) == (2, 10)
+
+
+def test_the_post_stem_takes_the_datasets_channels() -> None:
+    import torch
+
+    from strategies import build
+
+    model = build("vgg16", "post-convtranspose", in_channels=3, input_px=28, device="meta")
+    assert model.backbone.features[0].in_channels == 3
+    assert tuple(model(torch.zeros(2, 3, 28, 28, device="meta")).shape) == (2, 10)
+
+
+def test_droppools_removes_as_many_pools_as_this_size_needs() -> None:
+    from strategies import build
+
+    def dropped(px: int) -> int:
+        m = build("vgg16", "conv1+droppools", input_px=px, device="meta")
+        return sum(type(v).__name__ == "Identity" for v in m.backbone.features)
+
+    # VGG16's five 2x2 pools: 28 px reaches 0 at the fifth, 40 px at the sixth (it has 5),
+    # 16 px at the fifth -> the fewest removed that keep a 1 px map.
+    assert dropped(28) == 1 and dropped(40) == 0 and dropped(16) == 1 and dropped(8) == 2
+
+
+def test_flops_are_counted_at_the_models_input_shape() -> None:
+    from bench.measure import forward_gflops_per_img
+    from strategies import build
+
+    small = forward_gflops_per_img(build("resnet18", "conv1", input_px=28, device="meta"))
+    large = forward_gflops_per_img(build("resnet18", "conv1", input_px=56, device="meta"))
+    assert 3.5 < large / small < 4.5  # 4x the pixels, ~4x the arithmetic

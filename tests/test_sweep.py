@@ -216,7 +216,7 @@ def test_a_sweep_writes_every_file_with_provenance(tmp_path, fake) -> None:
     assert set(runs) == {"repeat3", "conv1"}
     row = runs["repeat3"]
     assert row["status"] == "ok" and row["mode"] == "full" and row["profile"] == "smoke"
-    assert row["schema_version"] == "2" and len(row["cell_hash"]) == 16
+    assert row["schema_version"] == str(results.SCHEMA_VERSION) and len(row["cell_hash"]) == 16
     for col in ("device", "device_name", "device_id", "host_cpu", "torch_version", "torchvision_version",
                 "git_sha", "config_hash", "timestamp", "estimate_s", "epochs", "batch_size",
                 "train_size", "precision"):
