@@ -8,6 +8,7 @@
     python -m bench run --profile gpu --shard 1/4 --results-dir results/gpu
     torchrun --standalone --nproc_per_node 2 -m bench run --profile smoke
     python -m bench list                                  # models, strategies, datasets, profiles
+    python -m bench list --source timm                    # timm's models (pip install '.[timm]')
     python -m bench doctor ... | report DIR ... | data fetch|info ...
 
 Exit codes: 0 done (failed cells are results, not errors), 2 bad input (unknown profile, key,
@@ -23,7 +24,8 @@ import sys
 
 # Subcommands owned by other modules: their main(argv) gets the rest of the command line.
 DISPATCH = {
-    "doctor": ("bench.doctor", "compatibility matrix of torchvision models x strategies"),
+    "doctor": ("bench.doctor", "compatibility matrix of torchvision (or timm) models x "
+                               "strategies"),
     "report": ("bench.report", "tables and charts from a results directory"),
     "data": ("bench.data", "fetch or inspect the datasets (data fetch | data info)"),
 }
@@ -63,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     _grid_args(plan)
     plan.add_argument("--fast", action="store_true",
                       help="cost model only (FLOPs on the meta device), no timed steps")
-    sub.add_parser("list", help="models, strategies, datasets and profiles")
+    listing = sub.add_parser("list", help="models, strategies, datasets and profiles")
+    listing.add_argument("--source", choices=["torchvision", "timm"], default=None,
+                         help="print only this source's model names, one per line")
     for name, (_, text) in DISPATCH.items():
         sub.add_parser(name, help=text, add_help=False)
     return parser
@@ -87,9 +91,26 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def cmd_list() -> int:
-    import torchvision
+def _print_wrapped(names: list[str]) -> None:
+    line = "  "
+    for m in names:
+        if len(line) + len(m) > 98:
+            print(line.rstrip())
+            line = "  "
+        line += m + " "
+    print(line.rstrip())
 
+
+def cmd_list(source: str | None = None) -> int:
+    """Profiles, datasets, strategies and models; ``source``: only that source's model names,
+    one per line (for scripts and grep), or exit 2 with the install hint."""
+    import strategies
+    from strategies import sources
+
+    if source is not None:
+        for name in strategies.list_models(source):  # StrategyError: the extra is missing
+            print(name)
+        return 0
     from bench import config
     from bench.data import DATASETS
 
@@ -107,15 +128,16 @@ def cmd_list() -> int:
             print(f"  {kind + ':':<9} {', '.join(strategies.list_strategies(kind))}")
     except ImportError as exc:
         print(f"strategies: unavailable ({exc})")
-    models = torchvision.models.list_models(module=torchvision.models)
+    models = strategies.list_models("torchvision")
     print(f"models ({len(models)} torchvision classification models):")
-    line = "  "
-    for m in models:
-        if len(line) + len(m) > 98:
-            print(line.rstrip())
-            line = "  "
-        line += m + " "
-    print(line.rstrip())
+    _print_wrapped(models)
+    # timm's zoo is 17x torchvision's: counted here, listed by `list --source timm`.
+    if sources.timm_available():
+        print(f"timm models ({len(strategies.list_models('timm'))} architectures, written "
+              "timm:NAME, e.g. timm:resnet18): python -m bench list --source timm")
+    else:
+        print(f"timm models: not installed; pip install '.[{sources.TIMM_EXTRA}]' adds timm's "
+              "zoo (written timm:NAME)")
     return 0
 
 
@@ -141,7 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     if args.command == "list":
-        return cmd_list()
+        try:
+            return cmd_list(args.source)
+        except Exception as exc:
+            if not isinstance(exc, _known_errors()):
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
 
     from bench import sweep
 

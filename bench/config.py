@@ -229,7 +229,27 @@ def validate(cfg: Config) -> Config:
     for entry in cfg.per_model:
         pattern, key, value = parse_per_model(entry)
         validate(cfg.replace(per_model=(), **{key: value}))
+    # Models of an optional source (timm:NAME) are checked where the grid is read, so an
+    # unknown name or a missing extra is refused before any cell starts; a grid of plain
+    # torchvision names imports nothing here (loading a config stays fast without torch).
+    sourced = [m for m in cfg.models if ":" in m]
+    if sourced:
+        check_models(sourced)
     return cfg
+
+
+def check_models(models: tuple[str, ...] | list[str]) -> None:
+    """Every name in ``models`` is a model of its source (``resnet18``: torchvision,
+    ``timm:resnet18``: timm); else :class:`ConfigError` naming it, close matches and the valid
+    names (or how to list them), or how to install a missing source (``pip install '.[timm]'``).
+    Imports torch (and timm for ``timm:`` names)."""
+    from strategies import StrategyError, sources
+
+    for model in models:
+        try:
+            sources.check_model_name(model)
+        except StrategyError as exc:
+            raise ConfigError(f"bad model {model!r} in models: {exc}") from None
 
 
 def parse_per_model(entry: str) -> tuple[str, str, Any]:
@@ -328,8 +348,9 @@ def cells(cfg: Config) -> list[Cell]:
 
 
 WEIGHT_CHOICES = ('"" (random init), "imagenet" (torchvision\'s ImageNet weights, cached in the '
-                  'torch hub directory or downloadable), or the path to a readable state dict '
-                  'of the model')
+                  'torch hub directory or downloadable; for timm:NAME, timm\'s default pretrained '
+                  'file, in the Hugging Face cache or downloadable), or the path to a readable '
+                  'state dict of the model')
 
 
 def check_weights(cfg: Config, grid: list[Cell] | None = None) -> None:
