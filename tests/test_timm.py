@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import timm  # in the dev extra (what `make test` installs): missing means a broken install
 import torch
 from torch import nn
 
@@ -27,8 +28,6 @@ from bench.__main__ import main
 from strategies import NotApplicableError, StrategyError, build, build_backbone, sources
 from strategies._init import family_rule, init_like_family
 from strategies._meta import first_conv, meta_forward
-
-timm = pytest.importorskip("timm")  # the dev extra installs it: this runs in `make test`
 
 CHANNEL_SPECS = ["conv1", "repeat3", "native1", "resize224", "sumrgb"]
 STEM_STD = math.sqrt(2 / (64 * 7 * 7))  # kaiming_normal_ fan_out relu on resnet18's stem
