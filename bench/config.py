@@ -379,7 +379,8 @@ def check_weights(cfg: Config, grid: list[Cell] | None = None) -> None:
     for weights, model, dataset, strategy in wanted:
         if weights:
             try:
-                _check_one_weights(weights, model, dataset, strategy, states, seen)
+                _check_one_weights(weights, model, dataset, strategy, states, seen,
+                                   cfg.data_root)
             except strategies.StrategyError as exc:
                 raise ConfigError(f"bad weights {weights!r} for model {model}: "
                                   f"{str(exc).rstrip('.')}; valid weights: {WEIGHT_CHOICES}"
@@ -402,7 +403,8 @@ def _short_load_error(text: str, path: Path) -> str:
 
 
 def _check_one_weights(weights: str, model: str, dataset: str, strategy: str,
-                       states: dict[str, dict[str, Any]], seen: set[tuple[str, ...]]) -> None:
+                       states: dict[str, dict[str, Any]], seen: set[tuple[str, ...]],
+                       data_root: str = "") -> None:
     """Raise :class:`strategies.StrategyError` if one cell could not get ``weights``.
 
     ``states`` caches the files read; ``seen`` the checks passed (ImageNet availability per
@@ -411,7 +413,7 @@ def _check_one_weights(weights: str, model: str, dataset: str, strategy: str,
     import warnings
 
     import strategies
-    from bench.data import DATASETS
+    from bench.data import get_info
     from strategies import _model
 
     if weights == "imagenet":
@@ -429,9 +431,10 @@ def _check_one_weights(weights: str, model: str, dataset: str, strategy: str,
         except strategies.StrategyError as exc:
             raise strategies.StrategyError(_short_load_error(str(exc), path)) from None
     state = states[weights]
-    num_classes = DATASETS[dataset].num_classes if dataset in DATASETS else 10
+    info = get_info(dataset, data_root or None)
+    num_classes = info.num_classes
     adapted = any(k.startswith("backbone.") for k in state)  # an AdaptedModel checkpoint
-    key = (weights, model, str(num_classes), strategy if adapted else "")
+    key = (weights, model, str(num_classes), info.shape_text, strategy if adapted else "")
     if key in seen:
         return
     seen.add(key)
@@ -444,7 +447,8 @@ def _check_one_weights(weights: str, model: str, dataset: str, strategy: str,
             _model.load_matching(backbone, state, source=weights)
             return
         try:
-            net = strategies.build(model, strategy, num_classes=num_classes, device="meta")
+            net = strategies.build(model, strategy, num_classes=num_classes, device="meta",
+                                   input_px=info.shape[1], in_channels=info.shape[0])
         except strategies.StrategyError:
             return  # the cell is recorded "incompatible" before it loads any weights
         try:
@@ -465,6 +469,13 @@ def cell_hash(cfg: Config, cell: Cell, device_kind: str = "") -> str:
     cfg = for_model(cfg, cell.model)
     payload = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED | {"per_model"}}
     payload.update(dataclasses.asdict(cell), device_kind=device_kind)
+    from bench import data as data_mod
+
+    if data_mod.userdata.is_user_dataset(cell.dataset):
+        # A user's files can change under the same name: a re-imported dataset is a new
+        # experiment, never resumed from rows of the old files (built-ins are fixed by checksum).
+        info = data_mod.get_info(cell.dataset, cfg.data_root or None)
+        payload["data_fingerprint"] = (info.user or {}).get("fingerprint", "")
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -73,7 +73,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def check_model(model_name: str, specs: Sequence[str], *, input_px: int = 28, batch: int = 2,
-                num_classes: int = 10) -> list[dict[str, Any]]:
+                num_classes: int = 10, in_channels: int = 1) -> list[dict[str, Any]]:
     """One row per strategy for ``model_name`` (the backbone is built once and shared)."""
     try:
         backbone, _ = strategies.build_backbone(model_name, num_classes, device="meta")
@@ -83,28 +83,30 @@ def check_model(model_name: str, specs: Sequence[str], *, input_px: int = 28, ba
     cache: dict[Any, Any] = {}  # min-size searches, shared by the strategies of this model
     rows = []
     for spec in specs:
-        rows.append(_check_cell(backbone, model_name, spec, input_px, batch, num_classes, cache))
+        rows.append(_check_cell(backbone, model_name, spec, input_px, batch, num_classes, cache,
+                                in_channels))
     return rows
 
 
 def _check_cell(backbone: torch.nn.Module, model_name: str, spec: str, input_px: int, batch: int,
-                num_classes: int, cache: dict[Any, Any]) -> dict[str, Any]:
+                num_classes: int, cache: dict[Any, Any], in_channels: int = 1) -> dict[str, Any]:
     # The backbone is shared by the strategies of a model: what a strategy replaces is put
     # back afterwards (much cheaper than a deep copy per cell).
     undo: list[tuple[str, torch.nn.Module]] = []
     try:
         return _check_adapted(backbone, model_name, spec, input_px, batch, num_classes, cache,
-                              undo)
+                              undo, in_channels)
     finally:
         strategies.restore(backbone, undo)
 
 
 def _check_adapted(backbone: torch.nn.Module, model_name: str, spec: str, input_px: int,
                    batch: int, num_classes: int, cache: dict[Any, Any],
-                   undo: list[tuple[str, torch.nn.Module]]) -> dict[str, Any]:
+                   undo: list[tuple[str, torch.nn.Module]],
+                   in_channels: int = 1) -> dict[str, Any]:
     try:
         model = strategies.adapt(backbone, model_name, spec, input_px=input_px,
-                                 num_classes=num_classes, undo=undo)
+                                 in_channels=in_channels, num_classes=num_classes, undo=undo)
     except NotApplicableError as exc:
         return _failed(model_name, spec, "not-applicable", explain_message(exc, model_name), exc)
     except Exception as exc:
@@ -114,7 +116,7 @@ def _check_adapted(backbone: torch.nn.Module, model_name: str, spec: str, input_
              "effective_input_px": model.effective_input_px}
     try:
         with FlopCounterMode(display=False) as counter:
-            out = meta_forward(model, (batch, 1, input_px, input_px))
+            out = meta_forward(model, (batch, in_channels, input_px, input_px))
         if tuple(out.shape) != (batch, num_classes):
             raise RuntimeError(f"expected logits of shape {(batch, num_classes)}, "
                                f"got {tuple(out.shape)}")
@@ -133,7 +135,8 @@ def _worker_init() -> None:
 
 
 def run(models: Sequence[str], specs: Sequence[str], *, input_px: int = 28, batch: int = 2,
-        num_classes: int = 10, jobs: int = 1, progress: bool = True) -> list[dict[str, Any]]:
+        num_classes: int = 10, jobs: int = 1, progress: bool = True,
+        in_channels: int = 1) -> list[dict[str, Any]]:
     """Check every model × spec; rows in model order, then spec order."""
     results: dict[str, list[dict[str, Any]]] = {}
     start = time.perf_counter()
@@ -145,7 +148,8 @@ def run(models: Sequence[str], specs: Sequence[str], *, input_px: int = 28, batc
             print(f"[{len(results):>3}/{len(models)}] {name:<20} {n_ok}/{len(rows)} ok "
                   f"({time.perf_counter() - start:5.1f} s)", file=sys.stderr, flush=True)
 
-    kwargs = dict(input_px=input_px, batch=batch, num_classes=num_classes)
+    kwargs = dict(input_px=input_px, batch=batch, num_classes=num_classes,
+                  in_channels=in_channels)
     # A worker costs an interpreter start and a torch import (seconds): not worth it for a few.
     if jobs <= 1 or len(models) * len(specs) < 40:
         for name in models:
@@ -320,16 +324,17 @@ def resolve_strategies(values: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def parse_input(text: str) -> int:
-    """``1x28x28`` -> 28. Only one-channel square inputs: the strategies expect gray images."""
+def parse_input(text: str) -> tuple[int, int]:
+    """``1x28x28`` -> (1, 28): channels and side in px. Square images, 1 to 4 channels (as
+    the datasets, :mod:`bench.userdata`)."""
     match = re.fullmatch(r"\s*(\d+)\s*[x×,]\s*(\d+)\s*[x×,]\s*(\d+)\s*", text)
     if not match:
         raise StrategyError(f"bad --input {text!r}: expected CxHxW, e.g. 1x28x28")
     c, h, w = (int(g) for g in match.groups())
-    if c != 1 or h != w or h < 1:
-        raise StrategyError(f"bad --input {text!r}: the strategies take one-channel square "
-                            "images, 1xNxN with N >= 1 (e.g. 1x28x28, 1x32x32)")
-    return h
+    if not 1 <= c <= 4 or h != w or h < 1:
+        raise StrategyError(f"bad --input {text!r}: the strategies take square images with 1 "
+                            "to 4 channels, CxNxN with N >= 1 (e.g. 1x28x28, 3x32x32)")
+    return c, h
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,8 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="strategy specs or presets; 'presets' for all of them "
                              f"({', '.join(strategies.PRESETS)}); default: "
                              f"{', '.join(strategies.DEFAULT_PRESETS)}")
-    parser.add_argument("--input", default="1x28x28", metavar="CxHxW",
-                        help="raw input shape, one-channel and square (default: %(default)s)")
+    parser.add_argument("--input", default=None, metavar="CxHxW",
+                        help="raw input shape, square, 1-4 channels (default: 1x28x28, or the "
+                             "--dataset's)")
+    parser.add_argument("--dataset", default=None, metavar="NAME",
+                        help="take the input shape and class count from a dataset: mnist, "
+                             "folder:PATH, npz:PATH, ... (imported first if needed)")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="data folder of --dataset (default: $ADAPTBENCH_DATA or ./data)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help="CSV to write (default: %(default)s)")
     parser.add_argument("--png", type=Path, default=None,
@@ -365,19 +376,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import data as data_mod
+    from bench.data import DataError
+
     args = build_parser().parse_args(argv)
     try:
         models = resolve_models(args.models, args.source)
         specs = resolve_strategies(args.strategies)
-        input_px = parse_input(args.input)
+        in_channels, input_px = parse_input(args.input or "1x28x28")
         if args.jobs < 1 or args.batch < 1 or args.num_classes < 1:
             raise StrategyError("--jobs, --batch and --num-classes must be >= 1")
-    except StrategyError as exc:
+        if args.dataset:
+            if args.input:
+                raise StrategyError("give --input or --dataset, not both")
+            info = data_mod.get_info(args.dataset, args.data_root)
+            in_channels, input_px = info.shape[0], info.shape[1]
+            args.num_classes = info.num_classes
+    except (StrategyError, DataError) as exc:
         print(f"doctor: error: {exc}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     rows = run(models, specs, input_px=input_px, batch=args.batch, num_classes=args.num_classes,
-               jobs=args.jobs, progress=not args.quiet)
+               jobs=args.jobs, progress=not args.quiet, in_channels=in_channels)
     wall_s = time.perf_counter() - start
     if all(r["error_class"] == "not-applicable" for r in rows):
         print("doctor: error: no requested strategy applies to the requested models:\n  "
@@ -388,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     png = None
     if not args.no_png:
         png = args.png or args.out.with_suffix(".png")
-        title = (f"{args.source} models × strategies, input 1×{input_px}×{input_px} "
+        title = (f"{args.source} models × strategies, input {in_channels}×{input_px}×{input_px} "
                  f"(meta device, torch {torch.__version__.split('+')[0]})")
         plot_heatmap(rows, specs, png, title)
     if not args.quiet:

@@ -214,7 +214,7 @@ def _diagnose(model: AdaptedModel, exc: BaseException, error_class: str,
     name = model.model_name
     px = model.input_px
     if trace is None:
-        trace = trace_forward(model, (2, 1, px, px))
+        trace = trace_forward(model, (2, getattr(model, "in_channels", 1), px, px))
     if trace.error is None:  # runs on meta: not a shape problem (dtype, device, memory...)
         return Diagnosis(error_class, explain_message(exc, name))
     layer = _short(trace.layer)
@@ -222,9 +222,14 @@ def _diagnose(model: AdaptedModel, exc: BaseException, error_class: str,
         module = trace.module
         want = getattr(module, "in_channels", 3)
         got = trace.in_shape[1] if trace.in_shape and len(trace.in_shape) > 1 else 1
-        text = (f"{name}'s first convolution {layer} expects {want} input channels (RGB) but "
-                f"receives {got}: add a channel adapter: repeat3 (tile gray to 3), conv1 (a new "
-                f"one-channel convolution) or sumrgb (fold its RGB weights).")
+        if got == 1:
+            text = (f"{name}'s first convolution {layer} expects {want} input channels (RGB) "
+                    f"but receives {got}: add a channel adapter: repeat3 (tile gray to 3), conv1"
+                    f" (a new one-channel convolution) or sumrgb (fold its RGB weights).")
+        else:
+            text = (f"{name}'s first convolution {layer} expects {want} input channels but "
+                    f"receives {got}: add the channel adapter conv1 (a first convolution built "
+                    f"for {got} channels).")
         return Diagnosis(error_class, text, layer)
 
     key = (name, size_fingerprint(model.backbone))
@@ -297,7 +302,8 @@ def explain_message(exc: BaseException, model_name: str = "the model") -> str:
     return f"{type(exc).__name__}: {msg}"
 
 
-def explain_error(exc: BaseException, model_name: str, spec: str, *, input_px: int = 28) -> str:
+def explain_error(exc: BaseException, model_name: str, spec: str, *, input_px: int = 28,
+                  in_channels: int = 1) -> str:
     """Plain-language explanation of ``exc``, raised by ``build(model_name, spec)`` or its forward.
 
     Rebuilds the model on the meta device to find the failing layer and the smallest input
@@ -306,7 +312,8 @@ def explain_error(exc: BaseException, model_name: str, spec: str, *, input_px: i
     try:
         if isinstance(exc, StrategyError):
             return _first_line(exc)
-        model = build(model_name, spec, device="meta", input_px=input_px)
+        model = build(model_name, spec, device="meta", input_px=input_px,
+                      in_channels=in_channels)
         return diagnose(model, exc).explanation
     except Exception:
         try:
