@@ -18,9 +18,10 @@ Writes ``runs/compat.csv`` (``--out``; ``--out results/compat.csv`` publishes) a
 table. Exit code 0 when the matrix was produced (failed cells are results), 2 on bad input.
 The default run (80 models × 6 strategies) takes about 2 minutes of CPU time, so about one
 minute on an idle 2-core machine with its two worker processes. timm's zoo (``--source timm``:
-1,371 architectures in timm 1.0.31) costs the same per model, ~1.5 s of CPU time: every 10th
-architecture (138) × the 6 default strategies took 204 CPU-seconds (288 s wall on a shared,
-loaded 2-core AMD EPYC), so the whole zoo is ~34 CPU-minutes, ~17 min on an idle 2-core machine.
+1,371 architectures in timm 1.0.31, all of which build on meta) costs the same per model,
+1.2-1.5 s of CPU time: every 10th architecture (138) × the 6 default strategies took 172-204
+CPU-seconds (195-288 s wall, two runs on a shared 2-core AMD EPYC at load 1.4-5.6), so the whole
+zoo is ~29-34 CPU-minutes: about half an hour here, ~15 min on an idle 2-core machine.
 """
 
 from __future__ import annotations
