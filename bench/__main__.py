@@ -10,6 +10,7 @@
     python -m bench list                                  # models, strategies, datasets, profiles
     python -m bench list --source timm                    # timm's models (pip install '.[timm]')
     python -m bench doctor ... | report DIR ... | data fetch|info ...
+    python -m bench advise --model vgg16 [--dataset mnist] [--results results/gpu]
 
 Exit codes: 0 done (failed cells are results, not errors), 2 bad input (unknown profile, key,
 model, strategy, dataset, unreadable results, busy or unwritable results directory -- nothing
@@ -27,6 +28,8 @@ DISPATCH = {
     "doctor": ("bench.doctor", "compatibility matrix of torchvision (or timm) models x "
                                "strategies"),
     "report": ("bench.report", "tables and charts from a results directory"),
+    "advise": ("bench.advise", "which strategy to use (accuracy, accuracy per second, memory), "
+                               "from a results directory"),
     "data": ("bench.data", "fetch or inspect the datasets (data fetch | data info)"),
 }
 

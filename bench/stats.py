@@ -349,3 +349,57 @@ def pareto_mask(xs: Sequence[float], ys: Sequence[float]) -> list[bool]:
             for j, (ox, oy) in enumerate(pts) if not (math.isnan(ox) or math.isnan(oy)))
         mask.append(not dominated)
     return mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Picking a winner among named candidates (used by bench.advise)
+
+
+@dataclass(frozen=True)
+class Pick:
+    """Who wins a comparison of intervals.
+
+    ``top`` has the best point value; ``winner`` is ``top`` only when its interval lies strictly
+    beyond every other candidate's (see :func:`separated`), else None. ``tied`` is ``top`` and
+    every candidate whose interval cannot be told from top's, best value first; a winner is tied
+    with nobody (``tied == (winner,)``). No candidates: everything None/empty.
+    """
+
+    top: str | None
+    winner: str | None
+    tied: tuple[str, ...]
+
+
+def pick_best(candidates: dict[str, tuple[float, float, float]],
+              higher_is_better: bool = True) -> Pick:
+    """Compare ``{name: (value, lo, hi)}`` by their intervals; NaN values are left out.
+
+    A lone candidate is the winner trivially. A NaN bound makes an interval unable to separate
+    from anything, so such a top candidate is tied with every other.
+    """
+    valid = {k: v for k, v in candidates.items() if not math.isnan(float(v[0]))}
+    if not valid:
+        return Pick(None, None, ())
+    ordered = sorted(valid, key=lambda k: valid[k][0], reverse=higher_is_better)
+    top = ordered[0]
+    interval = (float(valid[top][1]), float(valid[top][2]))
+    others = ordered[1:]
+    if separated(interval, [(valid[k][1], valid[k][2]) for k in others], higher_is_better):
+        return Pick(top, top, (top,))
+    tied = [top] + [k for k in others
+                    if not separated(interval, [(valid[k][1], valid[k][2])], higher_is_better)]
+    return Pick(top, None, tuple(tied))
+
+
+def ratio_interval(num: tuple[float, float, float],
+                   den: tuple[float, float, float]) -> tuple[float, float, float]:
+    """(value, lo, hi) of num / den for positive quantities by interval arithmetic:
+    (v_n / v_d, lo_n / hi_d, hi_n / lo_d). NaN where a bound is missing or den is not > 0."""
+    nan = float("nan")
+    (vn, ln, hn), (vd, ld, hd) = num, den
+    if any(math.isnan(float(x)) for x in (vn, vd)) or vd <= 0:
+        return nan, nan, nan
+    value = vn / vd
+    if any(math.isnan(float(x)) for x in (ln, hn, ld, hd)) or ld <= 0:
+        return value, nan, nan
+    return value, ln / hd, hn / ld

@@ -1,0 +1,308 @@
+"""Which strategy to use, computed from a results directory: ``python -m bench advise``.
+
+    python -m bench advise --model vgg16 [--dataset mnist] [--results results/cpu]
+
+For each dataset × model × device it answers three questions, each only where an interval
+separates one strategy from every other candidate (:func:`bench.stats.pick_best`); otherwise the
+answer is "no clear winner" with the tied set:
+
+(a) **best accuracy** — mean test accuracy with the report's 95% interval
+    (:func:`bench.stats.accuracy_ci`: Wilson over the test images for one seed, the wider of
+    Student t over seeds and Wilson for several).
+(b) **best accuracy per training second** — ``test_acc / (epochs × epoch_s)``: accuracy (in %)
+    over the seconds of training, evaluation excluded (``epoch_s`` is the median training epoch).
+    Its interval is interval arithmetic on the accuracy interval and a time interval: per seed,
+    ``epochs × epoch_s`` stretched by the window-to-window throughput spread
+    (``train_img_s / train_img_s_p90`` to ``train_img_s / train_img_s_p10``), min to max over
+    seeds. Only cells whose accuracy interval lies above chance (1 / classes) compete: a fast
+    cell that learned nothing is not efficient.
+(c) **least peak memory** — ``peak_mem_mib`` (tensor bytes of one training step), median over
+    seeds. The schema has no spread column for it (tensor bytes repeat exactly for a cell's
+    shapes), so its interval is min..max over seeds widened by :data:`MEMORY_RESOLUTION`:
+    strategies within 1% of each other are a tie. Measure-only cells compete here (they measured
+    memory), not in (a) or (b).
+
+Default results directory: the published ``results/cpu`` of this checkout. Bad input (unknown
+model or dataset, a directory without runs.csv) prints one line naming the bad value and the
+valid ones and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench import report
+from bench.stats import Pick, pick_best, ratio_interval
+
+DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "results" / "cpu"
+MEMORY_RESOLUTION = 0.01  # fraction: peak memories closer than this are not told apart
+
+# (key, title, unit, higher is better)
+CRITERIA = (("accuracy", "best accuracy", "%", True),
+            ("acc_per_s", "best accuracy per training second", "%/s", True),
+            ("memory", "least peak memory", "MiB", False))
+DEFINITIONS = {
+    "accuracy": "mean test accuracy, 95% CI (Wilson for one seed; t or Wilson over seeds)",
+    "acc_per_s": "test accuracy (%) / (epochs × epoch_s), training seconds without evaluation; "
+                 "interval from the accuracy CI and the p10–p90 throughput spread; only cells "
+                 "whose accuracy CI clears chance (1/classes)",
+    "memory": "peak tensor MiB of one training step, median over seeds; interval = min–max "
+              f"over seeds ± {100 * MEMORY_RESOLUTION:g}%",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One criterion of one table: the candidates' (value, lo, hi), the pick, and who sat out."""
+
+    criterion: str
+    pick: Pick
+    values: dict[str, tuple[float, float, float]]
+    excluded: dict[str, str] = field(default_factory=dict)  # strategy -> why it did not compete
+
+    @property
+    def title(self) -> str:
+        return next(t for k, t, _, _ in CRITERIA if k == self.criterion)
+
+    @property
+    def unit(self) -> str:
+        return next(u for k, _, u, _ in CRITERIA if k == self.criterion)
+
+
+@dataclass(frozen=True)
+class Advice:
+    """The three verdicts for one dataset × model × device."""
+
+    dataset: str
+    model: str
+    device_name: str
+    verdicts: tuple[Verdict, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# Computing
+
+
+def num_classes(dataset: str, history: pd.DataFrame | None) -> int | None:
+    """Classes of ``dataset``: the registry's count, else the length of a history row's
+    ``per_class_acc`` list, else None (then no chance filter is applied)."""
+    try:
+        from bench.data import DATASETS
+        if dataset in DATASETS:
+            return int(DATASETS[dataset].num_classes)
+    except ImportError:  # pragma: no cover - torch missing
+        pass
+    if history is not None and "per_class_acc" in history.columns:
+        for text in history.loc[history["dataset"] == dataset, "per_class_acc"].dropna():
+            try:
+                return len(json.loads(text)) or None
+            except (ValueError, TypeError):
+                continue
+    return None
+
+
+def _why_not_scored(row: pd.Series) -> str:
+    if row["status"] == "measure-only":
+        return "measure-only: no accuracy"
+    if row["status"] == "ok":
+        return "no accuracy recorded"
+    return str(row["status_detail"] if row["status"] == "mixed" else row["status"])
+
+
+def _train_seconds(seeds: pd.DataFrame) -> tuple[float, float, float]:
+    """(median, lo, hi) training seconds over seeds, from epochs × epoch_s and the p10/p90
+    throughput spread of each seed's timed windows (NaN bounds when a seed lacks them)."""
+    t = report._numeric_column(seeds, "epochs") * report._numeric_column(seeds, "epoch_s")
+    t = t[t > 0]
+    if t.empty:
+        return math.nan, math.nan, math.nan
+    img_s = report._numeric_column(seeds, "train_img_s")[t.index]
+    lo = t * img_s / report._numeric_column(seeds, "train_img_s_p90")[t.index]
+    hi = t * img_s / report._numeric_column(seeds, "train_img_s_p10")[t.index]
+    if lo.isna().any() or hi.isna().any():
+        return float(t.median()), math.nan, math.nan
+    return float(t.median()), float(lo.min()), float(hi.max())
+
+
+def _memory(seeds: pd.DataFrame) -> tuple[float, float, float]:
+    mem = report._numeric_column(seeds, "peak_mem_mib").dropna()
+    if mem.empty:
+        return math.nan, math.nan, math.nan
+    return (float(mem.median()), float(mem.min()) * (1 - MEMORY_RESOLUTION),
+            float(mem.max()) * (1 + MEMORY_RESOLUTION))
+
+
+def advise_table(t: pd.DataFrame, runs: pd.DataFrame, classes: int | None) -> tuple[Verdict, ...]:
+    """The three verdicts for one dataset × model × device (``t``: its comparison-table rows,
+    ``runs``: its runs rows)."""
+    acc: dict[str, tuple[float, float, float]] = {}
+    per_s: dict[str, tuple[float, float, float]] = {}
+    mem: dict[str, tuple[float, float, float]] = {}
+    no_acc: dict[str, str] = {}
+    no_per_s: dict[str, str] = {}
+    no_mem: dict[str, str] = {}
+    chance = 1.0 / classes if classes else 0.0
+    for _, r in t.iterrows():
+        s = r["strategy"]
+        seeds = runs[runs["strategy"] == s]
+        finished = seeds[(seeds["status"] == "ok") & (seeds["mode"] == "full")]
+        m = _memory(seeds)
+        if math.isnan(m[0]):
+            no_mem[s] = _why_not_scored(r) if r["status"] != "measure-only" else "no memory"
+        else:
+            mem[s] = m
+        if r["test_acc_n"] == 0 or pd.isna(r["test_acc_mean"]):
+            no_acc[s] = no_per_s[s] = _why_not_scored(r)
+            continue
+        a = (100 * r["test_acc_mean"], 100 * r["test_acc_ci_lo"], 100 * r["test_acc_ci_hi"])
+        acc[s] = a
+        if classes and not r["test_acc_ci_lo"] > chance:
+            no_per_s[s] = f"at chance: {100 * chance:g}% is inside its accuracy CI"
+            continue
+        ratio = ratio_interval(a, _train_seconds(finished))
+        if math.isnan(ratio[0]):
+            no_per_s[s] = "no training time recorded"
+        else:
+            per_s[s] = ratio
+    return (Verdict("accuracy", pick_best(acc), acc, no_acc),
+            Verdict("acc_per_s", pick_best(per_s), per_s, no_per_s),
+            Verdict("memory", pick_best(mem, higher_is_better=False), mem, no_mem))
+
+
+def advise(runs: pd.DataFrame, table: pd.DataFrame,
+           history: pd.DataFrame | None = None) -> list[Advice]:
+    """One :class:`Advice` per dataset × model × device of a comparison table, in table order."""
+    out = []
+    cache: dict[str, int | None] = {}
+    for key, t in table.groupby(report.TABLE_KEYS, sort=False):
+        dataset, model, device_name = key
+        if dataset not in cache:
+            cache[dataset] = num_classes(dataset, history)
+        rows = runs[(runs["dataset"] == dataset) & (runs["model"] == model)
+                    & (runs["device_name"] == device_name)]
+        out.append(Advice(dataset, model, device_name,
+                          advise_table(t, rows, cache[dataset])))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _plain(value: float, unit: str) -> str:
+    """A number as the verdicts print it: % with 2 decimals, MiB whole, else 3 figures."""
+    if unit == "%":
+        return f"{value:.2f}"
+    if unit == "MiB":
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _interval(v: tuple[float, float, float], unit: str) -> str:
+    """``17.40% [15.18, 19.87]``: value, unit, then the interval (or "(no interval)")."""
+    value, lo, hi = v
+    sep = "" if unit == "%" else " "
+    head = f"{_plain(value, unit)}{sep}{unit}"
+    if math.isnan(lo) or math.isnan(hi):
+        return f"{head} (no interval)"
+    return f"{head} [{_plain(lo, unit)}, {_plain(hi, unit)}]"
+
+
+def verdict_text(v: Verdict) -> str:
+    """One line: the winner and why, or "no clear winner" with the tied set, or nothing to pick."""
+    p = v.pick
+    if p.top is None:
+        return "nothing to compare"
+    if p.winner is not None:
+        rest = len(v.values) - 1
+        why = (f"its interval clears the other {rest}" if rest else
+               "the only strategy with a value")
+        return f"{p.winner} — {_interval(v.values[p.winner], v.unit)}; {why}"
+    tied = ", ".join(f"{s} {_interval(v.values[s], v.unit)}" for s in p.tied)
+    return f"no clear winner — tied: {tied}"
+
+
+def advice_text(items: list[Advice]) -> str:
+    """The plain-text answer ``bench advise`` prints."""
+    lines = []
+    width = max(len(t) for _, t, _, _ in CRITERIA)
+    for a in items:
+        lines += [f"{a.dataset} · {a.model} · {a.device_name}"]
+        for v in a.verdicts:
+            lines.append(f"  {v.title + ':':<{width + 1}} {verdict_text(v)}")
+            if v.excluded:
+                out = "; ".join(f"{s} ({why})" for s, why in v.excluded.items())
+                lines.append(f"  {'':<{width + 1}} not compared: {out}")
+        lines.append("")
+    lines.append("How each is defined (a winner only where its interval clears every other "
+                 "candidate's):")
+    lines += [f"  {t}: {DEFINITIONS[k]}" for k, t, _, _ in CRITERIA]
+    return "\n".join(lines) + "\n"
+
+
+def advice_markdown(items: list[Advice]) -> list[str]:
+    """The "Recommendation" section of summary.md (lines)."""
+    if not items:
+        return []
+    lines = ["", "## Recommendation", "",
+             "Computed by `python -m bench advise` from these rows. A strategy is named only "
+             "where its interval clears every other candidate's; otherwise the tied set is "
+             "listed. " + " ".join(f"*{t}*: {DEFINITIONS[k]}." for k, t, _, _ in CRITERIA), "",
+             "| dataset | model | device | " + " | ".join(t for _, t, _, _ in CRITERIA) + " |",
+             "|---|---|---|" + "---|" * len(CRITERIA)]
+    for a in items:
+        cells = [report._md_escape(verdict_text(v)) for v in a.verdicts]
+        lines.append("| " + " | ".join([report._md_escape(a.dataset), report._md_escape(a.model),
+                                        report._md_escape(a.device_name), *cells]) + " |")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _choose(name: str, value: str | None, valid: list[str], results_dir: Path) -> None:
+    if value is not None and value not in valid:
+        raise report.ReportError(f"{name} {value!r} is not in {report._display_path(results_dir)}"
+                                 f"; valid: {', '.join(valid)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench advise``: argv excludes the ``advise`` word. Returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench advise",
+        description="Which strategy to use for best accuracy, best accuracy per training "
+                    "second and least memory — only where an interval separates it.")
+    parser.add_argument("--model", required=True, help="e.g. vgg16 (a model in the results)")
+    parser.add_argument("--dataset", default=None, help="default: every dataset in the results")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help="results directory holding runs.csv (default: the published "
+                             "results/cpu of this checkout)")
+    args = parser.parse_args(argv)
+    try:
+        runs = report.read_runs(args.results)
+        _choose("model", args.model, list(dict.fromkeys(runs["model"])), args.results)
+        runs = runs[runs["model"] == args.model]
+        _choose("dataset", args.dataset, list(dict.fromkeys(runs["dataset"])), args.results)
+        if args.dataset is not None:
+            runs = runs[runs["dataset"] == args.dataset]
+        runs = runs.reset_index(drop=True)
+        table = report.comparison_table(runs)
+        history = report.read_history(args.results, runs)
+    except report.ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{report._display_path(args.results)}:")
+    print(advice_text(advise(runs, table, history)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""bench advise: a strategy is recommended only where its interval clears every other one's.
+
+Synthetic runs.csv rows (the report fixture's first row, overridden) make one strategy win
+clearly, or two tie; the published results/cpu and results/gpu must get an answer for vgg16 and
+resnet18.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import advise, report
+from bench.stats import pick_best, ratio_interval
+
+FIXTURES = Path(__file__).parent / "fixtures" / "report"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _runs_dir(tmp_path: Path, rows: list[dict], name: str = "r") -> Path:
+    """A results dir whose runs.csv holds ``rows``, each overriding the fixture's first row
+    (mnist resnet18 repeat3 seed 0, ok: 3 epochs, 500 test images)."""
+    header, first, *_ = (FIXTURES / "runs.csv").read_text().splitlines()
+    base = dict(zip(header.split(","), first.split(","), strict=True))
+    columns = list(dict.fromkeys([*base, *(k for r in rows for k in r)]))
+    lines = [",".join(columns)]
+    for i, r in enumerate(rows):
+        row = {**base, "cell_hash": f"{i:016x}", "timestamp": f"2025-06-01T10:{i:02d}:00+00:00",
+               **{k: str(v) for k, v in r.items()}}
+        lines.append(",".join(row.get(c, "") for c in columns))
+    d = tmp_path / name
+    d.mkdir()
+    (d / "runs.csv").write_text("\n".join(lines) + "\n")
+    return d
+
+
+def _verdicts(d: Path) -> dict[str, advise.Verdict]:
+    runs = report.read_runs(d)
+    (only,) = advise.advise(runs, report.comparison_table(runs))
+    return {v.criterion: v for v in only.verdicts}
+
+
+def _cell(strategy, acc, epoch_s, mem, **extra) -> dict:
+    """One seed of one strategy on 1,000 test images; throughput spread ±5% around 100 img/s."""
+    return {"strategy": strategy, "test_acc": acc, "test_size": 1000, "epoch_s": epoch_s,
+            "train_img_s": 100, "train_img_s_p10": 95, "train_img_s_p90": 105,
+            "peak_mem_mib": mem, **extra}
+
+
+def test_a_clear_winner_on_every_criterion(tmp_path):
+    d = _runs_dir(tmp_path, [_cell("resize32", 0.95, 10, 500), _cell("repeat3", 0.80, 40, 900)])
+    v = _verdicts(d)
+    assert {k: x.pick.winner for k, x in v.items()} == {
+        "accuracy": "resize32", "acc_per_s": "resize32", "memory": "resize32"}
+    # Accuracy per training second = test_acc % / (epochs x epoch_s): 95 / (3 x 10 s).
+    value, lo, hi = v["acc_per_s"].values["resize32"]
+    assert value == pytest.approx(95 / 30)
+    acc = v["accuracy"].values["resize32"]
+    assert lo == pytest.approx(acc[1] / (30 * 100 / 95))  # slowest time: the p10 throughput
+    assert hi == pytest.approx(acc[2] / (30 * 100 / 105))
+    text = advise.advice_text(advise.advise(report.read_runs(d),
+                                            report.comparison_table(report.read_runs(d))))
+    assert "best accuracy:" in text and "resize32 — 95.00% [" in text
+    assert "its interval clears the other 1" in text and "no clear winner" not in text
+
+
+def test_two_tied_strategies_are_named_not_picked(tmp_path):
+    # 1 pp apart on 1,000 images (Wilson intervals overlap); similar speed; memory within 1%.
+    d = _runs_dir(tmp_path, [_cell("resize32", 0.95, 10, 500), _cell("repeat3", 0.94, 10.5, 503),
+                             _cell("conv1", 0.50, 10, 2000)])
+    v = _verdicts(d)
+    for key in ("accuracy", "acc_per_s", "memory"):
+        assert v[key].pick.winner is None, key
+        assert set(v[key].pick.tied) == {"resize32", "repeat3"}, key
+    assert v["accuracy"].pick.tied[0] == "resize32"  # the top one first
+    assert v["memory"].pick.tied[0] == "resize32"    # lower is better
+    line = advise.verdict_text(v["accuracy"])
+    assert line.startswith("no clear winner — tied: resize32 95.00% [")
+    assert "repeat3 94.00% [" in line and "conv1" not in line
+
+
+def test_chance_and_measure_only_cells_sit_out_with_a_reason(tmp_path):
+    d = _runs_dir(tmp_path, [
+        _cell("resize32", 0.90, 40, 500),
+        _cell("droppools", 0.11, 1, 600),  # fast but at chance (10 classes): not efficient
+        _cell("resize224", "", 99, 300, mode="measure-only", test_acc="", best_acc="")])
+    v = _verdicts(d)
+    assert v["acc_per_s"].pick.winner == "resize32"
+    assert "at chance" in v["acc_per_s"].excluded["droppools"]
+    assert v["accuracy"].excluded["resize224"] == "measure-only: no accuracy"
+    # Memory was measured by the measure-only cell: it competes, and wins.
+    assert v["memory"].pick.winner == "resize224"
+
+
+def test_no_spread_means_no_winner(tmp_path):
+    rows = [_cell("resize32", 0.95, 10, 500, train_img_s_p10="", train_img_s_p90=""),
+            _cell("repeat3", 0.80, 40, 900)]
+    v = _verdicts(_runs_dir(tmp_path, rows))
+    assert v["acc_per_s"].pick.winner is None  # a missing p10/p90 cannot separate
+    assert math.isnan(v["acc_per_s"].values["resize32"][1])
+    assert "(no interval)" in advise.verdict_text(v["acc_per_s"])
+
+
+def test_pick_best_and_ratio_interval():
+    assert pick_best({"a": (5, 4, 6), "b": (2, 1, 3)}).winner == "a"
+    assert pick_best({"a": (5, 4, 6), "b": (2, 1, 3)}, higher_is_better=False).winner == "b"
+    tie = pick_best({"a": (5, 3, 7), "b": (4, 2, 6), "c": (1, 0, 2)})
+    assert (tie.top, tie.winner, tie.tied) == ("a", None, ("a", "b"))
+    assert pick_best({"a": (1, math.nan, math.nan), "b": (0, 0, 0.5)}).tied == ("a", "b")
+    assert pick_best({"only": (1, 0, 2)}).winner == "only"
+    assert pick_best({}).top is None
+    assert ratio_interval((10, 8, 12), (2, 1, 4)) == (5, 2, 12)
+    assert math.isnan(ratio_interval((10, 8, 12), (0, 0, 0))[0])
+
+
+def test_summary_md_carries_the_recommendation(tmp_path):
+    d = _runs_dir(tmp_path, [_cell("resize32", 0.95, 10, 500), _cell("repeat3", 0.80, 40, 900)])
+    runs = report.read_runs(d)
+    table = report.comparison_table(runs)
+    lines = advise.advice_markdown(advise.advise(runs, table))
+    assert "## Recommendation" in lines
+    row = next(line for line in lines if line.startswith("| mnist | resnet18 |"))
+    assert row.count("resize32 —") == 3
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    d = _runs_dir(tmp_path, [_cell("resize32", 0.95, 10, 500)])
+    assert advise.main(["--model", "nosuchnet", "--results", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'nosuchnet'" in err and "valid: resnet18" in err
+    assert advise.main(["--model", "resnet18", "--dataset", "cifar", "--results", str(d)]) == 2
+    assert "dataset 'cifar'" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert advise.main(["--model", "resnet18", "--results", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no runs*.csv" in err
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+@pytest.mark.parametrize("model", ["vgg16", "resnet18"])
+def test_published_results_get_an_answer(profile, model, capsys):
+    results = ROOT / "results" / profile
+    assert advise.main(["--model", model, "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    strategies = set(report.read_runs(results).query("model == @model")["strategy"])
+    for _, title, _, _ in advise.CRITERIA:
+        line = next(x for x in out.splitlines() if x.strip().startswith(title + ":"))
+        answer = line.split(":", 1)[1].strip()
+        named = answer.split(" — ")[0]
+        assert named == "no clear winner" or named in strategies, line
