@@ -27,9 +27,9 @@ ERROR_CLASSES = ("channels", "too-small", "exact-size", "shape", "not-applicable
 
 _CHANNELS = re.compile(r"to have (\d+) channels, but got (\d+) channels|Invalid channel dimensions")
 # torchvision's ViT/Swin check, then timm's PatchEmbed ("Input height (28) doesn't match model
-# (224).").
+# (224).") and Swin-V2-CR's ("Input image height (224) doesn't match model (384).").
 _EXACT = re.compile(r"(?:Wrong image (?:height|width)! Expected "
-                    r"|Input (?:height|width) \(\d+\) doesn't match model \()(\d+)")
+                    r"|Input (?:image )?(?:height|width) \(\d+\) doesn't match model \()(\d+)")
 _TOO_SMALL = re.compile(r"Output size is too small|Kernel size can't be greater than actual input"
                         r"|Padding size should be less than|smaller than kernel|"
                         r"output size is too small", re.IGNORECASE)

@@ -339,6 +339,17 @@ def test_doctor_over_timm_models_explains_like_torchvision(tmp_path: Path) -> No
     assert rows["timm:vit_tiny_patch16_224", "resize224"]["status"] == "ok"
 
 
+@pytest.mark.parametrize(("message", "px"), [
+    ("Input height (28) doesn't match model (224).", 224),  # timm's PatchEmbed
+    ("Input image height (224) doesn't match model (384).", 384),  # timm's Swin-V2-CR
+    ("Wrong image height! Expected 224 but got 28!", 224)])  # torchvision's ViT
+def test_exact_size_messages_of_both_libraries(message: str, px: int) -> None:
+    from strategies.explain import _EXACT, classify
+
+    assert classify(AssertionError(message)) == "exact-size"
+    assert int(_EXACT.search(message).group(1)) == px
+
+
 # ---------------------------------------------------------------------------------- end to end
 
 TINY = ["datasets=mnist", "models=resnet18", "seeds=0", "train_size=64", "test_size=40",
