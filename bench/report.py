@@ -7,8 +7,10 @@ files; merged, and a cell run twice keeps its latest row), ``history*.csv`` and 
 plus the doctor's ``compat.csv`` (default: ``<dir>/../compat.csv`` when it exists).
 
 Outputs, beside the inputs (or under ``--out``): ``summary.md`` (one table per dataset × model ×
-device, one row per strategy), ``comparison.csv`` (the same numbers, machine-readable) and
-``charts/*.png|svg``. Accuracies are fractions in the CSVs and percent in ``summary.md``.
+device, one row per strategy, and the recommendation of :mod:`bench.advise`), ``comparison.csv``
+(the same numbers, machine-readable), ``charts/*.png|svg`` and ``index.html`` (one
+self-contained page: :mod:`bench.report_html`). Accuracies are fractions in the CSVs and percent
+in ``summary.md``. Accuracy panels share one y axis unless ``--no-shared-axis``.
 
 Bad input (no rows, missing columns, mixed schema versions, unknown status) raises
 :class:`ReportError`, which the CLI prints and turns into exit code 2.
@@ -347,6 +349,8 @@ def _group_row(key: tuple, g: pd.DataFrame, confidence: float) -> dict:
     reasons = [r for r in dict.fromkeys(g.loc[explained, "reason"]) if r]
     ttt = finished["time_to_target_s"].dropna()
     img_s_lo, img_s_hi = _throughput_range(g)
+    reinit = [r for r in dict.fromkeys(g["reinitialized"].dropna().astype(str)) if r] \
+        if "reinitialized" in g else []
     return {
         **dict(zip(GROUP_KEYS, key, strict=True)),
         "device": g["device"].iloc[0] if "device" in g else "",
@@ -371,6 +375,9 @@ def _group_row(key: tuple, g: pd.DataFrame, confidence: float) -> dict:
         "train_img_s_hi": img_s_hi,
         "eval_img_s_median": _median(g["eval_img_s"]),
         "peak_mem_mib": _median(g["peak_mem_mib"]),
+        "peak_mem_mib_lo": float(g["peak_mem_mib"].min()),  # min..max over seeds (NaN: none)
+        "peak_mem_mib_hi": float(g["peak_mem_mib"].max()),
+        "reinitialized": " | ".join(reinit),
         "mfu_median": _median(g["mfu"]),
         "gflops_fwd_per_img": _first(g["gflops_fwd_per_img"]),
         "params": _first(g["params"]),
@@ -591,7 +598,9 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
 
     n_scored = int((t["test_acc_n"] > 0).sum())
     columns = [
-        ("strategy", [f"`{s}`" for s in t["strategy"]], False),
+        ("strategy", [f"`{s}`{' †' if r else ''}" for s, r in
+                      zip(t["strategy"], t.get("reinitialized", [""] * len(t)), strict=True)],
+         False),
         ("test acc % (mean ± std)", _bold_flagged(t["is_best"] & (n_scored > 1), acc), True),
         ("95% CI", ci, True),
         ("Δ vs top, pp [95% CI]", diff, True),
@@ -616,6 +625,9 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
     if notes:
         lines.append("")
         lines += [f"[{n}] {_md_escape(reason)}  " for reason, n in notes.items()]
+    if "reinitialized" in t and (t["reinitialized"] != "").any():
+        lines += ["", "† the strategy created or replaced layers (`reinitialized` column; their "
+                  "init rule is in runs.csv)."]
     return lines
 
 
@@ -742,8 +754,8 @@ def report_warnings(runs: pd.DataFrame) -> list[str]:
 
 def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
                      inputs: list[str], charts: list[Path], notes: list[str],
-                     out_dir: Path) -> str:
-    """The whole summary.md text."""
+                     out_dir: Path, advice: list[str] | None = None) -> str:
+    """The whole summary.md text; ``advice``: the recommendation section's lines."""
     profile = _unique(runs, "profile") or Path(results_dir).name
     n_cells = len(table)
     labels = pd.Series(["measure-only" if (s == "ok" and m == "measure-only") else s
@@ -809,6 +821,7 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
         "## At a glance",
         "",
         headline_table(table).rstrip("\n"),
+        *(advice or []),
     ]
     for key, t in table.groupby(TABLE_KEYS, sort=False):
         dataset, model, device_name = key
@@ -894,9 +907,9 @@ def _default_compat(results_dir: Path) -> Path | None:
 
 
 def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
-           ) -> tuple[list[Path], list[str], pd.DataFrame, list[str]]:
+           shared_axis: bool = True) -> tuple[list[Path], list[str], pd.DataFrame, list[str]]:
     """Everything :func:`build_report` does, also returning the notes, table and warnings."""
-    from bench import report_charts  # matplotlib is imported only when charts are drawn
+    from bench import advise, report_charts, report_html  # matplotlib: only to draw charts
 
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir
@@ -925,7 +938,9 @@ def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
         curves = history[[k in keep for k in zip(history["cell_hash"], history["device_name"],
                                                     strict=True)]]
         curves = curves if not curves.empty else None
-    charts, notes = report_charts.write_charts(table, curves, ops, compat, out_dir / "charts")
+    charts, notes = report_charts.write_charts(table, curves, ops, compat, out_dir / "charts",
+                                               shared_axis=shared_axis)
+    advice = advise.advise(runs, table, history)
 
     written = []
     csv_path = out_dir / "comparison.csv"
@@ -933,26 +948,34 @@ def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
     written.append(csv_path)
     md_path = out_dir / "summary.md"
     md_path.write_text(summary_markdown(runs, table, results_dir, inputs, charts, notes,
-                                        out_dir), encoding="utf-8")
+                                        out_dir, advise.advice_markdown(advice)),
+                       encoding="utf-8")
     written.append(md_path)
+    written.append(report_html.write_index(report_html.Page(
+        runs=runs, table=table, history=history, ops=ops, compat=compat, charts=charts,
+        advice=advice, warnings=report_warnings(runs), results_dir=results_dir,
+        inputs=inputs), out_dir / "index.html"))
     return written + charts, notes, table, report_warnings(runs)
 
 
 def build_report(results_dir: Path, compat_csv: Path | None = None,
-                 out_dir: Path | None = None) -> list[Path]:
-    """Write summary.md, comparison.csv and charts/ for ``results_dir``; return the paths.
+                 out_dir: Path | None = None, shared_axis: bool = True) -> list[Path]:
+    """Write summary.md, comparison.csv, charts/ and index.html for ``results_dir``; return
+    the paths.
 
     ``compat_csv`` defaults to ``results_dir/../compat.csv`` when present; ``out_dir`` defaults
-    to ``results_dir``. Raises :class:`ReportError` for unusable input.
+    to ``results_dir``; ``shared_axis``: one accuracy axis for every chart panel. Raises
+    :class:`ReportError` for unusable input.
     """
-    return _build(results_dir, compat_csv, out_dir)[0]
+    return _build(results_dir, compat_csv, out_dir, shared_axis)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench report <dir>``: argv excludes the ``report`` word. Returns the exit code."""
     parser = argparse.ArgumentParser(
         prog="python -m bench report",
-        description="Regenerate summary.md, comparison.csv and charts/ from a results directory.")
+        description="Regenerate summary.md, comparison.csv, charts/ and index.html from a "
+                    "results directory.")
     parser.add_argument("results_dir", type=Path, help="e.g. results/cpu (holds runs*.csv)")
     parser.add_argument("--compat", type=Path, default=None,
                         help="doctor's compat.csv (default: <dir>/../compat.csv if present)")
@@ -960,9 +983,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write (default: the results directory)")
     parser.add_argument("--headline", action="store_true",
                         help="also print the compact README table (model × strategy) to stdout")
+    parser.add_argument("--shared-axis", action=argparse.BooleanOptionalAction, default=True,
+                        help="one accuracy axis across chart panels (default: on, so a gap "
+                             "looks as large in every panel; --no-shared-axis zooms each)")
     args = parser.parse_args(argv)
     try:
-        written, notes, table, warnings = _build(args.results_dir, args.compat, args.out)
+        written, notes, table, warnings = _build(args.results_dir, args.compat, args.out,
+                                                 args.shared_axis)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

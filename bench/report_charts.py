@@ -5,6 +5,12 @@ Strategies keep one colour (and marker) across every chart; panels are one per m
 dataset / device when there are several), so ~10 strategies × 4 models × 2 datasets stays
 legible. Figures are built with ``matplotlib.figure.Figure`` directly — no pyplot, no global
 backend or style state is touched.
+
+Charts that do not mislead: every point carries its interval (accuracy: the 95% CI; throughput:
+the p10–p90 spread of the timed windows; memory: min–max over seeds), a point without one is
+drawn hollow and says so; accuracy panels share one y axis by default (``shared_axis``), so a
+0.1-point gap in one panel does not look like a 10-point gap in another; and strategies that
+created or re-initialised layers (the ``reinitialized`` column) are ringed / marked ``†``.
 """
 
 from __future__ import annotations
@@ -135,8 +141,31 @@ def _strategy_legend(fig: Figure, strategies: Sequence[str], palette: dict, mark
 # 1. Accuracy vs training throughput
 
 
-def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict) -> Figure | None:
-    """Mean test accuracy (with its 95% CI) against median train img/s, log x, Pareto frontier."""
+REINIT_MARK = "†"  # appended to a strategy whose layers were created or re-initialised
+
+
+def _reinitialized(row: pd.Series) -> bool:
+    """True when the cell's strategy created or replaced layers (the ``reinitialized`` column)."""
+    value = row.get("reinitialized", "")
+    return isinstance(value, str) and value.strip() != ""
+
+
+def shared_limits(lows: Sequence[float], highs: Sequence[float], pad: float = 0.06,
+                  ceiling: float = 100.0) -> tuple[float, float] | None:
+    """One (bottom, top) for every panel: the span of all intervals, padded by ``pad`` of it,
+    never above ``ceiling`` + a hair (accuracy cannot pass 100 %). None when nothing is finite."""
+    vals = [v for v in (*lows, *highs) if v is not None and not math.isnan(v)]
+    if not vals:
+        return None
+    lo, hi = min(vals), max(vals)
+    margin = max(pad * (hi - lo), 0.5)
+    return lo - margin, min(hi + margin, ceiling + 0.03 * (hi - lo + 2 * margin))
+
+
+def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict,
+                           shared_axis: bool = True) -> Figure | None:
+    """Mean test accuracy (95% CI bars) against median train img/s (p10–p90 bars), log x,
+    Pareto frontier. ``shared_axis``: one accuracy range for every panel."""
     df = table[table["test_acc_mean"].notna() & (table["train_img_s_median"] > 0)]
     if df.empty:
         return None
@@ -146,18 +175,31 @@ def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict) ->
     ncols = 3 if len(keys) > 4 else 2
     fig, axes = _figure(len(keys), ncols, 3.0)
     shown = []
+    no_interval = ringed = False
+    limits = shared_limits([100 * v for v in df["test_acc_ci_lo"].fillna(df["test_acc_mean"])],
+                           [100 * v for v in df["test_acc_ci_hi"].fillna(df["test_acc_mean"])])
     for ax, key in zip(axes, keys, strict=True):
         p = df[(df[list(dims)] == pd.Series(key, index=dims)).all(axis=1)]
         x, y = p["train_img_s_median"], 100 * p["test_acc_mean"]
         for (_, r), xi, yi in zip(p.iterrows(), x, y, strict=True):
-            err = None
+            colour = palette[r["strategy"]]
+            yerr = xerr = None
             if not math.isnan(r["test_acc_ci_lo"]):
                 # A t interval can run past 100 %; accuracy cannot, so the bar stops there.
                 hi = min(100.0, 100 * r["test_acc_ci_hi"])
-                err = [[yi - 100 * r["test_acc_ci_lo"]], [max(0.0, hi - yi)]]
-            ax.errorbar([xi], [yi], yerr=err, fmt=markers[r["strategy"]], markersize=7,
-                        color=palette[r["strategy"]], ecolor=palette[r["strategy"]],
-                        elinewidth=1, capsize=2, zorder=3)
+                yerr = [[yi - 100 * r["test_acc_ci_lo"]], [max(0.0, hi - yi)]]
+            lo_x, hi_x = r.get("train_img_s_lo", math.nan), r.get("train_img_s_hi", math.nan)
+            if not (pd.isna(lo_x) or pd.isna(hi_x)):
+                xerr = [[max(0.0, xi - lo_x)], [max(0.0, hi_x - xi)]]
+            hollow = yerr is None
+            no_interval |= hollow
+            ax.errorbar([xi], [yi], yerr=yerr, xerr=xerr, fmt=markers[r["strategy"]],
+                        markersize=7, color=colour, ecolor=colour, elinewidth=1, capsize=2,
+                        markerfacecolor="white" if hollow else colour, zorder=3)
+            if _reinitialized(r):
+                ringed = True
+                ax.plot([xi], [yi], marker="o", markersize=13, markerfacecolor="none",
+                        markeredgecolor="black", markeredgewidth=1.0, linestyle="", zorder=4)
             shown.append(r["strategy"])
         on = pareto_mask(x.tolist(), y.tolist())
         front = sorted((xi, yi) for xi, yi, o in zip(x, y, on, strict=True) if o)
@@ -168,16 +210,27 @@ def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict) ->
         ax.set_title(_panel_title(key, dims, varying))
         ax.set_xlabel("train throughput (img/s, log)")
         ax.set_ylabel("test accuracy (%)")
-        ax.margins(y=0.15)
-        bottom, top = ax.get_ylim()
-        ax.set_ylim(bottom, min(top, 100.0 + 0.03 * (top - bottom)))
+        if shared_axis and limits is not None:
+            ax.set_ylim(*limits)
+        else:
+            ax.margins(y=0.15)
+            bottom, top = ax.get_ylim()
+            ax.set_ylim(bottom, min(top, 100.0 + 0.03 * (top - bottom)))
     order = [s for s in palette if s in set(shown)]
-    frontier = Line2D([], [], linestyle="--", color="0.35", label="Pareto frontier")
-    _strategy_legend(fig, order, palette, markers, extra=[frontier])
+    extra = [Line2D([], [], linestyle="--", color="0.35", label="Pareto frontier")]
+    if ringed:
+        extra.append(Line2D([], [], marker="o", markersize=10, markerfacecolor="none",
+                            markeredgecolor="black", linestyle="",
+                            label="ring: layers created / re-initialised"))
+    if no_interval:
+        extra.append(Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="0.3",
+                            linestyle="", label="hollow: no interval (test count unknown)"))
+    _strategy_legend(fig, order, palette, markers, extra=extra)
     hidden = int(table["test_acc_mean"].isna().sum())
-    note = f" — {hidden} cell(s) without accuracy (measure-only/failed) not shown" if hidden else ""
-    fig.suptitle("Test accuracy vs training throughput (up-right is better; bars = 95% CI)"
-                 + ("\n" + note.strip(" —") if note else ""))
+    note = f"{hidden} cell(s) without accuracy (measure-only/failed) not shown" if hidden else ""
+    axis = "one accuracy axis for all panels" if shared_axis else "each panel its own accuracy axis"
+    fig.suptitle("Test accuracy vs training throughput (up-right is better; bars = 95% CI and "
+                 f"p10–p90 img/s)\n{axis}" + (f"; {note}" if note else ""))
     return fig
 
 
@@ -186,13 +239,19 @@ def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict) ->
 
 
 def peak_memory(table: pd.DataFrame, palette: dict) -> Figure | None:
-    """Horizontal bars of peak memory per strategy, one panel per model (× device)."""
+    """Horizontal bars of peak memory per strategy, one panel per model (× device), with the
+    min–max over seeds as an interval bar; ``†`` marks strategies that created layers."""
     if table["peak_mem_mib"].notna().sum() == 0:
         return None
     dims = ("model", "device_name")
     # Memory does not depend on which 28x28 dataset is fed; keep the worst case over datasets.
-    agg = (table.groupby([*dims, "strategy"], sort=False)
-           .agg(peak_mem_mib=("peak_mem_mib", "max"), status=("status", "first"))
+    t = table.assign(
+        _lo=table.get("peak_mem_mib_lo", table["peak_mem_mib"]),
+        _hi=table.get("peak_mem_mib_hi", table["peak_mem_mib"]),
+        _reinit=[_reinitialized(r) for _, r in table.iterrows()])
+    agg = (t.groupby([*dims, "strategy"], sort=False)
+           .agg(peak_mem_mib=("peak_mem_mib", "max"), lo=("_lo", "min"), hi=("_hi", "max"),
+                reinit=("_reinit", "any"), status=("status", "first"))
            .reset_index())
     keys = _panel_keys(agg, dims)
     varying = _varying(agg, dims)
@@ -205,19 +264,28 @@ def peak_memory(table: pd.DataFrame, palette: dict) -> Figure | None:
         p["mem"] = p["peak_mem_mib"].fillna(0.0)
         sns.barplot(data=p, y="strategy", x="mem", hue="strategy", palette=palette, ax=ax,
                     legend=False, orient="h", order=list(p["strategy"]))
-        top = p["mem"].max() or 1.0
+        top = max(p["mem"].max(), p["hi"].max(skipna=True) if p["hi"].notna().any() else 0)
+        top = top or 1.0
         for i, (_, r) in enumerate(p.iterrows()):
             if math.isnan(r["peak_mem_mib"]):
                 ax.text(top * 0.01, i, f"no value ({r['status']})", va="center", fontsize=8.5,
                         color="0.35", style="italic")
-            else:
-                ax.text(r["mem"] + top * 0.01, i, f"{r['mem']:,.0f}", va="center", fontsize=8.5)
+                continue
+            lo, hi = (r["mem"], r["mem"]) if pd.isna(r["lo"]) else (r["lo"], r["hi"])
+            ax.errorbar([r["mem"]], [i], xerr=[[r["mem"] - lo], [hi - r["mem"]]], fmt="none",
+                        ecolor="0.2", elinewidth=1, capsize=3, zorder=3)
+            ax.text(hi + top * 0.015, i, f"{r['mem']:,.0f}", va="center", fontsize=8.5)
+        ax.set_yticks(range(len(p)),
+                      [f"{s} {REINIT_MARK}" if m else s
+                       for s, m in zip(p["strategy"], p["reinit"], strict=True)])
         ax.set_xlim(0, top * 1.22)
         ax.set_title(_panel_title(key, dims, varying))
         ax.set_xlabel("peak memory (MiB)")
         ax.set_ylabel("")
     worst = " (max over datasets)" if table["dataset"].nunique() > 1 else ""
-    fig.suptitle(f"Peak training memory per strategy{worst} — lower is better")
+    marked = f"; {REINIT_MARK} = layers created / re-initialised" if agg["reinit"].any() else ""
+    fig.suptitle(f"Peak training memory per strategy{worst} — lower is better\n"
+                 f"bars = min–max over seeds{marked}")
     return fig
 
 
@@ -226,8 +294,9 @@ def peak_memory(table: pd.DataFrame, palette: dict) -> Figure | None:
 
 
 def learning_curves(history: pd.DataFrame, palette: dict, markers: dict,
-                    x: str) -> Figure | None:
-    """Test accuracy vs ``x`` ('epoch' or 'elapsed_s'): mean over seeds, band = min..max."""
+                    x: str, shared_axis: bool = True) -> Figure | None:
+    """Test accuracy vs ``x`` ('epoch' or 'elapsed_s'): mean over seeds, band = min..max.
+    ``shared_axis``: one accuracy range for every panel."""
     h = history[history["test_acc"].notna() & history[x].notna()].copy()
     if h.empty:
         return None
@@ -241,6 +310,7 @@ def learning_curves(history: pd.DataFrame, palette: dict, markers: dict,
                 t=(x, "mean"))
            .reset_index().sort_values("t", kind="stable"))
     varying = _varying(agg, dims)
+    limits = shared_limits(100 * agg["lo"], 100 * agg["hi"]) if shared_axis else None
     ncols = 3 if len(keys) > 4 else 2
     fig, axes = _figure(len(keys), ncols, 2.9)
     shown = []
@@ -264,6 +334,8 @@ def learning_curves(history: pd.DataFrame, palette: dict, markers: dict,
             ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(_panel_title(key, dims, varying))
+        if limits is not None:
+            ax.set_ylim(*limits)
     order = [s for s in palette if s in set(shown)]
     _strategy_legend(fig, order, palette, markers)
     versus = "training time" if x == "elapsed_s" else "epoch"
@@ -428,8 +500,13 @@ def op_time_shares(ops: pd.DataFrame, top_n: int = 8) -> Figure | None:
 
 
 def write_charts(table: pd.DataFrame, history: pd.DataFrame | None, ops: pd.DataFrame | None,
-                 compat: pd.DataFrame | None, out_dir: Path) -> tuple[list[Path], list[str]]:
-    """Draw every chart the inputs allow; returns (written files, notes on skipped charts)."""
+                 compat: pd.DataFrame | None, out_dir: Path,
+                 shared_axis: bool = True) -> tuple[list[Path], list[str]]:
+    """Draw every chart the inputs allow; returns (written files, notes on skipped charts).
+
+    ``shared_axis`` (default on): accuracy panels share one y range, so the size of a gap reads
+    the same in every panel; off, each panel zooms to its own points (small gaps look large).
+    """
     strategies = list(table["strategy"])
     for frame in (history, ops, compat):
         if frame is not None:
@@ -439,15 +516,16 @@ def write_charts(table: pd.DataFrame, history: pd.DataFrame | None, ops: pd.Data
 
     jobs: list[tuple[str, str, Callable[[], Figure | None]]] = [
         ("accuracy_vs_throughput", "no cell has both a test accuracy and a train throughput",
-         lambda: accuracy_vs_throughput(table, palette, markers)),
+         lambda: accuracy_vs_throughput(table, palette, markers, shared_axis)),
         ("peak_memory", "no cell recorded peak_mem_mib",
          lambda: peak_memory(table, palette)),
     ]
     if history is not None:
         jobs += [("learning_curves_epoch", "history has no test_acc values",
-                  lambda: learning_curves(history, palette, markers, "epoch")),
+                  lambda: learning_curves(history, palette, markers, "epoch", shared_axis)),
                  ("learning_curves_time", "history has no elapsed_s values",
-                  lambda: learning_curves(history, palette, markers, "elapsed_s"))]
+                  lambda: learning_curves(history, palette, markers, "elapsed_s",
+                                          shared_axis))]
     if compat is not None:
         jobs.append(("compatibility", "compat.csv is empty", lambda: compat_heatmap(compat)))
     if ops is not None:

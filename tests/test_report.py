@@ -47,7 +47,7 @@ def built(tmp_path_factory) -> tuple[Path, list[Path]]:
 
 def test_report_writes_every_file(built):
     d, written = built
-    expected = {d / "summary.md", d / "comparison.csv"}
+    expected = {d / "summary.md", d / "comparison.csv", d / "index.html"}
     expected |= {d / "charts" / f"{c}.{ext}" for c in CHARTS for ext in ("png", "svg")}
     assert set(written) == expected
     for path in expected:
@@ -496,3 +496,80 @@ def test_the_cli_prints_the_warnings(tmp_path, capsys):
     assert "warning: rows compared in one table come from different commits" in err
     md = (tmp_path / "out" / "summary.md").read_text()
     assert "**Warning:** rows compared in one table come from different commits" in md
+
+
+# --- charts that do not mislead ---------------------------------------------------------------
+
+
+def _two_panel_table(tmp_path: Path) -> pd.DataFrame:
+    """resnet18 near 95% and vgg16 near 50%: per-panel axes would zoom each to its own span."""
+    d = _runs_dir(tmp_path, [
+        {"strategy": "resize32", "test_acc": 0.95, "test_size": 1000},
+        {"strategy": "conv1", "test_acc": 0.94, "test_size": 1000, "reinitialized": "conv1"},
+        {"model": "vgg16", "dataset": "npz:/data/x.npz", "strategy": "resize32",
+         "test_acc": 0.50, "test_size": 1000},
+        # A user dataset of unknown size and no test count: no interval can be drawn.
+        {"model": "vgg16", "dataset": "npz:/data/x.npz", "strategy": "conv1", "test_acc": 0.40,
+         "test_size": 0}])
+    return comparison_table(read_runs(d))
+
+
+def _palette(table):
+    from bench import report_charts
+    return (report_charts.strategy_palette(table["strategy"]),
+            report_charts.strategy_markers(table["strategy"]))
+
+
+def test_accuracy_panels_share_one_axis_by_default(tmp_path):
+    from bench import report_charts
+    table = _two_panel_table(tmp_path)
+    fig = report_charts.accuracy_vs_throughput(table, *_palette(table))
+    shared = {tuple(round(v, 6) for v in ax.get_ylim()) for ax in fig.axes}
+    assert len(shared) == 1
+    bottom, top = shared.pop()
+    assert bottom < 40 and top >= 95.0  # every point's interval fits on the one axis
+    own = report_charts.accuracy_vs_throughput(table, *_palette(table), shared_axis=False)
+    assert len({ax.get_ylim() for ax in own.axes}) == 2
+    assert "one accuracy axis for all panels" in fig.get_suptitle()
+
+
+def test_every_point_has_interval_bars_and_created_layers_are_ringed(tmp_path):
+    from matplotlib.container import ErrorbarContainer
+
+    from bench import report_charts
+    table = _two_panel_table(tmp_path)
+    fig = report_charts.accuracy_vs_throughput(table, *_palette(table))
+    bars = [c for ax in fig.axes for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 4
+    # x: the p10-p90 spread of every point (the fixture row has one); y: the 95% CI, except
+    # vgg16/conv1, whose test image count is unknown: drawn hollow and named in the legend.
+    assert all(c.has_xerr for c in bars)
+    assert sum(c.has_yerr for c in bars) == 3
+    hollow = [c for c in bars if not c.has_yerr]
+    assert hollow[0].lines[0].get_markerfacecolor() == "white"
+    rings = [line for ax in fig.axes for line in ax.lines
+             if line.get_markerfacecolor() == "none" and line.get_markersize() == 13]
+    assert len(rings) == 1  # resnet18/conv1 only: its row has a reinitialized value
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "ring: layers created / re-initialised" in labels
+    assert "hollow: no interval (test count unknown)" in labels
+    mem = report_charts.peak_memory(table, _palette(table)[0])
+    ticks = [t.get_text() for ax in mem.axes for t in ax.get_yticklabels()]
+    assert "conv1 †" in ticks and "resize32" in ticks
+    assert sum(isinstance(c, ErrorbarContainer) for ax in mem.axes for c in ax.containers) == 4
+
+
+def test_summary_marks_created_layers_and_recommends(built):
+    d, _ = built
+    md = (d / "summary.md").read_text()
+    assert "| `conv1` † |" in md and "† the strategy created or replaced layers" in md
+    assert "| `repeat3` |" in md  # no layer created: no mark
+    assert "## Recommendation" in md and "| mnist | resnet18 | Fixture CPU @ 2.0GHz |" in md
+
+
+def test_cli_per_panel_axis_option(tmp_path, capsys):
+    d = _results_dir(tmp_path, files=("runs.csv",), compat=False)
+    assert report.main([str(d), "--no-shared-axis"]) == 0
+    assert "index.html" in capsys.readouterr().out
+    svg = (d / "charts" / "accuracy_vs_throughput.svg").read_text()
+    assert svg.startswith("<?xml")
