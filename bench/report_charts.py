@@ -279,6 +279,8 @@ def peak_memory(table: pd.DataFrame, palette: dict) -> Figure | None:
                       [f"{s} {REINIT_MARK}" if m else s
                        for s, m in zip(p["strategy"], p["reinit"], strict=True)])
         ax.set_xlim(0, top * 1.22)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # 10000 12000 ... would collide
+        ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
         ax.set_title(_panel_title(key, dims, varying))
         ax.set_xlabel("peak memory (MiB)")
         ax.set_ylabel("")
