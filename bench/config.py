@@ -65,8 +65,10 @@ class Config:
     warmup_frac: float = 0.1  # fraction of all steps spent warming up linearly
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max grad norm; 0 disables clipping
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds a grad scaler)
-    channels_last: bool = False
+    # fp32 | bf16 | fp16 (autocast; fp16 adds a grad scaler) | auto: what the device runs
+    # natively (bench.device.auto_recipe; the row records the resolved value)
+    precision: str = "fp32"
+    channels_last: bool | str = False  # NHWC layout; "auto" as for precision
     compile: bool = False  # torch.compile; compile time is reported as compile_s, never in throughput
     deterministic: bool = False  # deterministic algorithms, for reproducible CPU tests
     weights: str = ""  # "" (random init) | "imagenet" | path to a state dict
@@ -136,11 +138,14 @@ def _coerce(key: str, value: Any) -> Any:
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()
+            if key in _AUTO_KEYS and text == "auto":
+                return "auto"
             if text in ("1", "true", "yes", "on"):
                 return True
             if text in ("0", "false", "no", "off"):
                 return False
-            raise ValueError("not a boolean (true/false)")
+            raise ValueError("not a boolean (true/false" + (" or auto)" if key in _AUTO_KEYS
+                                                            else ")"))
         if isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError("not an integer")
@@ -155,10 +160,13 @@ def _coerce(key: str, value: Any) -> Any:
             f"bad value {value!r} for {key!r} (expected {expected}): {exc}") from None
 
 
+_AUTO_KEYS = ("precision", "channels_last")  # keys that take "auto" (see resolve_auto)
+
 _CHOICES = {
     "optimizer": ("sgd", "adamw"),
     "schedule": ("cosine", "onecycle", "constant"),
-    "precision": ("fp32", "bf16", "fp16"),
+    "precision": ("fp32", "bf16", "fp16", "auto"),
+    "channels_last": (True, False, "auto"),
 }
 _POSITIVE = ("epochs", "batch_size", "window_steps")
 _NON_NEGATIVE = ("train_size", "test_size", "val_size", "warmup_steps", "max_steps_per_epoch",
@@ -250,6 +258,20 @@ def check_models(models: tuple[str, ...] | list[str]) -> None:
             sources.check_model_name(model)
         except StrategyError as exc:
             raise ConfigError(f"bad model {model!r} in models: {exc}") from None
+
+
+def resolve_auto(cfg: Config, device: str | Any) -> Config:
+    """``cfg`` with ``precision`` / ``channels_last`` = ``"auto"`` replaced by what ``device``
+    runs natively (:func:`bench.device.auto_recipe`). The cell hash keeps ``"auto"``: it names
+    the device identity too, which decides the resolution, so the two cannot disagree."""
+    if cfg.precision != "auto" and cfg.channels_last != "auto":
+        return cfg
+    from bench import device as device_mod
+
+    auto = device_mod.auto_recipe(device)
+    return cfg.replace(
+        precision=auto["precision"] if cfg.precision == "auto" else cfg.precision,
+        channels_last=auto["channels_last"] if cfg.channels_last == "auto" else cfg.channels_last)
 
 
 def parse_per_model(entry: str) -> tuple[str, str, Any]:

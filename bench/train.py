@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from bench import measure
-from bench.config import Cell, Config, for_model
+from bench.config import Cell, Config, for_model, resolve_auto
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Untimed training steps after the timed ones for the memory figure: one settles, one is
@@ -236,8 +236,8 @@ def run_cell(cfg: Config, cell: Cell, *, device: str | torch.device = "auto",
     the profiler, and skips evaluation (accuracy columns stay empty). ``out_dir`` receives the
     profiler trace when ``cfg.save_trace`` is set.
     """
-    cfg = for_model(cfg, cell.model)
     dev = resolve_device(device)
+    cfg = resolve_auto(for_model(cfg, cell.model), dev)  # the row records what "auto" chose
     result = CellResult(row=_base_row(cfg, cell, dev, measure_only))
     t_start = time.perf_counter()
     try:
@@ -517,8 +517,8 @@ def estimate_cell_s(cfg: Config, cell: Cell, device: str | torch.device = "auto"
     import strategies
     from bench import data as data_mod
 
-    cfg = for_model(cfg, cell.model)
     dev = resolve_device(device)
+    cfg = resolve_auto(for_model(cfg, cell.model), dev)
     info = data_mod.get_info(cell.dataset, cfg.data_root or None)
     try:
         inspect_on_meta(cell, info.num_classes, info.shape)

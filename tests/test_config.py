@@ -236,3 +236,46 @@ def test_floats_at_the_edges_of_their_ranges_are_accepted() -> None:
     cfg = config.load("smoke", ["lr=0", "momentum=0", "label_smoothing=1", "target_acc=1",
                                 "warmup_frac=0", "cell_timeout_s=1e9", "peak_tflops=1e300"])
     assert (cfg.label_smoothing, cfg.target_acc, cfg.cell_timeout_s) == (1.0, 1.0, 1e9)
+
+
+# -- precision = "auto", channels_last = "auto" ---------------------------------------------------
+
+
+@pytest.mark.parametrize("flags, precision, channels_last", [
+    (["avx2", "fma"], "fp32", False),  # this kind of machine: bf16 would be emulated
+    (["avx2", "fma", "avx512f"], "fp32", True),
+    (["avx2", "avx512f", "avx512_bf16", "avx512_vnni"], "bf16", True),
+    (["avx2", "amx_tile", "amx_bf16", "avx512f"], "bf16", True),
+])
+def test_auto_resolves_to_what_the_cpu_runs_natively(flags, precision, channels_last) -> None:
+    from bench import device
+
+    auto = device.auto_recipe("cpu", flags)
+    assert (auto["precision"], auto["channels_last"]) == (precision, channels_last)
+    assert "CPU: bf16" in auto["why"]
+
+
+def test_auto_is_a_value_of_both_keys_and_the_row_records_the_choice(monkeypatch) -> None:
+    from bench import device, train
+
+    cfg = config.load("smoke", ["precision=auto", "channels_last=auto", "models=resnet18",
+                                "strategies=cifarstem+droppools9", "train_size=64",
+                                "test_size=40", "batch_size=16"])
+    assert (cfg.precision, cfg.channels_last) == ("auto", "auto")
+    monkeypatch.setattr(device, "speed_flags", lambda: ["avx2", "avx512f", "avx512_bf16"])
+    resolved = config.resolve_auto(cfg, "cpu")
+    assert (resolved.precision, resolved.channels_last) == ("bf16", True)
+    assert config.resolve_auto(cfg.replace(precision="fp16"), "cpu").precision == "fp16"
+    (cell,) = config.cells(cfg)
+    row = train.run_cell(cfg, cell, device="cpu").row  # incompatible: stops at the meta check
+    assert row["status"] == "incompatible"
+    assert (row["precision"], row["channels_last"]) == ("bf16", True)
+    # the hash keeps "auto": device_id (flags included) decides the resolution
+    assert config.cell_hash(cfg, cell, "x") != config.cell_hash(resolved, cell, "x")
+
+
+def test_a_bad_auto_value_names_the_choices() -> None:
+    with pytest.raises(config.ConfigError, match=r"'maybe' for 'channels_last'.*true/false or auto"):
+        config.load("smoke", ["channels_last=maybe"])
+    with pytest.raises(config.ConfigError, match="valid: fp32, bf16, fp16, auto"):
+        config.load("smoke", ["precision=fp8"])
