@@ -132,7 +132,7 @@ class CostModel:
     def estimate(self, cfg: Config, cell: Cell) -> Estimate:
         from bench.data import get_info
 
-        cfg = config_mod.for_model(cfg, cell.model)
+        cfg = config_mod.resolve_auto(config_mod.for_model(cfg, cell.model), self.device_kind)
         info = get_info(cell.dataset, cfg.data_root or None)
         speed = SPEEDS[(self.device_kind, cfg.precision)]
         gflops, incompatible = self.forward_gflops(cell, info.num_classes, info.shape)
@@ -209,13 +209,7 @@ def validate_grid(cfg: Config) -> None:
                 userdata.parse(d)  # a bad option is a config error; the files come next
             except userdata.UserDataError as exc:
                 raise ConfigError(str(exc)) from None
-    import torchvision
-
-    models = torchvision.models.list_models(module=torchvision.models)
-    bad = [m for m in cfg.models if m not in models]
-    if bad:
-        raise ConfigError(f"unknown model {bad[0]!r} in models; valid (torchvision "
-                          f"classification models): {', '.join(models)}")
+    config_mod.check_models(cfg.models)  # torchvision names and timm:NAME, one lookup
     import strategies
 
     for spec in cfg.strategies:
@@ -447,7 +441,7 @@ def plan_cells(cfg: Config, cells: list[Cell], device: str, *, timed: bool,
                     timed_cache[key] = f"{type(exc).__name__}: {exc}"
             value = timed_cache[key]
             if isinstance(value, float):
-                start = SPEEDS[(kind, cfg.precision)].start_s
+                start = SPEEDS[(kind, config_mod.resolve_auto(cfg, kind).precision)].start_s
                 est = Estimate(value + start, est.measure_only_s, "timed")
             else:
                 est.source = "cost-model (timing failed)"
@@ -906,7 +900,8 @@ def _run_one(p: PlannedCell, prep: Prepared, cfg_path: Path, workdir: Path,
         # Longer than the budget means over budget: no need to wait any longer.
         timing = run_child("estimate", spec, workdir, cfg.cell_budget_s + 60, env)
         if timing.payload and "estimate_s" in timing.payload:
-            start = SPEEDS[(prep.device.split(":")[0], cfg.precision)].start_s
+            kind = prep.device.split(":")[0]
+            start = SPEEDS[(kind, config_mod.resolve_auto(cfg, kind).precision)].start_s
             estimate_s = float(timing.payload["estimate_s"]) + start
             p.estimate.source = "timed"
         elif timing.timed_out:
@@ -961,7 +956,8 @@ def build_row(row: dict[str, Any], prep: Prepared, p: PlannedCell, estimate_s: f
     out.update(schema_version=results.SCHEMA_VERSION, cell_hash=p.cell_hash,
                profile=config_mod.profile_name(prep.profile), dataset=cell.dataset,
                model=cell.model, strategy=cell.strategy, seed=cell.seed)
-    for key, value in schema.recipe_values(config_mod.for_model(cfg, cell.model)).items():
+    effective = config_mod.resolve_auto(config_mod.for_model(cfg, cell.model), prep.device)
+    for key, value in schema.recipe_values(effective).items():
         out.setdefault(key, value)
     if not out.get("input_shape"):  # a cell that never started (incompatible, crashed)
         from bench.data import get_info

@@ -138,11 +138,18 @@ def droppools(ctx: Adaptation, count: int | None) -> None:
 def cifarstem(ctx: Adaptation, _value: int | None) -> None:
     """ResNet family only: a 3x3 stride-1 first convolution and no stem max-pool, so a small image keeps 4x more resolution."""
     backbone = ctx.backbone
-    if not isinstance(backbone, torchvision.models.ResNet):
+    # torchvision's ResNet, or timm's with the plain stem (one 7x7 conv1 and a maxpool); timm's
+    # deep-stem variants (resnet*d: conv1 is a Sequential) have no single layer to swap.
+    resnet_like = isinstance(backbone, torchvision.models.ResNet) or (
+        type(backbone).__name__ == "ResNet" and isinstance(getattr(backbone, "conv1", None),
+                                                           nn.Conv2d)
+        and isinstance(getattr(backbone, "maxpool", None), nn.MaxPool2d))
+    if not resnet_like:
         others = [s for s in list_strategies("spatial") if s != "cifarstem"]
         raise NotApplicableError(
-            f"cifarstem applies to the ResNet family (resnet*, resnext*, wide_resnet*); "
-            f"{ctx.model_name} is {type(backbone).__name__}. Valid spatial parts for it: "
+            f"cifarstem applies to ResNets with a single-convolution stem (torchvision's "
+            f"resnet*, resnext*, wide_resnet*; timm's resnet18/34/50...); {ctx.model_name} is "
+            f"{type(backbone).__name__} without one. Valid spatial parts for it: "
             f"{', '.join(others)}")
     old = backbone.conv1
     stem = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=3, stride=1, padding=1,

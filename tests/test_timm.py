@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import strategies
-from bench import config, doctor, sweep
+from bench import config, doctor
 from bench.__main__ import main
 from strategies import NotApplicableError, StrategyError, build, build_backbone, sources
 from strategies._init import family_rule, init_like_family
@@ -357,25 +357,12 @@ TINY = ["datasets=mnist", "models=resnet18", "seeds=0", "train_size=64", "test_s
         "num_threads=1", "peak_tflops=1", "cell_timeout_s=180"]  # tests/test_faults.py's
 
 
-def _validate_grid_through_sources(original):
-    """bench/sweep.py's validate_grid still checks names against torchvision's list only (the
-    change it needs is to call config.check_models); until it does, the torchvision part of
-    the grid goes through it and every name through config.check_models."""
-    def validate_grid(cfg: config.Config) -> None:
-        config.check_models(cfg.models)
-        plain = tuple(m for m in cfg.models if ":" not in m)
-        original(cfg.replace(models=plain or ("resnet18",)))
-    return validate_grid
-
-
 @pytest.mark.slow
 def test_smoke_sweep_of_timm_resnet18_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
     for name in ("ADAPTBENCH_CELL_IMPL", "ADAPTBENCH_INJECT_FAULT",
                  "ADAPTBENCH_CELL_RLIMIT_AS_MIB", "ADAPTBENCH_FAKE", "ADAPTBENCH_FAKE_ESTIMATE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setattr(sweep, "validate_grid", _validate_grid_through_sources(
-        sweep.validate_grid))
     rdir = tmp_path / "results"
     argv = ["run", "--profile", "smoke", "--results-dir", str(rdir), "--device", "cpu",
             "--quiet"]
@@ -390,3 +377,14 @@ def test_smoke_sweep_of_timm_resnet18_end_to_end(tmp_path: Path, monkeypatch, ca
         assert row["model"] == "timm:resnet18"
         assert row["status"] == "ok", (strategy, row.get("error"))
         assert 0.0 <= float(row["test_acc"]) <= 1.0
+
+
+def test_cifarstem_applies_to_timms_plain_resnet_stem_and_explains_the_deep_one() -> None:
+    import strategies
+
+    model = strategies.build("timm:resnet18", "conv1+cifarstem")
+    assert tuple(model.backbone.conv1.weight.shape) == (64, 1, 3, 3)
+    assert model.init_rules == ["backbone.conv1 (timm ResNet: kaiming_normal_ fan_out relu)"]
+    assert tuple(model(torch.zeros(2, 1, 28, 28)).shape) == (2, 10)
+    with pytest.raises(strategies.NotApplicableError, match="single-convolution stem"):
+        strategies.build("timm:resnet50d", "cifarstem", device="meta")
