@@ -115,14 +115,19 @@ def cmd_list(source: str | None = None) -> int:
             print(name)
         return 0
     from bench import config
-    from bench.data import DATASETS
+    from bench.data import DATASETS, user_datasets
 
     print("profiles:")
     for name in config.list_profiles():
         print(f"  {name:<12} {_profile_summary(config.profile_path(name))}")
     print("datasets:")
     for name, info in sorted(DATASETS.items()):
-        print(f"  {name:<14} {info.num_classes} classes")
+        print(f"  {name:<14} {info.shape_text}, {info.num_classes} classes")
+    for user in user_datasets():
+        shape = "x".join(str(d) for d in user.get("shape", []))
+        print(f"  {user.get('name', user['path'])}  {shape}, {len(user['classes'])} classes "
+              "(imported)")
+    print("  your images:   folder:PATH[?size=N&test=F&seed=S], npz:PATH (see bench/userdata.py)")
     try:
         import strategies
 
