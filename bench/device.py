@@ -120,12 +120,15 @@ def device_identity(device: str | object) -> str:
 # -- what the hardware runs natively: the rule behind precision = "auto", channels_last = "auto" --
 
 # bf16 on a CPU is only fast where the ISA multiplies bf16 natively; elsewhere autocast emulates
-# it. Measured on 2-core EPYC slices: with AVX512_BF16, vgg16 at 32 px trains at 112 img/s in
-# bf16 against 80 in fp32 (both channels_last); on the AVX2-only part bf16 ran far slower than
-# fp32 (see the note of the speed issue for the figures and commands).
+# it. Measured on 2-core EPYC slices (plain loop, SGD, batch 32 at 28 px unless said): with
+# AVX512_BF16, vgg16 at 32 px (batch 64) trained at 112 img/s in bf16 against 80 in fp32 (both
+# channels_last); on the AVX2-only part (family 25 model 1) resnet18 repeat3 ran 1.7 img/s in
+# bf16 against 185 in fp32 (NCHW).
 _NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
 # channels_last on a CPU pays where oneDNN has its AVX-512 blocked kernels (vgg16 at 32 px, fp32:
-# NCHW 18-25 img/s, channels_last 80 on the AVX-512 part); on AVX2 it was not faster.
+# NCHW 18-25 img/s, channels_last 80 on the AVX-512 part). On the AVX2 part it did not pay
+# reliably: resnet18 repeat3 fp32 162 (NHWC) vs 185 (NCHW) img/s; vgg16 resize32 29 vs 23-29
+# (run-to-run spread on that VM is ~25%).
 _NATIVE_NHWC = ("avx512f",)
 
 
