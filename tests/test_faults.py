@@ -131,7 +131,7 @@ def test_faulty_cells_cost_one_row_each_and_the_sweep_runs_to_its_end(faulty_swe
     code, rdir = faulty_sweep
     assert code == 0  # failed cells are results, not errors
     cfg = config.load(str(rdir / "config.toml"))
-    from bench.sweep import device_key
+    from bench.ranks import device_key
 
     expected = [config.cell_hash(cfg, c, device_key("cpu")) for c in config.cells(cfg)]
     got = rows(rdir)

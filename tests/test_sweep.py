@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import config, results, sweep
+from bench import config, costmodel, grid, plan, progress, results, sweep
+from bench.executors import protocol
 from bench.config import Cell, Config, ConfigError
 
 FAKE_IMPL = f"{Path(__file__).resolve()}:fake_run_cell"
@@ -115,11 +116,11 @@ CFG = Config(datasets=("mnist", "fashion-mnist"), models=("resnet18", "vgg16"),
 
 
 def test_only_narrows_and_a_repeated_key_widens() -> None:
-    only = sweep.parse_only(["model=vgg16,strategy=resize224"], CFG)
-    cells = sweep.select_cells(CFG, only)
+    only = grid.parse_only(["model=vgg16,strategy=resize224"], CFG)
+    cells = grid.select_cells(CFG, only)
     assert {(c.model, c.strategy) for c in cells} == {("vgg16", "resize224")} and len(cells) == 4
-    both = sweep.parse_only(["models=vgg16,model=resnet18", "seed=1"], CFG)
-    assert len(sweep.select_cells(CFG, both)) == 8
+    both = grid.parse_only(["models=vgg16,model=resnet18", "seed=1"], CFG)
+    assert len(grid.select_cells(CFG, both)) == 8
 
 
 @pytest.mark.parametrize("text, match", [
@@ -129,12 +130,12 @@ def test_only_narrows_and_a_repeated_key_widens() -> None:
 ])
 def test_bad_only_names_the_valid_values(text, match) -> None:
     with pytest.raises(ConfigError, match=match):
-        sweep.parse_only([text], CFG)
+        grid.parse_only([text], CFG)
 
 
 def test_shards_partition_the_grid() -> None:
     all_cells = config.cells(CFG)
-    parts = [sweep.select_cells(CFG, {}, (k, 3)) for k in (1, 2, 3)]
+    parts = [grid.select_cells(CFG, {}, (k, 3)) for k in (1, 2, 3)]
     assert sorted(map(Cell.label, sum(parts, []))) == sorted(map(Cell.label, all_cells))
     assert {len(p) for p in parts} <= {5, 6}
 
@@ -142,24 +143,24 @@ def test_shards_partition_the_grid() -> None:
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0"])
 def test_bad_shard_is_refused(text) -> None:
     with pytest.raises(ConfigError, match="expected k/n"):
-        sweep.parse_shard(text)
+        grid.parse_shard(text)
 
 
 def test_validate_grid_names_bad_datasets_and_models() -> None:
     with pytest.raises(ConfigError, match="unknown dataset 'cifar'.*valid: fashion-mnist, mnist"):
-        sweep.validate_grid(Config(datasets=("cifar",)))
+        grid.validate_grid(Config(datasets=("cifar",)))
     with pytest.raises(ConfigError, match="unknown model 'vgg17'.*vgg16"):
-        sweep.validate_grid(Config(models=("vgg17",)))
+        grid.validate_grid(Config(models=("vgg17",)))
     import strategies
 
     with pytest.raises(strategies.StrategyError):
-        sweep.validate_grid(Config(strategies=("repeat4",)))
+        grid.validate_grid(Config(strategies=("repeat4",)))
 
 
 # --- cost model ------------------------------------------------------------------------------
 
 def test_cost_model_orders_cells_by_flops_and_flags_incompatible() -> None:
-    model = sweep.CostModel("cpu")
+    model = costmodel.CostModel("cpu")
     cfg = Config(train_size=1000, test_size=500, epochs=1, batch_size=32)
     small = model.estimate(cfg, Cell("mnist", "resnet18", "repeat3", 0))
     big = model.estimate(cfg, Cell("mnist", "resnet18", "resize224", 0))
@@ -169,41 +170,41 @@ def test_cost_model_orders_cells_by_flops_and_flags_incompatible() -> None:
     bad = model.estimate(cfg, Cell("mnist", "vgg16", "repeat3", 0))
     assert bad.incompatible and bad.seconds == 0.0
     # The device matters: a GPU is faster.
-    assert sweep.CostModel("cuda").estimate(cfg, Cell("mnist", "resnet18", "resize224", 0)
+    assert costmodel.CostModel("cuda").estimate(cfg, Cell("mnist", "resnet18", "resize224", 0)
                                             ).seconds < big.seconds
 
 
 def test_budget_decides_the_mode_and_timing_only_near_it() -> None:
     cfg = Config(cell_budget_s=100)
-    assert sweep.budget_mode(cfg, 99) == "full" and sweep.budget_mode(cfg, 101) == "measure-only"
-    assert sweep.budget_mode(Config(), 1e9) == "full"
-    near = sweep.Estimate(150, 10, "cost-model")
-    assert sweep.needs_timing(cfg, near)
-    assert not sweep.needs_timing(cfg, sweep.Estimate(1000, 10, "cost-model"))
-    assert not sweep.needs_timing(cfg, sweep.Estimate(10, 10, "cost-model"))
-    assert not sweep.needs_timing(Config(), near)
+    assert plan.budget_mode(cfg, 99) == "full" and plan.budget_mode(cfg, 101) == "measure-only"
+    assert plan.budget_mode(Config(), 1e9) == "full"
+    near = costmodel.Estimate(150, 10, "cost-model")
+    assert plan.needs_timing(cfg, near)
+    assert not plan.needs_timing(cfg, costmodel.Estimate(1000, 10, "cost-model"))
+    assert not plan.needs_timing(cfg, costmodel.Estimate(10, 10, "cost-model"))
+    assert not plan.needs_timing(Config(), near)
 
 
 def test_fmt_s() -> None:
-    assert [sweep.fmt_s(s) for s in (7.2, 95, 3725)] == ["7s", "1m35s", "1h02m"]
+    assert [progress.fmt_s(s) for s in (7.2, 95, 3725)] == ["7s", "1m35s", "1h02m"]
 
 
 # --- failure classification ------------------------------------------------------------------
 
-def outcome(tmp_path, code, log="", timed_out=False) -> sweep.ChildOutcome:
+def outcome(tmp_path, code, log="", timed_out=False) -> protocol.ChildOutcome:
     path = tmp_path / "stderr.log"
     path.write_text(log)
-    return sweep.ChildOutcome(None, code, timed_out, 1.0, path)
+    return protocol.ChildOutcome(None, code, timed_out, 1.0, path)
 
 
 def test_failures_become_statuses(tmp_path) -> None:
-    assert sweep.failure_row(outcome(tmp_path, -9, timed_out=True), 5)["status"] == "timeout"
-    killed = sweep.failure_row(outcome(tmp_path, -9), 5)
+    assert protocol.failure_row(outcome(tmp_path, -9, timed_out=True), 5)["status"] == "timeout"
+    killed = protocol.failure_row(outcome(tmp_path, -9), 5)
     assert killed["status"] == "error" and "SIGKILL" in killed["reason"]
     assert "OOM killer" in killed["reason"]
-    oom = sweep.failure_row(outcome(tmp_path, 1, "torch.OutOfMemoryError: CUDA out of memory"), 5)
+    oom = protocol.failure_row(outcome(tmp_path, 1, "torch.OutOfMemoryError: CUDA out of memory"), 5)
     assert oom["status"] == "oom"
-    crash = sweep.failure_row(outcome(tmp_path, 3, "line\nValueError: bad thing\n"), 5)
+    crash = protocol.failure_row(outcome(tmp_path, 3, "line\nValueError: bad thing\n"), 5)
     assert crash == {"status": "error",
                      "reason": "exit code 3 without a result: ValueError: bad thing"}
 
@@ -216,7 +217,7 @@ def test_a_sweep_writes_every_file_with_provenance(tmp_path, fake) -> None:
     assert set(runs) == {"repeat3", "conv1"}
     row = runs["repeat3"]
     assert row["status"] == "ok" and row["mode"] == "full" and row["profile"] == "smoke"
-    assert row["schema_version"] == "2" and len(row["cell_hash"]) == 16
+    assert row["schema_version"] == str(results.SCHEMA_VERSION) and len(row["cell_hash"]) == 16
     for col in ("device", "device_name", "device_id", "host_cpu", "torch_version", "torchvision_version",
                 "git_sha", "config_hash", "timestamp", "estimate_s", "epochs", "batch_size",
                 "train_size", "precision"):
@@ -252,7 +253,7 @@ def test_rows_of_a_machine_differing_only_in_cores_or_isa_are_not_resumed(
     """Two machines that both say "AMD EPYC" -- one with 2 cores and AVX2, one with 64 cores,
     or with AVX-512 BF16, or another stepping -- are different hardware: the second runs every
     cell itself instead of taking the first one's rows as its own."""
-    from bench import device, sweep
+    from bench import device, ranks
 
     assert run(tmp_path) == 0
     capsys.readouterr()
@@ -264,7 +265,7 @@ def test_rows_of_a_machine_differing_only_in_cores_or_isa_are_not_resumed(
     else:
         info["stepping"] = str(int(info.get("stepping", "0") or 0) + 1)
         fake.setattr(device, "cpu_info", lambda: info)
-    fake.setattr(sweep, "_DEVICES", {})
+    fake.setattr(ranks, "_DEVICES", {})
     assert run(tmp_path) == 0
     assert "2 cells to run, 0 already done" in capsys.readouterr().out
     ids = {r["device_id"] for r in rows(tmp_path)}
