@@ -1,0 +1,164 @@
+"""Executors, request by request: what a cell sees of the cells before it, and what happens to
+the process after a failure or a hang.
+
+The cells here are a probe, :func:`probe_run_cell` (chosen through ``ADAPTBENCH_CELL_IMPL``): it
+prints what the process looks like when the cell starts -- pid, torch threads, deterministic
+flag, seed, a leaked environment variable -- and, as the ``leak`` cell, changes all of them and
+touches 300 MiB. The sweep-level behaviour of both executors (rows, statuses, resume, the plan)
+is in tests/test_sweep.py and tests/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import config
+from bench.config import Cell, Config
+from bench.executors import NAMES, make_executor
+from bench.executors.protocol import child_env, failure_row
+
+PROBE_IMPL = f"{Path(__file__).resolve()}:probe_run_cell"
+LEAK_MIB = 300
+
+
+@dataclass
+class ProbeResult:
+    row: dict
+    history: list = field(default_factory=list)
+    ops: list = field(default_factory=list)
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # as bench.measure does
+
+
+def probe_run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
+    seen = {"pid": os.getpid(), "threads": torch.get_num_threads(),
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "seed": torch.initial_seed(), "leaked_env": os.environ.get("PROBE_LEAK", "")}
+    if cell.strategy == "leak":  # a cell that changes every piece of process state it can
+        torch.set_num_threads(1)
+        torch.use_deterministic_algorithms(True)
+        os.environ["PROBE_LEAK"] = "1"
+        blob = bytearray(LEAK_MIB * 2**20)
+        blob[::4096] = b"\x01" * len(range(0, len(blob), 4096))  # make every page resident
+        del blob
+    if cell.strategy == "hang":
+        time.sleep(600)
+    seen["peak_rss_mib"] = _peak_rss_mib()
+    print("probe " + json.dumps(seen), flush=True)
+    status = "error" if cell.strategy == "fail" else "ok"
+    return ProbeResult({"status": status, "reason": "", "peak_rss_mib": seen["peak_rss_mib"]})
+
+
+@pytest.fixture
+def make(tmp_path, monkeypatch):
+    """make(name) -> (executor, request(strategy, seed, timeout_s) -> (outcome, probe dict))."""
+    monkeypatch.setenv("ADAPTBENCH_CELL_IMPL", PROBE_IMPL)
+    monkeypatch.delenv("PROBE_LEAK", raising=False)
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(config.to_toml(Config(epochs=1)))
+    opened = []
+
+    def factory(name: str):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        ex = make_executor(name, workdir, child_env("cpu", 1))
+        opened.append(ex)
+
+        def request(strategy: str, seed: int = 0, timeout_s: float = 120.0):
+            lines: list[str] = []
+            spec = {"config_path": str(cfg_path),
+                    "cell": {"dataset": "mnist", "model": "resnet18", "strategy": strategy,
+                             "seed": seed}, "device": "cpu", "measure_only": False,
+                    "out_dir": None}
+            out = ex.request("run", spec, timeout_s, lines.append)
+            probes = [json.loads(x[len("probe "):]) for x in lines if x.startswith("probe ")]
+            return out, (probes[0] if probes else None)
+
+        return ex, request
+
+    yield factory
+    for ex in opened:
+        ex.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_the_executors_are_warm_and_process_only() -> None:
+    assert NAMES == ("warm", "process")  # warm is the default; no engine is named before it exists
+    assert config.Config().executor == "warm"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_cell_starts_from_the_baseline_whatever_the_cell_before_it_did(make, name) -> None:
+    ex, request = make(name)
+    out1, leak = request("leak", seed=1)
+    out2, plain = request("plain", seed=7)
+    assert out1.payload["row"]["status"] == out2.payload["row"]["status"] == "ok"
+    if name == "warm":
+        assert plain["pid"] == leak["pid"] and ex.workers_started == 1  # one worker, reused
+    else:
+        assert plain["pid"] != leak["pid"]
+    # What the leaky cell changed is back to the process's start-up state ...
+    assert plain["threads"] == leak["threads"] and not plain["deterministic"]
+    assert plain["leaked_env"] == ""
+    if name == "warm":  # the worker seeds each cell (the engine seeds again); a fresh
+        assert leak["seed"] == 1 and plain["seed"] == 7  # process starts from a random seed
+    # ... and the RSS peak is the cell's own, not the 300 MiB the worker touched before it.
+    # (A warm worker's baseline is what it holds between cells: here ~65 MiB more than at its
+    # first cell, the modules the first request's provenance imported -- torchvision among
+    # them, which a real worker imports at start-up; 300 MiB more would mean no reset.)
+    assert plain["peak_rss_mib"] < leak["peak_rss_mib"] - LEAK_MIB / 2
+    assert out2.payload["row"]["peak_rss_mib"] == plain["peak_rss_mib"]
+
+
+def test_warm_replaces_its_worker_after_a_cell_that_did_not_end_ok(make) -> None:
+    ex, request = make("warm")
+    _, first = request("fail")
+    out, second = request("plain")
+    assert out.payload["row"]["status"] == "ok"
+    assert second["pid"] != first["pid"] and ex.workers_started == 2
+    assert not _alive(first["pid"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_hung_cell_is_killed_with_its_process_and_the_next_cell_runs(make, name) -> None:
+    ex, request = make(name)
+    _, before = request("plain")
+    t0 = time.monotonic()
+    hung, _ = request("hang", timeout_s=3)
+    assert hung.timed_out and hung.payload is None and time.monotonic() - t0 < 20
+    assert failure_row(hung, 3)["status"] == "timeout"
+    assert not _alive(before["pid"])  # warm: the worker that ran the hung cell is gone
+    out, after = request("plain")
+    assert out.payload["row"]["status"] == "ok" and after["pid"] != before["pid"]
+
+
+def test_closing_the_warm_executor_ends_its_worker(make) -> None:
+    ex, request = make("warm")
+    _, probe = request("plain")
+    ex.close()
+    deadline = time.monotonic() + 10
+    while _alive(probe["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(probe["pid"])
+
+
+def test_cell_spec_round_trips_through_the_child_protocol() -> None:
+    assert Cell(**{"dataset": "mnist", "model": "m", "strategy": "s", "seed": 0}).label() == \
+        "mnist/m/s/seed0"
