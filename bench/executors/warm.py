@@ -139,17 +139,21 @@ class WarmExecutor(Executor):
             self._proc = None
 
     def _retire(self) -> None:
-        """Let the worker exit on end of input; kill its group if it does not within 5 s."""
+        """End the idle worker and anything it started.
+
+        Terminated, not asked to exit: between requests it holds nothing worth keeping (every
+        result is already read), and a torch process takes ~1 s to exit on its own -- sweep
+        wall time after every failed cell.
+        """
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        try:
-            if proc.stdin is not None:
+        kill_group(proc)
+        if proc.stdin is not None:
+            try:
                 proc.stdin.close()
-            proc.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        kill_group(proc)  # anything it started, and the worker itself if it lingered
+            except OSError:
+                pass
 
     def close(self) -> None:
         self._retire()
