@@ -63,10 +63,15 @@ from bench import progress, results
 from bench.config import Cell, Config, ConfigError
 from bench.executors import Executor, make_executor
 from bench.executors.protocol import ChildOutcome, child_env, failure_row
-from bench.grid import (parse_only, parse_shard, resolve_profile, select_cells, validate_data,
-                        validate_grid)
-from bench.plan import (TIMED_OUT, PlannedCell, Timer, make_plan, plan_json, plan_line,
-                        print_plan)
+from bench.grid import (
+    parse_only,
+    parse_shard,
+    resolve_profile,
+    select_cells,
+    validate_data,
+    validate_grid,
+)
+from bench.plan import TIMED_OUT, PlannedCell, Timer, make_plan, plan_json, plan_line, print_plan
 from bench.progress import Reporter, fmt_s
 from bench.ranks import Dist, device_key, parent_device, parent_env, resolve_device
 

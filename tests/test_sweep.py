@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from bench import config, costmodel, grid, plan, progress, results, sweep
-from bench.executors import protocol
 from bench.config import Cell, Config, ConfigError
+from bench.executors import protocol
 
 FAKE_IMPL = f"{Path(__file__).resolve()}:fake_run_cell"
 REPO = Path(__file__).resolve().parent.parent
@@ -366,8 +366,8 @@ PLAN_GRID = ["models=resnet18,vgg16", "strategies=repeat3,conv1,resize224", "cel
 
 def plan_json(tmp_path: Path, capsys, executor: str | None = None) -> dict:
     capsys.readouterr()
-    assert run(tmp_path, overrides=PLAN_GRID, executor=executor, command="plan", quiet=False,
-               *["--json"]) == 0
+    assert run(tmp_path, "--json", overrides=PLAN_GRID, executor=executor, command="plan",
+               quiet=False) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -522,7 +522,6 @@ def test_one_real_cell_end_to_end(tmp_path, monkeypatch) -> None:
 def test_a_users_run_goes_to_runs_not_to_the_published_results() -> None:
     """`make bench` / `bench run` write a git-ignored runs/<profile>/: the published results/
     (another machine's rows) are neither resumed from nor rewritten unless named."""
-    from bench import sweep
 
     prep = sweep.prepare(sweep.SweepOptions(profile="smoke", device="cpu"))
     assert prep.results_dir == Path("runs") / "smoke"

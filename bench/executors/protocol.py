@@ -56,7 +56,7 @@ class Executor(abc.ABC):
                 on_line: Callable[[str], None] | None = None) -> ChildOutcome:
         """Run ``command`` ("run" | "estimate") on ``spec``; kill it after ``timeout_s`` s."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: an executor that keeps nothing running
         """Stop every process this executor started (idempotent)."""
 
     def __enter__(self) -> Executor:

@@ -39,8 +39,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.executors.protocol import (ChildOutcome, Executor, cell_command, kill_group,
-                                      pump_lines, read_result)
+from bench.executors.protocol import (
+    ChildOutcome,
+    Executor,
+    cell_command,
+    kill_group,
+    pump_lines,
+    read_result,
+)
 
 
 class WarmExecutor(Executor):
