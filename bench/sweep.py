@@ -207,6 +207,30 @@ def run_sweep(opts: SweepOptions) -> int:
 
 
 def _run_locked(prep: Prepared, opts: SweepOptions, t0: float) -> int:
+    cfg, dist = prep.cfg, prep.dist
+    old_term = signal.getsignal(signal.SIGTERM)
+    # SIGTERM (Slurm, kill) ends the sweep like Ctrl-C: the running cell is killed too.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with tempfile.TemporaryDirectory(prefix="adaptbench-") as tmp:
+            workdir = Path(tmp)
+            with make_executor(cfg.executor, workdir,
+                               child_env(prep.device, dist.local_world)) as executor:
+                # A warm worker imports torch and the engine while this process writes its
+                # files and plans (~2 s of a small sweep's wall time on a 2-core CPU).
+                executor.prestart()
+                return _run_with(executor, workdir, prep, opts, t0)
+    except KeyboardInterrupt:
+        tag = f"[rank {dist.rank}/{dist.world}] " if dist.world > 1 else ""
+        print(f"{tag}interrupted: finished cells are recorded in {prep.results_dir}; rerun the "
+              "same command to resume", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _run_with(executor: Executor, workdir: Path, prep: Prepared, opts: SweepOptions,
+              t0: float) -> int:
     cfg, dist, rdir = prep.cfg, prep.dist, prep.results_dir
     started = results.now_iso()
     lead = dist.rank == 0
@@ -229,43 +253,28 @@ def _run_locked(prep: Prepared, opts: SweepOptions, t0: float) -> int:
         results.atomic_write_text(rdir / env_name, json.dumps(env_doc, indent=2) + "\n")
 
     tag = f"[rank {dist.rank}/{dist.world}] " if dist.world > 1 else ""
-    interrupted = False
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="adaptbench-") as tmp:
-        workdir = Path(tmp)
-        cfg_path = workdir / "config.toml"
-        cfg_path.write_text(toml_text)
-        old_term = signal.getsignal(signal.SIGTERM)
-        # SIGTERM (Slurm, kill) ends the sweep like Ctrl-C: the running cell is killed too.
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-        reporter = None
-        try:
-            with make_executor(cfg.executor, workdir,
-                               child_env(prep.device, dist.local_world)) as executor:
-                say = None if opts.quiet else (lambda text: print(f"{tag}{text}", flush=True))
-                # THE plan (the same function `bench plan` prints): run executes exactly it.
-                planned = make_plan(cfg, prep.mine, prep.device, results_dir=rdir,
-                                    force=opts.force,
-                                    timer=executor_timer(executor, prep, cfg_path, say))
-                todo = [p for p in planned if not p.done]
-                total_s = sum(p.expected_s for p in todo)
-                print(f"{tag}{len(todo)} cells to run, {len(planned) - len(todo)} already done "
-                      f"(resume; --force reruns them); estimated {fmt_s(total_s)} on "
-                      f"{prep.device} with the {cfg.executor} executor -> {rdir}", flush=True)
-                reporter = Reporter(total_s, len(todo), bar=not opts.quiet and dist.world == 1,
-                                    prefix=tag, start_lines=not opts.quiet)
-                for p in todo:
-                    rows.append(_run_one(p, prep, cfg_path, executor, reporter, git, cfg_hash))
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            signal.signal(signal.SIGTERM, old_term)
-            if reporter is not None:
-                reporter.close()
-    if interrupted:
-        print(f"{tag}interrupted: finished cells are recorded in {rdir}; rerun the same command "
-              "to resume", file=sys.stderr, flush=True)
-        return 130
+    cfg_path = workdir / "config.toml"
+    cfg_path.write_text(toml_text)
+    reporter = None
+    try:  # a KeyboardInterrupt (Ctrl-C, SIGTERM) goes up to _run_locked
+        say = None if opts.quiet else (lambda text: print(f"{tag}{text}", flush=True))
+        # THE plan (the same function `bench plan` prints): run executes exactly it.
+        planned = make_plan(cfg, prep.mine, prep.device, results_dir=rdir, force=opts.force,
+                            timer=executor_timer(executor, prep, cfg_path, say))
+        todo = [p for p in planned if not p.done]
+        total_s = sum(p.expected_s for p in todo)
+        print(f"{tag}{len(todo)} cells to run, {len(planned) - len(todo)} already done "
+              f"(resume; --force reruns them); estimated {fmt_s(total_s)} on {prep.device} "
+              f"with the {cfg.executor} executor -> {rdir}", flush=True)
+        reporter = Reporter(total_s, len(todo), bar=not opts.quiet and dist.world == 1,
+                            prefix=tag, start_lines=not opts.quiet)
+        for p in todo:
+            rows.append(_run_one(p, prep, cfg_path, executor, reporter, git, cfg_hash))
+    finally:
+        if reporter is not None:
+            reporter.close()
+    executor.close()  # the worker's exit is not part of the sweep's figures
 
     if dist.world > 1:
         dist.barrier()

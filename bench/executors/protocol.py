@@ -56,6 +56,10 @@ class Executor(abc.ABC):
                 on_line: Callable[[str], None] | None = None) -> ChildOutcome:
         """Run ``command`` ("run" | "estimate") on ``spec``; kill it after ``timeout_s`` s."""
 
+    def prestart(self) -> None:  # noqa: B027 - optional: an executor with nothing to warm
+        """Start what the first request will need now, while the sweep still has its own work
+        (writing its files, planning): a worker's imports then overlap with it."""
+
     def close(self) -> None:  # noqa: B027 - optional: an executor that keeps nothing running
         """Stop every process this executor started (idempotent)."""
 

@@ -76,6 +76,10 @@ class WarmExecutor(Executor):
         self.workers_started += 1
         return proc
 
+    def prestart(self) -> None:
+        if self._proc is None:
+            self._start()
+
     def request(self, command: str, spec: dict[str, Any], timeout_s: float,
                 on_line: Callable[[str], None] | None = None) -> ChildOutcome:
         t0 = time.monotonic()
