@@ -149,6 +149,23 @@ def test_a_hung_cell_is_killed_with_its_process_and_the_next_cell_runs(make, nam
     assert out.payload["row"]["status"] == "ok" and after["pid"] != before["pid"]
 
 
+def test_a_request_that_fails_before_its_cell_is_recorded_and_retires_the_worker(
+        tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ADAPTBENCH_CELL_IMPL", PROBE_IMPL)
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    with make_executor("warm", workdir, child_env("cpu", 1)) as ex:
+        spec = {"config_path": str(tmp_path / "missing.toml"),
+                "cell": {"dataset": "mnist", "model": "resnet18", "strategy": "plain",
+                         "seed": 0}, "device": "cpu", "measure_only": False, "out_dir": None}
+        out = ex.request("run", spec, 60)
+        assert out.payload is None and not out.timed_out and out.returncode is None
+        row = failure_row(out, 60)
+        assert row["status"] == "error" and "missing.toml" in row["reason"]
+        assert row["reason"].startswith("a worker finished the request without a result")
+        assert ex._proc is None  # retired: the next request gets a fresh worker
+
+
 def test_closing_the_warm_executor_ends_its_worker(make) -> None:
     ex, request = make("warm")
     _, probe = request("plain")

@@ -127,9 +127,10 @@ def failure_row(outcome: ChildOutcome, timeout_s: float) -> dict[str, Any]:
             return {"status": "oom", "reason": f"killed by {name}; out of memory: {last[:300]}"}
         return {"status": "error", "reason": f"killed by {name} (exit {code}){hint}"
                                              + (f"; last log line: {last[:300]}" if last else "")}
+    ended = "a worker finished the request" if code is None else f"exit code {code}"
     if oom:
-        return {"status": "oom", "reason": f"exit code {code}; out of memory: {last[:300]}"}
-    return {"status": "error", "reason": f"exit code {code} without a result"
+        return {"status": "oom", "reason": f"{ended}; out of memory: {last[:300]}"}
+    return {"status": "error", "reason": f"{ended} without a result"
                                          + (f": {last[:400]}" if last else "")}
 
 

@@ -140,8 +140,8 @@ class WarmExecutor(Executor):
         payload = read_result(result_path)
         if not _healthy(command, payload):
             self._retire()  # a failed cell may have left the process in any state
-        return ChildOutcome(payload, None if payload else 1, False, time.monotonic() - t0,
-                            stderr_path)
+        # Alive (returncode None): a request that ended without a result says so in its log.
+        return ChildOutcome(payload, None, False, time.monotonic() - t0, stderr_path)
 
     def _kill(self) -> None:
         if self._proc is not None:
