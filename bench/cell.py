@@ -210,6 +210,7 @@ def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -
     measure_only = bool(spec.get("measure_only"))
     rss_is_the_cells = baseline.reset(cfg, cell, spec["device"]) if baseline else True
     _scope_test_hooks(cell)
+    _engine_imports()
     capped = _apply_memory_cap()
     try:
         res = run_cell(cfg, cell, device=spec["device"], measure_only=measure_only,
@@ -343,14 +344,26 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _warm_imports() -> None:
-    """What every real cell imports anyway, paid once by the worker instead of by each cell."""
+def _engine_imports() -> None:
+    """What every real cell imports anyway (torchvision, the strategies, the data layer).
+
+    Imported before a cell's memory cap is set, in a fresh process as in a worker: the cap is
+    about the cell's allocations, and an import that fails under it fails anywhere in the import
+    machinery (a ``SystemError`` rather than a ``MemoryError``), which made the capped cell's
+    reason depend on timing.
+    """
     if os.environ.get(IMPL_ENV, "").strip():
-        return  # a test stand-in: nothing heavy to warm
+        return  # a test stand-in: nothing heavy to import
     import strategies  # noqa: F401 - torchvision, the registries
     from bench import data, measure  # noqa: F401
 
-    data.keep_last_load(True)
+
+def _warm_imports() -> None:
+    """The engine's imports, paid once by the worker instead of by each cell; the data of the
+    last cell stays loaded for the next one (:func:`bench.data.keep_last_load`)."""
+    _engine_imports()
+    if "bench.data" in sys.modules:
+        sys.modules["bench.data"].keep_last_load(True)
 
 
 def serve(token: str) -> int:
