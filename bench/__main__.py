@@ -2,8 +2,9 @@
 
 ::
 
-    python -m bench plan --profile cpu [--fast]          # cells, estimates, total ETA
+    python -m bench plan --profile cpu [--fast] [--json] # cells, estimates, total ETA
     python -m bench run --profile auto                    # gpu with CUDA, else cpu
+    python -m bench run --profile cpu --executor process  # a fresh process per cell
     python -m bench run --profile smoke --set epochs=2 --only model=resnet18 --quiet
     python -m bench run --profile gpu --shard 1/4 --results-dir results/gpu
     torchrun --standalone --nproc_per_node 2 -m bench run --profile smoke
@@ -50,6 +51,10 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--force", action="store_true",
                    help="rerun cells that already have a final row (replacing it)")
+    p.add_argument("--executor", metavar="NAME",
+                   help="how cells get a process: warm (default: one long-lived worker runs "
+                        "cell after cell) or process (a fresh process per cell); also the "
+                        "profile key `executor`")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="adaptbench: adapt ImageNet-shaped torchvision models to 1x28x28 images "
                     "and measure what each choice costs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    run = sub.add_parser("run", help="run a profile's grid, one subprocess per cell (resumable)")
+    run = sub.add_parser("run", help="run a profile's grid, each cell outside this process "
+                                     "(resumable)")
     _grid_args(run)
     run.add_argument("--quiet", action="store_true",
                      help="no progress bar or per-epoch lines: one line per cell (CI)")
@@ -68,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     _grid_args(plan)
     plan.add_argument("--fast", action="store_true",
                       help="cost model only (FLOPs on the meta device), no timed steps")
+    plan.add_argument("--json", action="store_true",
+                      help="print the plan as one JSON document (per cell: dataset, model, "
+                           "strategy, seed, cell_hash, mode, estimate_s, done)")
     listing = sub.add_parser("list", help="models, strategies, datasets and profiles")
     listing.add_argument("--source", choices=["torchvision", "timm"], default=None,
                          help="print only this source's model names, one per line")
@@ -181,14 +190,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import sweep
 
+    # --executor is the `executor` key, so it is validated with the config, before anything.
+    overrides = [*args.overrides, *([f"executor={args.executor}"] if args.executor else [])]
     opts = sweep.SweepOptions(
-        profile=args.profile, overrides=args.overrides, results_dir=args.results_dir,
+        profile=args.profile, overrides=overrides, results_dir=args.results_dir,
         only=args.only, force=args.force, shard=args.shard, quiet=getattr(args, "quiet", False),
         device=args.device, ddp=getattr(args, "ddp", False),
         command_line=shlex.join([sys.executable, "-m", "bench", *argv]))
     try:
         if args.command == "plan":
-            return sweep.run_plan(opts, fast=args.fast)
+            return sweep.run_plan(opts, fast=args.fast, as_json=args.json)
         return sweep.run_sweep(opts)
     except Exception as exc:
         if not isinstance(exc, _known_errors()):

@@ -1,12 +1,16 @@
-"""Child-process entry point: run (or estimate) one cell and write the outcome as JSON.
+"""Child-process entry point: run (or estimate) cells and write each outcome as JSON.
 
-The sweep starts one fresh process per cell, so that peak memory is the cell's own, and a
-crash, an OOM kill or a hang costs one cell, not the sweep::
+A cell runs in a process of its own, never in the sweep's, so that a crash, an OOM kill or a
+hang costs one cell, not the sweep. The executor (:mod:`bench.executors`) decides which::
 
-    python -m bench.cell run SPEC.json RESULT.json       # CellResult -> RESULT.json
+    python -m bench.cell run SPEC.json RESULT.json       # one cell, then exit (process)
     python -m bench.cell estimate SPEC.json RESULT.json  # {"estimate_s": ...} -> RESULT.json
+    python -m bench.cell serve TOKEN                     # requests on stdin, cell after cell (warm)
 
-``SPEC.json`` (written by :mod:`bench.sweep`)::
+``serve`` is the warm worker: the protocol, and what it resets before every cell so that each
+cell's measurements are its own, are in :mod:`bench.executors.warm` and :class:`_Baseline`.
+
+``SPEC.json`` (written by :mod:`bench.sweep`; one per request)::
 
     {"config_path": "/tmp/.../config.toml", "cell": {"dataset": ..., "model": ...,
      "strategy": ..., "seed": 0}, "device": "cpu" | "cuda:0", "measure_only": false,
@@ -55,8 +59,18 @@ FAULT_ENV = "ADAPTBENCH_INJECT_FAULT"
 RLIMIT_ENV = "ADAPTBENCH_CELL_RLIMIT_AS_MIB"
 
 
+_IMPLS: dict[str, tuple[Callable[..., Any], Callable[..., float]]] = {}
+
+
 def _load_impl() -> tuple[Callable[..., Any], Callable[..., float]]:
+    """(run_cell, estimate_cell_s), loaded once per process (a worker reuses them)."""
     spec = os.environ.get(IMPL_ENV, "").strip()
+    if spec not in _IMPLS:
+        _IMPLS[spec] = _import_impl(spec)
+    return _IMPLS[spec]
+
+
+def _import_impl(spec: str) -> tuple[Callable[..., Any], Callable[..., float]]:
     if not spec:
         from bench import train
 
@@ -188,12 +202,15 @@ def _is_oom(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
-def run(spec_path: Path, result_path: Path) -> int:
+def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -> int:
+    """Run one cell; ``baseline`` (a warm worker's) first resets the process for it."""
     spec, cfg, cell = _load_spec(spec_path)
     run_cell, _ = _load_impl()
     out_dir = Path(spec["out_dir"]) if spec.get("out_dir") else None
     measure_only = bool(spec.get("measure_only"))
+    rss_is_the_cells = baseline.reset(cfg, cell, spec["device"]) if baseline else True
     _scope_test_hooks(cell)
+    _engine_imports()
     capped = _apply_memory_cap()
     try:
         res = run_cell(cfg, cell, device=spec["device"], measure_only=measure_only,
@@ -207,14 +224,19 @@ def run(spec_path: Path, result_path: Path) -> int:
                    "history": [], "ops": []}
     finally:
         _lift_memory_cap(capped)
+    if not rss_is_the_cells and "peak_rss_mib" in payload["row"]:
+        # The worker's lifetime peak is not this cell's: an empty value, not a wrong one.
+        payload["row"]["peak_rss_mib"] = None
     payload["provenance"] = _provenance(spec["device"])
     write_json(result_path, payload)
     return 0
 
 
-def estimate(spec_path: Path, result_path: Path) -> int:
+def estimate(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -> int:
     spec, cfg, cell = _load_spec(spec_path)
     _, estimate_cell_s = _load_impl()
+    if baseline is not None:
+        baseline.reset(cfg, cell, spec["device"])
     seconds = float(estimate_cell_s(cfg, cell, spec["device"]))
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"estimate_cell_s returned {seconds!r}")
@@ -239,11 +261,150 @@ def _provenance(device: str) -> dict[str, str]:
         return {}
 
 
+# --- the warm worker ---------------------------------------------------------------------------
+
+
+class _Baseline:
+    """What a warm worker restores before every cell, so that the cell runs as in a fresh process.
+
+    Captured once at start-up (after the engine's imports): the environment (the test hooks
+    are narrowed per cell by editing it), torch's thread count and its deterministic, cuDNN and
+    TF32 flags. :meth:`reset` puts them back, applies the cell's own settings, frees what the
+    previous cell left (garbage, freed heap, torch.compile caches, CUDA's cache) and resets the
+    peak counters.
+    """
+
+    def __init__(self) -> None:
+        self.environ = dict(os.environ)
+        self.torch_flags: dict[str, Any] = {}
+        if "torch" in sys.modules:
+            import torch
+
+            self.torch_flags = {
+                "threads": torch.get_num_threads(),
+                "deterministic": torch.are_deterministic_algorithms_enabled(),
+                "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+                "cudnn_benchmark": torch.backends.cudnn.benchmark,
+                "cudnn_deterministic": torch.backends.cudnn.deterministic,
+                "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+                "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+                "matmul_precision": torch.get_float32_matmul_precision(),
+            }
+
+    def reset(self, cfg: Any, cell: Any, device: str) -> bool:
+        """Prepare the process for ``cell``; True when the RSS high-water mark was reset."""
+        import gc
+
+        os.environ.clear()
+        os.environ.update(self.environ)
+        if self.torch_flags:
+            import torch
+
+            f = self.torch_flags
+            torch.use_deterministic_algorithms(f["deterministic"], warn_only=f["warn_only"])
+            torch.backends.cudnn.benchmark = f["cudnn_benchmark"]
+            torch.backends.cudnn.deterministic = f["cudnn_deterministic"]
+            torch.backends.cudnn.allow_tf32 = f["cudnn_tf32"]
+            torch.backends.cuda.matmul.allow_tf32 = f["matmul_tf32"]
+            torch.set_float32_matmul_precision(f["matmul_precision"])
+            # The engine sets threads only when num_threads is given: 0 must mean the default.
+            torch.set_num_threads(getattr(cfg, "num_threads", 0) or f["threads"])
+            torch.manual_seed(cell.seed)
+            if "torch._dynamo" in sys.modules:
+                torch._dynamo.reset()  # a compiled cell's graphs (and the weights they hold)
+        gc.collect()
+        _malloc_trim()
+        if self.torch_flags and device.startswith("cuda"):
+            import torch
+
+            if torch.cuda.is_initialized():
+                torch.cuda.synchronize()
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+        return _reset_peak_rss()
+
+
+def _malloc_trim() -> None:
+    """glibc: hand freed heap back to the kernel, so a big cell's leftovers are not resident."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: reset this process's VmHWM (and with it ``ru_maxrss``) to its current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _engine_imports() -> None:
+    """What every real cell imports anyway (torchvision, the strategies, the data layer).
+
+    Imported before a cell's memory cap is set, in a fresh process as in a worker: the cap is
+    about the cell's allocations, and an import that fails under it fails anywhere in the import
+    machinery (a ``SystemError`` rather than a ``MemoryError``), which made the capped cell's
+    reason depend on timing.
+    """
+    if os.environ.get(IMPL_ENV, "").strip():
+        return  # a test stand-in: nothing heavy to import
+    import strategies  # noqa: F401 - torchvision, the registries
+    from bench import data, measure  # noqa: F401
+
+
+def _warm_imports() -> None:
+    """The engine's imports, paid once by the worker instead of by each cell; the data of the
+    last cell stays loaded for the next one (:func:`bench.data.keep_last_load`)."""
+    _engine_imports()
+    if "bench.data" in sys.modules:
+        sys.modules["bench.data"].keep_last_load(True)
+
+
+def serve(token: str) -> int:
+    """The warm worker: one request per stdin line, ``TOKEN done ID`` on stdout after each."""
+    _load_impl()
+    _warm_imports()
+    baseline = _Baseline()
+    worker_stderr = os.dup(2)
+    commands = {"run": run, "estimate": estimate}
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        # The request's log is fd 2 itself, so C-level messages (a fatal signal's) land in it.
+        fd = os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+        try:
+            commands[req["command"]](Path(req["spec"]), Path(req["result"]), baseline)
+        except SystemExit as exc:  # a cell that exits ends its worker, with its exit code
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.code if isinstance(exc.code, int) else 1)
+        except Exception:  # noqa: BLE001 - no result written: the sweep records the failure
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os.dup2(worker_stderr, 2)
+        sys.stdout.flush()
+        print(f"{token} done {req['id']}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 2 and argv[0] == "serve":
+        return serve(argv[1])
     commands = {"run": run, "estimate": estimate}
     if len(argv) != 3 or argv[0] not in commands:
-        print("usage: python -m bench.cell run|estimate SPEC.json RESULT.json", file=sys.stderr)
+        print("usage: python -m bench.cell run|estimate SPEC.json RESULT.json | serve TOKEN",
+              file=sys.stderr)
         return 2
     return commands[argv[0]](Path(argv[1]), Path(argv[2]))
 

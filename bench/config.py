@@ -28,6 +28,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+from bench.executors import NAMES as EXECUTOR_NAMES  # noqa: E402 - light: no torch
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 SECTIONS = ("grid", "recipe", "data", "measure")
@@ -94,7 +96,10 @@ class Config:
     save_trace: bool = False  # also save a gzipped Chrome trace of the profiled window
     measure_only_steps: int = 30  # steps timed for a measure-only cell (see cell_budget_s)
     cell_budget_s: float = 0.0  # cells estimated above this run measure-only; 0 = no budget
-    cell_timeout_s: float = 3600.0  # a cell's subprocess is killed after this many seconds
+    cell_timeout_s: float = 3600.0  # a cell's process is killed after this many seconds
+    # How cells get a process (bench.executors): "warm" = one long-lived worker runs cell
+    # after cell; "process" = a fresh process per cell. Not part of a cell's hash.
+    executor: str = "warm"
     peak_tflops: float = 0.0  # peak for MFU; 0 = measure it once per device with a matmul
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,8 +115,10 @@ GRID_KEYS = ("datasets", "models", "strategies", "seeds")
 # budgets, data_root) are left out so that a cell's hash names the experiment, not the run;
 # so is peak_tflops, the denominator of the mfu column, which gpu_check measures afresh on
 # every lease (a few TFLOP/s apart) and which must not stop a later lease from resuming.
+# The executor is left out too: the same cell run warm or in a fresh process is one
+# experiment (its row names the executor), so switching executors resumes.
 _NOT_HASHED = set(GRID_KEYS) | {"cell_timeout_s", "cell_budget_s", "data_root", "save_trace",
-                                "peak_tflops"}
+                                "peak_tflops", "executor"}
 
 _FIELDS = {f.name: f for f in fields(Config)}
 _DEFAULTS = Config()
@@ -167,6 +174,7 @@ _CHOICES = {
     "schedule": ("cosine", "onecycle", "constant"),
     "precision": ("fp32", "bf16", "fp16", "auto"),
     "channels_last": (True, False, "auto"),
+    "executor": EXECUTOR_NAMES,
 }
 _POSITIVE = ("epochs", "batch_size", "window_steps")
 _NON_NEGATIVE = ("train_size", "test_size", "val_size", "warmup_steps", "max_steps_per_epoch",
@@ -542,7 +550,8 @@ _SECTION_KEYS = {
     "data": ("train_size", "test_size", "val_size", "data_root"),
     "measure": ("warmup_steps", "window_steps", "max_steps_per_epoch", "target_acc",
                 "eval_every_steps", "profile_steps", "profile_top_ops", "save_trace",
-                "measure_only_steps", "cell_budget_s", "cell_timeout_s", "peak_tflops"),
+                "measure_only_steps", "cell_budget_s", "cell_timeout_s", "peak_tflops",
+                "executor"),
 }
 assert set().union(*_SECTION_KEYS.values()) == set(_FIELDS), "every key belongs to one table"
 assert set(_FLOAT_RANGES) == {k for k, v in _DEFAULTS.to_dict().items() if isinstance(v, float)}, \

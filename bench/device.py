@@ -9,7 +9,7 @@ same hardware either. So the identity that goes into a cell's hash (``device_id`
 - CUDA: the GPU's name, its memory in MiB and how many GPUs the process sees.
 
 ``device_name`` is the short, human-readable form shown in tables; ``device_id`` is exact.
-A row measured under one identity is never resumed as another's (``bench.sweep.device_key``).
+A row measured under one identity is never resumed as another's (``bench.ranks.device_key``).
 """
 
 from __future__ import annotations

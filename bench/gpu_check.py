@@ -14,8 +14,8 @@ goes, and a summary table printed last. Steps:
    The harness runs in fp32 (``ratio_fp32``: same precision on both sides) and in the
    profile's precision (``ratio_<precision>``: harness in that precision against the naive
    pipeline in fp32). ``baseline.csv`` records each side's settings. Printed as ratios.
-3. The ``gpu-quick`` profile through the normal sweep (one subprocess per cell), stopped cleanly
-   at the time budget: completed rows are kept, the rest are listed as not run.
+3. The ``gpu-quick`` profile through the normal sweep (its executor: warm by default), stopped
+   cleanly at the time budget: completed rows are kept, the rest are listed as not run.
 4. A short table: per cell accuracy, img/s, MFU, peak memory.
 
     python -m bench.gpu_check                       # on a GPU: everything, into runs/gpu-check/

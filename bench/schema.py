@@ -12,9 +12,12 @@ Version history (``schema_version`` column of runs.csv):
    ``eval_peak_mem_mib``, ``peak_rss_mib``), ``test_count``, ``timed_windows``,
    ``peak_fresh_tflops``; ops.csv gains the profiler's memory columns. Version-1 files are
    read by mapping them onto version 2 (new columns empty): nothing is lost.
-3. adds ``input_shape`` (the dataset's C×H×W: user datasets come in any size and channel
-   count) and ``data_digest`` (which cached arrays the cell saw). Version 1 and 2 files are
-   mapped onto version 3 the same way.
+3. adds ``executor`` (which executor ran the cell: ``warm`` | ``process``; ``none`` when the
+   sweep recorded the cell without running it) and gives ``peak_rss_mib`` its per-cell meaning
+   under a long-lived worker; adds ``input_shape`` (the dataset's C×H×W: user datasets come in
+   any size and channel count) and ``data_digest`` (which cached arrays the cell saw).
+   Version 1 and 2 files are read with these columns empty (every version-2 row was run by a
+   fresh process per cell, but the file does not say so).
 """
 
 from __future__ import annotations
@@ -117,8 +120,9 @@ RUNS: tuple[Column, ...] = (
     _c("peak_reserved_mib", "float", "MiB", "CUDA only: peak bytes the caching allocator "
        "reserved during that step"),
     _c("eval_peak_mem_mib", "float", "MiB", "the same peak during one evaluation batch"),
-    _c("peak_rss_mib", "float", "MiB", "the cell process's absolute peak resident set size "
-       "(libraries, framework, host copies included)"),
+    _c("peak_rss_mib", "float", "MiB", "peak resident set size of the process that ran the "
+       "cell, while it ran (libraries, framework, host copies included; warm executor: the "
+       "worker's high-water mark reset at the cell's start, empty where it cannot be reset)"),
     _c("params", "int", "", "parameters of the adapted model"),
     _c("gflops_fwd_per_img", "float", "GFLOP", "forward FLOPs per image (FlopCounterMode, 2 per "
        "multiply-add; the adaptation included, but bilinear resampling counts 0)"),
@@ -131,6 +135,8 @@ RUNS: tuple[Column, ...] = (
     _c("effective_input_px", "int", "px", "side of the image the ImageNet-shaped body sees"),
     _c("reinitialized", "str", "", "layers the strategy created or replaced, with the init rule"),
     _c("estimate_s", "float", "s", "the plan's estimate for the cell"),
+    _c("executor", "str", "", "what ran the cell: warm (a long-lived worker, fresh after any "
+       "failure) | process (a fresh process) | none (recorded by the sweep without running)"),
     _c("device", "str", "", "cpu | cuda"),
     _c("device_name", "str", "", "short device name (CPU model, family/model/stepping when "
        "masked; GPU name)"),
@@ -174,7 +180,7 @@ TABLES: dict[str, tuple[Column, ...]] = {"runs": RUNS, "history": HISTORY, "ops"
 COLUMNS: dict[str, tuple[str, ...]] = {k: tuple(c.name for c in v) for k, v in TABLES.items()}
 
 # Earlier layouts, read by mapping onto the current one (new columns empty).
-_V3 = ("input_shape", "data_digest")
+_V3 = ("input_shape", "data_digest", "executor")
 LEGACY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "runs": (tuple(c for c in COLUMNS["runs"] if c not in (
         "test_count", "timed_windows", "eval_peak_mem_mib", "peak_rss_mib", "peak_fresh_tflops",

@@ -71,6 +71,13 @@ CASES = [
                  id="unknown precision"),
     pytest.param(smoke("--set", "optimizer=adam"), "'adam' for 'optimizer'; valid: sgd, adamw",
                  id="unknown optimizer"),
+    pytest.param(smoke("--executor", "ray"), "bad value 'ray' for 'executor'; valid: warm, "
+                 "process", id="unknown executor"),
+    pytest.param(smoke("--set", "executor=threads"), "bad value 'threads' for 'executor'; "
+                 "valid: warm, process", id="unknown executor in a profile key"),
+    pytest.param(["plan", "--profile", "smoke", "--executor", "submitit"],
+                 "bad value 'submitit' for 'executor'; valid: warm, process",
+                 id="plan: unknown executor"),
     pytest.param(smoke("--set", "epochs=0"), "epochs must be > 0, got 0", id="zero epochs"),
     pytest.param(smoke("--set", "epochs=-1"), "epochs must be > 0, got -1",
                  id="negative epochs"),

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from bench import config, sweep
+from bench import config, costmodel, grid, plan
 from bench.config import Cell, Config, ConfigError
 
 PROFILES = ("smoke", "cpu", "gpu", "gpu-quick")
@@ -20,7 +20,7 @@ def test_the_shipped_profiles_are_listed() -> None:
 @pytest.mark.parametrize("name", PROFILES)
 def test_every_profile_loads_and_its_grid_exists(name) -> None:
     cfg = config.load(name)
-    sweep.validate_grid(cfg)
+    grid.validate_grid(cfg)
     assert config.cells(cfg)
     # Every recipe and measurement key is written out: a profile reads as the whole recipe.
     text = config.profile_path(name).read_text()
@@ -30,12 +30,12 @@ def test_every_profile_loads_and_its_grid_exists(name) -> None:
 
 
 def _eta(cfg: Config, device_kind: str) -> float:
-    model = sweep.CostModel(device_kind)
+    model = costmodel.CostModel(device_kind)
     total = 0.0
     for cell in config.cells(cfg):
         est = model.estimate(cfg, cell)
-        mode = sweep.budget_mode(cfg, est.seconds)
-        total += sweep.PlannedCell(0, cell, "", est, mode).expected_s
+        mode = plan.budget_mode(cfg, est.seconds)
+        total += plan.PlannedCell(0, cell, "", est, mode).expected_s
     return total
 
 

@@ -14,6 +14,13 @@ How the faults are made (test hooks, documented in :mod:`bench.cell` and :mod:`b
 - ``ADAPTBENCH_CELL_IMPL`` -- the stand-in cell of tests/test_sweep.py, for the faults that are
   about the sweep's files rather than the training (full disk, two sweeps, edited CSVs).
 
+**Executors.** The faults that concern the process a cell runs in -- a cell killed, out of
+memory, non-finite, memory-capped; the sweep killed with ``kill -9`` or SIGTERM mid-cell -- run
+against every executor (``warm``: one worker replaced after each failure; ``process``: a process
+per cell). The faults of the results files and the data cache (full disk, edited CSVs, two
+sweeps or two shards on one directory, a corrupt cache) happen in the sweep's own process,
+whatever the executor: they run once, on the default (``warm``), to keep the suite's time down.
+
 Real cells are smoke-sized: resnet18, 64 training and 40 test images, batch 16, one thread.
 Bad checksums, truncated ``.gz`` files and hostile pickles in the data sources are the data
 layer's faults, covered by tests/test_data.py (see the README table); here a corrupt cache is
@@ -41,6 +48,7 @@ from bench.__main__ import main
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 FAKE_IMPL = f"{TESTS / 'test_sweep.py'}:fake_run_cell"
+EXECUTORS = ("warm", "process")
 HOOKS = ("ADAPTBENCH_CELL_IMPL", "ADAPTBENCH_INJECT_FAULT", "ADAPTBENCH_CELL_RLIMIT_AS_MIB",
          "ADAPTBENCH_FAKE", "ADAPTBENCH_FAKE_ESTIMATE")
 
@@ -114,15 +122,17 @@ GRID = "repeat3,conv1,sumrgb,pad32,resize32"
 EPOCHS = 2  # 8 steps per cell: a cell that stops at step 2 stopped early
 
 
-@pytest.fixture(scope="module")
-def faulty_sweep(tmp_path_factory) -> tuple[int, Path]:
-    rdir = tmp_path_factory.mktemp("faulty") / "results"
+@pytest.fixture(scope="module", params=EXECUTORS)
+def faulty_sweep(request, tmp_path_factory) -> tuple[int, Path]:
+    """The five-cell sweep with its four faults, once per executor."""
+    rdir = tmp_path_factory.mktemp(f"faulty-{request.param}") / "results"
     with pytest.MonkeyPatch.context() as mp:
         clean_env(mp)
         mp.setenv("ADAPTBENCH_INJECT_FAULT",
                   ";".join(f"resnet18/{s}={f}" for s, f in FAULTY.items()))
         mp.setenv("ADAPTBENCH_CELL_RLIMIT_AS_MIB", f"resnet18/{CAPPED}=+64")
-        code = main(argv(rdir, GRID, overrides=(f"epochs={EPOCHS}",)))
+        code = main(argv(rdir, GRID, "--executor", request.param,
+                         overrides=(f"epochs={EPOCHS}",)))
     return code, rdir
 
 
@@ -131,7 +141,7 @@ def test_faulty_cells_cost_one_row_each_and_the_sweep_runs_to_its_end(faulty_swe
     code, rdir = faulty_sweep
     assert code == 0  # failed cells are results, not errors
     cfg = config.load(str(rdir / "config.toml"))
-    from bench.sweep import device_key
+    from bench.ranks import device_key
 
     expected = [config.cell_hash(cfg, c, device_key("cpu")) for c in config.cells(cfg)]
     got = rows(rdir)
@@ -139,6 +149,8 @@ def test_faulty_cells_cost_one_row_each_and_the_sweep_runs_to_its_end(faulty_swe
     assert [r["cell_hash"] for r in got] == expected
     assert [r["strategy"] for r in got] == GRID.split(",")
     assert by_strategy(rdir)["resize32"]["status"] == "ok"
+    executor = json.loads((rdir / "env.json").read_text())["executor"]
+    assert {r["executor"] for r in got} == {executor}  # every row says what ran it
     # Failed cells leave no history or profiler rows behind.
     ok_hash = by_strategy(rdir)["resize32"]["cell_hash"]
     assert {r["cell_hash"] for r in rows(rdir, "history")} == {ok_hash}
@@ -247,12 +259,15 @@ def _wait_for_hung_cell(sweep: subprocess.Popen, rdir: Path, done_rows: int,
 
 
 @pytest.mark.slow
-def test_kill_9_of_the_sweep_mid_cell_then_rerun_loses_nothing(tmp_path, env, capsys) -> None:
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_kill_9_of_the_sweep_mid_cell_then_rerun_loses_nothing(tmp_path, env, capsys,
+                                                                executor) -> None:
     rdir = tmp_path / "results"
     log = tmp_path / "sweep.log"
     child_env = {**os.environ, "ADAPTBENCH_INJECT_FAULT": "resnet18/sumrgb=hang@1"}
     with open(log, "w") as out:
-        sweep = subprocess.Popen([sys.executable, "-m", "bench", *argv(rdir, "repeat3,sumrgb")],
+        sweep = subprocess.Popen([sys.executable, "-m", "bench",
+                                  *argv(rdir, "repeat3,sumrgb", "--executor", executor)],
                                  cwd=REPO, env=child_env, stdout=out, stderr=subprocess.STDOUT,
                                  start_new_session=True)
     cell = None
@@ -295,13 +310,16 @@ def test_kill_9_of_the_sweep_mid_cell_then_rerun_loses_nothing(tmp_path, env, ca
 
 
 @pytest.mark.slow
-def test_sigterm_of_the_sweep_kills_the_cell_and_keeps_finished_rows(fake_copy) -> None:
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_sigterm_of_the_sweep_kills_the_cell_and_keeps_finished_rows(fake_copy,
+                                                                     executor) -> None:
     """Slurm's and kill's way to stop a run: exit 130, the cell's process group killed too."""
     rdir = fake_copy
     before = snapshot(rdir)
     env = {**os.environ, "ADAPTBENCH_FAKE": "resnet18/sumrgb=hang"}
     sweep = subprocess.Popen([sys.executable, "-m", "bench",
-                              *argv(rdir, "repeat3,conv1,sumrgb")], cwd=REPO, env=env,
+                              *argv(rdir, "repeat3,conv1,sumrgb", "--executor", executor)],
+                             cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cell = None
     try:

@@ -22,7 +22,7 @@ def run_row(cell_hash: str, status: str = "ok", timestamp: str = "2025-01-01T00:
 
 def test_the_schema_is_the_contracts() -> None:
     assert RUN_COLUMNS[0] == "schema_version" and RUN_COLUMNS[-1] == "timestamp"
-    assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS) == 61
+    assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS) == 62
     for col in ("cell_hash", "status", "reason", "mode", "estimate_s", "git_sha", "git_dirty",
                 "config_hash", "device_name", "cudnn_version", "host_cpu"):
         assert col in RUN_COLUMNS
@@ -94,7 +94,8 @@ def test_a_truncated_row_is_refused_with_its_line(tmp_path) -> None:
 def test_unknown_schema_versions_are_refused(tmp_path) -> None:
     path = tmp_path / "runs.csv"
     results.upsert(path, "runs", [run_row("a"), run_row("b", schema_version=9)], set())
-    with pytest.raises(ResultsError, match=rf"schema versions \['{results.SCHEMA_VERSION}', '9'\]"):
+    with pytest.raises(ResultsError,
+                       match=rf"schema versions \['{results.SCHEMA_VERSION}', '9'\]"):
         results.read_csv(path, "runs")
 
 

@@ -6,6 +6,10 @@ fraction of a second instead of a torch import and a training run. ``ADAPTBENCH_
 stand-in how to misbehave for a ``model/strategy`` (``crash``, ``kill``, ``hang``, ``raise``,
 ``oom``). One slow test runs a real cell; one runs the sweep under torchrun with two CPU ranks.
 
+Every sweep-level test runs under both executors where the executor matters (``warm``: one
+worker for the sweep, replaced after a failure; ``process``: a process per cell): the failure
+classification, timeouts, and the plan that ``run`` executes.
+
 This module is imported by those child processes, so it must stay light: no torch at the top.
 """
 
@@ -22,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import config, results, sweep
+from bench import config, costmodel, grid, plan, progress, results, sweep
 from bench.config import Cell, Config, ConfigError
+from bench.executors import protocol
 
 FAKE_IMPL = f"{Path(__file__).resolve()}:fake_run_cell"
 REPO = Path(__file__).resolve().parent.parent
@@ -62,6 +67,7 @@ def fake_run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None)
         return FakeResult({"status": "oom", "reason": "out of memory (stand-in)"})
     mode = "measure-only" if measure_only else "full"
     row = {"status": "ok", "reason": "", "mode": mode, "train_img_s": 123.5, "wall_s": 0.01,
+           "epoch_s": None if measure_only else 0.1,
            "test_acc": None if measure_only else 0.5, "device": device.split(":")[0],
            "device_name": "Fake CPU", "reinitialized": "features.0"}
     history = [] if measure_only else [
@@ -73,7 +79,13 @@ def fake_run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None)
 
 
 def estimate_cell_s(cfg, cell, device="auto") -> float:
-    return float(os.environ.get("ADAPTBENCH_FAKE_ESTIMATE", "1.0"))
+    """``ADAPTBENCH_FAKE_ESTIMATE``: seconds for every cell (``"1000"``), or per cell
+    (``"resnet18/conv1=1000;*=1"``)."""
+    text = os.environ.get("ADAPTBENCH_FAKE_ESTIMATE", "1.0")
+    if "=" not in text:
+        return float(text)
+    values = dict(item.split("=", 1) for item in text.split(";"))
+    return float(values.get(f"{cell.model}/{cell.strategy}", values.get("*", "1.0")))
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -89,11 +101,16 @@ def fake(monkeypatch):
     return monkeypatch
 
 
-def run(tmp_path: Path, *extra: str, overrides=(), profile="smoke", quiet=True) -> int:
+EXECUTORS = ("warm", "process")
+
+
+def run(tmp_path: Path, *extra: str, overrides=(), profile="smoke", quiet=True,
+        executor: str | None = None, command: str = "run") -> int:
     from bench.__main__ import main
 
-    argv = ["run", "--profile", profile, "--results-dir", str(tmp_path), "--device", "cpu",
-            *(["--quiet"] if quiet else [])]
+    argv = [command, "--profile", profile, "--results-dir", str(tmp_path), "--device", "cpu",
+            *(["--quiet"] if quiet and command == "run" else []),
+            *(["--executor", executor] if executor else [])]
     for item in [*SMALL, *overrides]:
         argv += ["--set", item]
     return main([*argv, *extra])
@@ -115,11 +132,11 @@ CFG = Config(datasets=("mnist", "fashion-mnist"), models=("resnet18", "vgg16"),
 
 
 def test_only_narrows_and_a_repeated_key_widens() -> None:
-    only = sweep.parse_only(["model=vgg16,strategy=resize224"], CFG)
-    cells = sweep.select_cells(CFG, only)
+    only = grid.parse_only(["model=vgg16,strategy=resize224"], CFG)
+    cells = grid.select_cells(CFG, only)
     assert {(c.model, c.strategy) for c in cells} == {("vgg16", "resize224")} and len(cells) == 4
-    both = sweep.parse_only(["models=vgg16,model=resnet18", "seed=1"], CFG)
-    assert len(sweep.select_cells(CFG, both)) == 8
+    both = grid.parse_only(["models=vgg16,model=resnet18", "seed=1"], CFG)
+    assert len(grid.select_cells(CFG, both)) == 8
 
 
 @pytest.mark.parametrize("text, match", [
@@ -129,12 +146,12 @@ def test_only_narrows_and_a_repeated_key_widens() -> None:
 ])
 def test_bad_only_names_the_valid_values(text, match) -> None:
     with pytest.raises(ConfigError, match=match):
-        sweep.parse_only([text], CFG)
+        grid.parse_only([text], CFG)
 
 
 def test_shards_partition_the_grid() -> None:
     all_cells = config.cells(CFG)
-    parts = [sweep.select_cells(CFG, {}, (k, 3)) for k in (1, 2, 3)]
+    parts = [grid.select_cells(CFG, {}, (k, 3)) for k in (1, 2, 3)]
     assert sorted(map(Cell.label, sum(parts, []))) == sorted(map(Cell.label, all_cells))
     assert {len(p) for p in parts} <= {5, 6}
 
@@ -142,24 +159,24 @@ def test_shards_partition_the_grid() -> None:
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0"])
 def test_bad_shard_is_refused(text) -> None:
     with pytest.raises(ConfigError, match="expected k/n"):
-        sweep.parse_shard(text)
+        grid.parse_shard(text)
 
 
 def test_validate_grid_names_bad_datasets_and_models() -> None:
     with pytest.raises(ConfigError, match="unknown dataset 'cifar'.*valid: fashion-mnist, mnist"):
-        sweep.validate_grid(Config(datasets=("cifar",)))
+        grid.validate_grid(Config(datasets=("cifar",)))
     with pytest.raises(ConfigError, match="unknown model 'vgg17'.*vgg16"):
-        sweep.validate_grid(Config(models=("vgg17",)))
+        grid.validate_grid(Config(models=("vgg17",)))
     import strategies
 
     with pytest.raises(strategies.StrategyError):
-        sweep.validate_grid(Config(strategies=("repeat4",)))
+        grid.validate_grid(Config(strategies=("repeat4",)))
 
 
 # --- cost model ------------------------------------------------------------------------------
 
 def test_cost_model_orders_cells_by_flops_and_flags_incompatible() -> None:
-    model = sweep.CostModel("cpu")
+    model = costmodel.CostModel("cpu")
     cfg = Config(train_size=1000, test_size=500, epochs=1, batch_size=32)
     small = model.estimate(cfg, Cell("mnist", "resnet18", "repeat3", 0))
     big = model.estimate(cfg, Cell("mnist", "resnet18", "resize224", 0))
@@ -169,41 +186,41 @@ def test_cost_model_orders_cells_by_flops_and_flags_incompatible() -> None:
     bad = model.estimate(cfg, Cell("mnist", "vgg16", "repeat3", 0))
     assert bad.incompatible and bad.seconds == 0.0
     # The device matters: a GPU is faster.
-    assert sweep.CostModel("cuda").estimate(cfg, Cell("mnist", "resnet18", "resize224", 0)
+    assert costmodel.CostModel("cuda").estimate(cfg, Cell("mnist", "resnet18", "resize224", 0)
                                             ).seconds < big.seconds
 
 
 def test_budget_decides_the_mode_and_timing_only_near_it() -> None:
     cfg = Config(cell_budget_s=100)
-    assert sweep.budget_mode(cfg, 99) == "full" and sweep.budget_mode(cfg, 101) == "measure-only"
-    assert sweep.budget_mode(Config(), 1e9) == "full"
-    near = sweep.Estimate(150, 10, "cost-model")
-    assert sweep.needs_timing(cfg, near)
-    assert not sweep.needs_timing(cfg, sweep.Estimate(1000, 10, "cost-model"))
-    assert not sweep.needs_timing(cfg, sweep.Estimate(10, 10, "cost-model"))
-    assert not sweep.needs_timing(Config(), near)
+    assert plan.budget_mode(cfg, 99) == "full" and plan.budget_mode(cfg, 101) == "measure-only"
+    assert plan.budget_mode(Config(), 1e9) == "full"
+    near = costmodel.Estimate(150, 10, "cost-model")
+    assert plan.needs_timing(cfg, near)
+    assert not plan.needs_timing(cfg, costmodel.Estimate(1000, 10, "cost-model"))
+    assert not plan.needs_timing(cfg, costmodel.Estimate(10, 10, "cost-model"))
+    assert not plan.needs_timing(Config(), near)
 
 
 def test_fmt_s() -> None:
-    assert [sweep.fmt_s(s) for s in (7.2, 95, 3725)] == ["7s", "1m35s", "1h02m"]
+    assert [progress.fmt_s(s) for s in (7.2, 95, 3725)] == ["7s", "1m35s", "1h02m"]
 
 
 # --- failure classification ------------------------------------------------------------------
 
-def outcome(tmp_path, code, log="", timed_out=False) -> sweep.ChildOutcome:
+def outcome(tmp_path, code, log="", timed_out=False) -> protocol.ChildOutcome:
     path = tmp_path / "stderr.log"
     path.write_text(log)
-    return sweep.ChildOutcome(None, code, timed_out, 1.0, path)
+    return protocol.ChildOutcome(None, code, timed_out, 1.0, path)
 
 
 def test_failures_become_statuses(tmp_path) -> None:
-    assert sweep.failure_row(outcome(tmp_path, -9, timed_out=True), 5)["status"] == "timeout"
-    killed = sweep.failure_row(outcome(tmp_path, -9), 5)
+    assert protocol.failure_row(outcome(tmp_path, -9, timed_out=True), 5)["status"] == "timeout"
+    killed = protocol.failure_row(outcome(tmp_path, -9), 5)
     assert killed["status"] == "error" and "SIGKILL" in killed["reason"]
     assert "OOM killer" in killed["reason"]
-    oom = sweep.failure_row(outcome(tmp_path, 1, "torch.OutOfMemoryError: CUDA out of memory"), 5)
+    oom = protocol.failure_row(outcome(tmp_path, 1, "torch.OutOfMemoryError: CUDA out of memory"), 5)
     assert oom["status"] == "oom"
-    crash = sweep.failure_row(outcome(tmp_path, 3, "line\nValueError: bad thing\n"), 5)
+    crash = protocol.failure_row(outcome(tmp_path, 3, "line\nValueError: bad thing\n"), 5)
     assert crash == {"status": "error",
                      "reason": "exit code 3 without a result: ValueError: bad thing"}
 
@@ -252,7 +269,7 @@ def test_rows_of_a_machine_differing_only_in_cores_or_isa_are_not_resumed(
     """Two machines that both say "AMD EPYC" -- one with 2 cores and AVX2, one with 64 cores,
     or with AVX-512 BF16, or another stepping -- are different hardware: the second runs every
     cell itself instead of taking the first one's rows as its own."""
-    from bench import device, sweep
+    from bench import device, ranks
 
     assert run(tmp_path) == 0
     capsys.readouterr()
@@ -264,7 +281,7 @@ def test_rows_of_a_machine_differing_only_in_cores_or_isa_are_not_resumed(
     else:
         info["stepping"] = str(int(info.get("stepping", "0") or 0) + 1)
         fake.setattr(device, "cpu_info", lambda: info)
-    fake.setattr(sweep, "_DEVICES", {})
+    fake.setattr(ranks, "_DEVICES", {})
     assert run(tmp_path) == 0
     assert "2 cells to run, 0 already done" in capsys.readouterr().out
     ids = {r["device_id"] for r in rows(tmp_path)}
@@ -289,11 +306,15 @@ def test_a_changed_recipe_is_a_new_cell(tmp_path, fake) -> None:
     assert len(rows(tmp_path)) == 2
 
 
-def test_crash_kill_and_exception_are_recorded_and_the_sweep_goes_on(tmp_path, fake) -> None:
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_crash_kill_and_exception_are_recorded_and_the_sweep_goes_on(tmp_path, fake,
+                                                                     executor) -> None:
     fake.setenv("ADAPTBENCH_FAKE", "resnet18/repeat3=crash;resnet18/conv1=kill;"
                                    "resnet18/sumrgb=raise;resnet18/conv1+pad32=oom")
-    assert run(tmp_path, overrides=["strategies=repeat3,conv1,sumrgb,conv1+pad32,pad32"]) == 0
+    grid = ["strategies=repeat3,conv1,sumrgb,conv1+pad32,pad32"]
+    assert run(tmp_path, overrides=grid, executor=executor) == 0
     got = by_strategy(tmp_path)
+    assert {r["executor"] for r in got.values()} == {executor}
     assert got["repeat3"]["status"] == "error" and "exit code 3" in got["repeat3"]["reason"]
     assert "Segmentation fault" in got["repeat3"]["reason"]
     assert got["conv1"]["status"] == "error" and "SIGKILL" in got["conv1"]["reason"]
@@ -304,16 +325,17 @@ def test_crash_kill_and_exception_are_recorded_and_the_sweep_goes_on(tmp_path, f
     assert len(list((tmp_path / "logs").glob("*.log"))) == 2  # the two that left no result
     # error rows are retried on a rerun; the oom and ok rows are final.
     fake.delenv("ADAPTBENCH_FAKE")
-    assert run(tmp_path, overrides=["strategies=repeat3,conv1,sumrgb,conv1+pad32,pad32"]) == 0
+    assert run(tmp_path, overrides=grid, executor=executor) == 0
     got = by_strategy(tmp_path)
     assert [got[s]["status"] for s in ("repeat3", "conv1", "sumrgb", "conv1+pad32", "pad32")
             ] == ["ok", "ok", "ok", "oom", "ok"]
 
 
-def test_a_hung_cell_times_out(tmp_path, fake) -> None:
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_hung_cell_times_out(tmp_path, fake, executor) -> None:
     fake.setenv("ADAPTBENCH_FAKE", "resnet18/repeat3=hang")
     t0 = time.monotonic()
-    assert run(tmp_path, overrides=["cell_timeout_s=3"]) == 0
+    assert run(tmp_path, overrides=["cell_timeout_s=3"], executor=executor) == 0
     assert time.monotonic() - t0 < 40
     got = by_strategy(tmp_path)
     assert got["repeat3"]["status"] == "timeout" and "cell_timeout_s=3" in got["repeat3"]["reason"]
@@ -335,6 +357,81 @@ def test_over_budget_cells_run_measure_only(tmp_path, fake) -> None:
     assert run(tmp_path, overrides=["strategies=repeat3", "cell_budget_s=50"]) == 0
     got = by_strategy(tmp_path)
     assert got["repeat3"]["mode"] == "full" and len(rows(tmp_path)) == 2
+
+
+# --- one plan: what `plan --json` prints is what `run` does ---------------------------------
+
+PLAN_GRID = ["models=resnet18,vgg16", "strategies=repeat3,conv1,resize224", "cell_budget_s=20"]
+
+
+def plan_json(tmp_path: Path, capsys, executor: str | None = None) -> dict:
+    capsys.readouterr()
+    assert run(tmp_path, "--json", overrides=PLAN_GRID, executor=executor, command="plan",
+               quiet=False) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_run_executes_exactly_the_plan_that_plan_json_prints(tmp_path, fake, capsys,
+                                                              executor) -> None:
+    """Every kind of planned cell: done before (skipped), timed near the budget and kept full,
+    timed and over budget (measure-only), beyond the budget by the cost model (measure-only,
+    never timed), incompatible (recorded by the sweep). The timings are the stand-in's
+    estimate_cell_s, run by the executor for plan and run alike."""
+    fake.setenv("ADAPTBENCH_FAKE_ESTIMATE", "resnet18/conv1=1000;*=1")
+    assert run(tmp_path, "--only", "strategy=repeat3,model=resnet18", overrides=PLAN_GRID,
+               executor=executor) == 0
+    done_before = rows(tmp_path)
+    doc = plan_json(tmp_path, capsys, executor)
+    assert doc["profile"] == "smoke" and doc["device"] == "cpu" and doc["executor"] == executor
+    cells = doc["cells"]
+    assert len(cells) == 6 and doc["cells_to_run"] == 5
+    for c in cells:
+        assert {"dataset", "model", "strategy", "seed", "cell_hash", "mode", "estimate_s",
+                "done"} <= set(c)
+    by = {(c["model"], c["strategy"]): c for c in cells}
+    assert by[("resnet18", "repeat3")]["done"] and not by[("resnet18", "conv1")]["done"]
+    assert by[("resnet18", "conv1")]["mode"] == "measure-only"
+    assert by[("resnet18", "conv1")]["estimate_source"] == "timed"
+    assert by[("vgg16", "repeat3")]["incompatible"]
+    assert {c["mode"] for c in cells} == {"full", "measure-only"}
+
+    capsys.readouterr()
+    assert run(tmp_path, overrides=PLAN_GRID, executor=executor) == 0
+    assert "5 cells to run, 1 already done" in capsys.readouterr().out
+    got = rows(tmp_path)
+    assert {(r["cell_hash"], r["mode"]) for r in got} == {(c["cell_hash"], c["mode"])
+                                                          for c in cells}
+    assert len(got) == 6 and done_before[0] in got  # the done cell's row untouched
+    # The estimate on each new row is the plan's (rows round to 0.1 s). A done cell is not
+    # timed again by the plan, so its old row keeps the estimate it ran with.
+    est = {c["cell_hash"]: c["estimate_s"] for c in cells if not c["done"]}
+    new = [r for r in got if r["cell_hash"] in est]
+    assert len(new) == 5
+    assert all(abs(float(r["estimate_s"]) - est[r["cell_hash"]]) <= 0.05 for r in new), [
+        (r["strategy"], r["estimate_s"], est[r["cell_hash"]]) for r in new]
+    assert {r["executor"] for r in got if r["status"] == "incompatible"} == {"none"}
+    # Nothing is left to plan.
+    assert plan_json(tmp_path, capsys, executor)["cells_to_run"] == 0
+
+
+def test_plan_json_is_the_only_thing_on_stdout_and_fast_never_times(tmp_path, fake,
+                                                                    capsys) -> None:
+    fake.setenv("ADAPTBENCH_FAKE_ESTIMATE", "1000")
+    capsys.readouterr()
+    assert run(tmp_path, "--json", "--fast", overrides=PLAN_GRID, command="plan",
+               quiet=False) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {c["estimate_source"] for c in doc["cells"]} == {"cost-model"}
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())  # a plan writes nothing
+
+
+def test_a_run_prints_its_sweep_efficiency(tmp_path, fake, capsys) -> None:
+    capsys.readouterr()
+    assert run(tmp_path) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "sweep efficiency" in x]
+    # The stand-in's two rows say 1 epoch x 0.1 s each.
+    assert len(line) == 1 and "0.2 s training" in line[0] and "(warm executor)" in line[0]
 
 
 def test_shards_write_their_own_files(tmp_path, fake) -> None:
@@ -425,7 +522,6 @@ def test_one_real_cell_end_to_end(tmp_path, monkeypatch) -> None:
 def test_a_users_run_goes_to_runs_not_to_the_published_results() -> None:
     """`make bench` / `bench run` write a git-ignored runs/<profile>/: the published results/
     (another machine's rows) are neither resumed from nor rewritten unless named."""
-    from bench import sweep
 
     prep = sweep.prepare(sweep.SweepOptions(profile="smoke", device="cpu"))
     assert prep.results_dir == Path("runs") / "smoke"

@@ -1,0 +1,127 @@
+"""The cost model: seconds per cell from forward FLOPs on the meta device, instantly.
+
+A cell's estimate (:class:`Estimate`, seconds) is its forward GFLOPs per image (a meta-device
+build, no memory, no data) times a per-device throughput (:data:`SPEEDS`), plus fixed costs per
+image, per step and per cell. It is within ~2x of measured throughput, which is enough to rank
+cells and to decide far from a budget; near one, :mod:`bench.plan` times the cell for real.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench import config as config_mod
+from bench.config import Cell, Config
+
+
+@dataclass(frozen=True)
+class DeviceSpeed:
+    """A device as the cost model sees it."""
+
+    tflops: float  # sustained training TFLOP/s on large convolutions
+    per_img_s: float  # fixed cost per training image (small-tensor overheads), seconds
+    per_step_s: float  # fixed cost per optimizer step (kernel launches, Python), seconds
+    start_s: float  # per cell: process start, imports, data, model build, eval, profiler, s
+    overlapped: bool  # a step costs max(compute, per_step_s) (async GPU), else their sum
+
+
+# CPU (2 cores, AVX2), from DESIGN.md: predicts resnet18@28 ~180 img/s (measured 140),
+# vgg16@32 ~18 (25), vgg16@224 ~0.5 (0.9), resnet50@28 ~100 (80): within 2x either way.
+# CUDA, from a gpu-quick run on one H100 (bf16, channels_last, batch 128, torch 2.11): vgg16 at
+# 224 px trained at 3100 img/s (~290 TFLOP/s by 3x forward FLOPs), vgg16_bn at 2150; small
+# inputs are launch-bound at ~17-21 ms per step; a cell spent ~8 s starting its process and
+# ~9-14 s in run_cell outside the epoch (build, data, eval, profiler window).
+SPEEDS: dict[tuple[str, str], DeviceSpeed] = {
+    ("cpu", "fp32"): DeviceSpeed(0.05, 2e-3, 0.0, start_s=10.0, overlapped=False),
+    ("cpu", "bf16"): DeviceSpeed(0.03, 3e-3, 0.0, start_s=10.0, overlapped=False),
+    ("cpu", "fp16"): DeviceSpeed(0.02, 3e-3, 0.0, start_s=10.0, overlapped=False),
+    ("cuda", "fp32"): DeviceSpeed(80.0, 0.0, 0.018, start_s=20.0, overlapped=True),
+    ("cuda", "bf16"): DeviceSpeed(220.0, 0.0, 0.018, start_s=20.0, overlapped=True),
+    ("cuda", "fp16"): DeviceSpeed(220.0, 0.0, 0.018, start_s=20.0, overlapped=True),
+}
+
+# The cost model is trusted when it is this far from the budget either way (it is within ~2x
+# of measured throughput); in between, the cell is timed for a few steps before deciding.
+SURE_FACTOR = 4.0
+
+
+@dataclass
+class Estimate:
+    seconds: float  # whole cell, full mode, including process start
+    measure_only_s: float  # the cell in measure-only mode
+    source: str  # "cost-model" | "timed"
+    incompatible: str = ""  # the meta-device error, when the forward cannot run
+
+
+class CostModel:
+    """Seconds per cell from forward FLOPs (meta device) and a :class:`DeviceSpeed`."""
+
+    def __init__(self, device_kind: str) -> None:
+        self.device_kind = device_kind
+        self._flops: dict[tuple[Any, ...], tuple[float, str]] = {}
+
+    def forward_gflops(self, cell: Cell, num_classes: int,
+                       shape: tuple[int, int, int] = (1, 28, 28)) -> tuple[float, str]:
+        """(forward GFLOPs per image, "" or why the cell cannot run) from a meta-device build.
+
+        Not applicable strategies and forwards that fail on meta (VGG16 at 28 px) fail for
+        real: such a cell is ``incompatible`` and recorded without starting a process.
+        """
+        key = (cell.model, cell.strategy, num_classes, shape)
+        if key not in self._flops:
+            self._flops[key] = _meta_gflops(cell, num_classes, shape)
+        return self._flops[key]
+
+    def estimate(self, cfg: Config, cell: Cell) -> Estimate:
+        from bench.data import get_info
+
+        cfg = config_mod.resolve_auto(config_mod.for_model(cfg, cell.model), self.device_kind)
+        info = get_info(cell.dataset, cfg.data_root or None)
+        speed = SPEEDS[(self.device_kind, cfg.precision)]
+        gflops, incompatible = self.forward_gflops(cell, info.num_classes, info.shape)
+        if incompatible:  # recorded by the sweep itself, no process started
+            return Estimate(0.0, 0.0, "cost-model", incompatible)
+        flop_s = speed.tflops * 1e12
+        img_train_s = 3 * gflops * 1e9 / flop_s + speed.per_img_s
+        img_eval_s = gflops * 1e9 / flop_s + speed.per_img_s / 3
+        compute_s = cfg.batch_size * img_train_s
+        step_s = (max(compute_s, speed.per_step_s) if speed.overlapped
+                  else compute_s + speed.per_step_s)
+        n_train = cfg.train_size or getattr(info, "train_count", 0) or 60_000
+        n_test = cfg.test_size or getattr(info, "test_count", 0) or 10_000
+        steps = max(1, n_train // cfg.batch_size)
+        if cfg.max_steps_per_epoch:
+            steps = min(steps, cfg.max_steps_per_epoch)
+        eval_s = n_test * img_eval_s + (n_test / (2 * cfg.batch_size)) * speed.per_step_s
+        from bench.train import MEMORY_STEPS
+
+        # The profiler's and the memory measurement's steps, and one evaluation batch.
+        extra_s = ((cfg.profile_steps + MEMORY_STEPS) * step_s + 2 * cfg.batch_size * img_eval_s
+                   + speed.start_s)
+        full = cfg.epochs * (steps * step_s + eval_s) + extra_s
+        measure_only = cfg.measure_only_steps * step_s + extra_s
+        return Estimate(full, measure_only, "cost-model")
+
+
+def _meta_gflops(cell: Cell, num_classes: int,
+                 shape: tuple[int, int, int] = (1, 28, 28)) -> tuple[float, str]:
+    import strategies
+    from bench.measure import forward_gflops_per_img
+
+    try:
+        model = strategies.build(cell.model, cell.strategy, num_classes=num_classes,
+                                 device="meta", input_px=shape[1], in_channels=shape[0])
+    except strategies.StrategyError as exc:
+        return 0.0, str(exc)
+    try:
+        return forward_gflops_per_img(model, shape), ""
+    except RuntimeError as exc:
+        try:
+            from strategies.explain import explain_error
+        except ImportError:
+            return 0.0, f"{type(exc).__name__}: {exc}"
+        return 0.0, explain_error(exc, cell.model, cell.strategy, input_px=shape[1],
+                                  in_channels=shape[0])
+
+

@@ -1,0 +1,83 @@
+"""Sweep efficiency, executor by executor, measured side by side in one sitting::
+
+    python -m bench.efficiency                       # the five-cell resnet18 smoke sweep
+    python -m bench.efficiency --executors process   # one of them
+    python -m bench.efficiency --set epochs=2        # more --set items for every sweep
+
+Sweep efficiency = seconds the sweep's cells spent training epochs (sum over its rows of
+``epochs x epoch_s``) / the sweep's wall time (the whole ``python -m bench run`` command, from
+its start to its exit, measured here). It says how much of a sweep is the benchmark itself;
+the rest is process starts, imports, data loading, model builds, evaluation and the memory and
+profiler windows. Each executor's sweep runs into a fresh temporary results directory, one after
+the other (never in parallel: they would share the cores), ``warm`` first, so that any one-time
+cost of the machine (a cold matmul-peak cache) counts against the default. The load average is
+printed beside each figure: a busy machine lowers every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import results
+from bench.executors import NAMES
+from bench.progress import training_s
+
+# The five-cell command of issue 14 (the fixed cost per cell dominates these cells).
+SWEEP = ["--profile", "smoke", "--set", "models=resnet18",
+         "--set", "strategies=repeat3,resize32,droppools,cifarstem,pad32"]
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def measure(executor: str, results_dir: Path, extra: list[str]) -> dict[str, float | str]:
+    """Run the sweep once with ``executor``; its training seconds, wall seconds, efficiency."""
+    cmd = [sys.executable, "-m", "bench", "run", *SWEEP, *extra, "--results-dir",
+           str(results_dir), "--device", "cpu", "--quiet", "--executor", executor]
+    load = os.getloadavg()[0]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"error: the {executor} sweep failed (exit {proc.returncode}):\n"
+                         f"{proc.stderr[-2000:]}")
+    rows = results.read_dir(results_dir, "runs")
+    train = training_s(rows)
+    return {"executor": executor, "cells": len(rows),
+            "ok": sum(r["status"] == "ok" for r in rows), "training_s": train, "wall_s": wall,
+            "efficiency": train / wall if wall > 0 else float("nan"), "load_before": load}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.efficiency",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--executors", default=",".join(NAMES),
+                        help=f"comma-separated, in the order to run (default {','.join(NAMES)})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="extra config override for every sweep")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.executors.split(",") if n.strip()]
+    bad = [n for n in names if n not in NAMES]
+    if bad or not names:
+        print(f"error: unknown executor {(bad or [''])[0]!r}; valid: {', '.join(NAMES)}",
+              file=sys.stderr)
+        return 2
+    extra = [x for item in args.overrides for x in ("--set", item)]
+    print(f"sweep: python -m bench run {' '.join(SWEEP)} {' '.join(extra)}".rstrip())
+    print(f"{'executor':<9} {'cells':>5} {'ok':>3} {'training_s':>10} {'wall_s':>7} "
+          f"{'efficiency':>10} {'load':>5}")
+    with tempfile.TemporaryDirectory(prefix="adaptbench-efficiency-") as tmp:
+        for name in names:
+            m = measure(name, Path(tmp) / name, extra)
+            print(f"{m['executor']:<9} {m['cells']:>5} {m['ok']:>3} {m['training_s']:>10.1f} "
+                  f"{m['wall_s']:>7.1f} {m['efficiency']:>10.2f} {m['load_before']:>5.2f}",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

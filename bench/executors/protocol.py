@@ -1,0 +1,158 @@
+"""The child protocol every executor speaks, and what a child that left no result means.
+
+A request is a spec file (JSON, see :mod:`bench.cell`) and a command: ``run`` (train and measure
+the cell; its result is ``{"row", "history", "ops", "provenance"}``) or ``estimate`` (time a few
+steps; ``{"estimate_s"}``). The result file is written atomically at the very end, so its
+presence means the request finished; a process that dies first leaves none, and
+:func:`failure_row` turns its exit code, signal, timeout and log tail into a status and a reason.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+# torchrun's variables: a cell's process is not a rank (it would try to join the group).
+_RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
+              "ROLE_WORLD_SIZE", "GROUP_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass
+class ChildOutcome:
+    payload: dict[str, Any] | None  # the request's result JSON, when it wrote one
+    returncode: int | None  # the process's exit status when it ended (None: still alive)
+    timed_out: bool
+    wall_s: float  # seconds from the request to its end, process start included
+    stderr_path: Path  # the request's log (its process's stderr while it ran)
+
+
+class Executor(abc.ABC):
+    """Runs requests of the child protocol; one per sweep, closed at its end.
+
+    ``workdir`` is private to the sweep (spec, result and log files); ``env`` is the
+    environment of every process the executor starts.
+    """
+
+    name: str = ""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = Path(workdir)
+        self.env = env
+
+    @abc.abstractmethod
+    def request(self, command: str, spec: dict[str, Any], timeout_s: float,
+                on_line: Callable[[str], None] | None = None) -> ChildOutcome:
+        """Run ``command`` ("run" | "estimate") on ``spec``; kill it after ``timeout_s`` s."""
+
+    def prestart(self) -> None:  # noqa: B027 - optional: an executor with nothing to warm
+        """Start what the first request will need now, while the sweep still has its own work
+        (writing its files, planning): a worker's imports then overlap with it."""
+
+    def close(self) -> None:  # noqa: B027 - optional: an executor that keeps nothing running
+        """Stop every process this executor started (idempotent)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def child_env(device: str, local_world: int) -> dict[str, str]:
+    """The environment of a cell's process: ours minus torchrun's, unbuffered, repo importable."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in _RANK_VARS and not k.startswith("TORCHELASTIC_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    if device == "cpu" and local_world > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # Ranks share the cores: split them rather than oversubscribe.
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // local_world))
+    return env
+
+
+def cell_command(*args: str) -> list[str]:
+    """``python -m bench.cell ARGS``: the child entry point (:mod:`bench.cell`)."""
+    return [sys.executable, "-m", "bench.cell", *args]
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the child's process group, then SIGKILL after 5 s."""
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=grace or None)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def tail(path: Path, n: int = 20) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-n:]
+    except OSError:
+        return []
+
+
+def failure_row(outcome: ChildOutcome, timeout_s: float) -> dict[str, Any]:
+    """Status and reason for a request that left no result."""
+    lines = tail(outcome.stderr_path)
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    oom = any("out of memory" in line.lower() or "OutOfMemoryError" in line for line in lines)
+    if outcome.timed_out:
+        return {"status": "timeout",
+                "reason": f"killed after cell_timeout_s={timeout_s:g} s without finishing"}
+    code = outcome.returncode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" else ""
+        if oom:
+            return {"status": "oom", "reason": f"killed by {name}; out of memory: {last[:300]}"}
+        return {"status": "error", "reason": f"killed by {name} (exit {code}){hint}"
+                                             + (f"; last log line: {last[:300]}" if last else "")}
+    ended = "a worker finished the request" if code is None else f"exit code {code}"
+    if oom:
+        return {"status": "oom", "reason": f"{ended}; out of memory: {last[:300]}"}
+    return {"status": "error", "reason": f"{ended} without a result"
+                                         + (f": {last[:400]}" if last else "")}
+
+
+def pump_lines(stream: Any, lines: queue.Queue[str | None]) -> threading.Thread:
+    """A daemon thread putting each line of ``stream`` (newline stripped) on ``lines``, then
+    ``None`` at end of file: the caller waits on the queue with a deadline, never on a read."""
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """The request's result JSON, or None when there is none (or it cannot be read)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,171 @@
+"""The plan: every selected cell with its hash, estimate, mode and whether it is already done.
+
+::
+
+    python -m bench plan --profile cpu            # the table and the total ETA
+    python -m bench plan --profile cpu --json     # the same plan as one JSON document
+    python -m bench plan --profile gpu --fast     # cost model only: nothing runs
+
+:func:`make_plan` is the one producer of a plan: ``bench plan`` prints what it returns and
+``bench run`` executes exactly the cells it returns that are not done, in its order.
+
+**Estimates and modes.** Each cell gets a cost-model estimate (:mod:`bench.costmodel`, instant).
+With ``cell_budget_s`` set, a cell estimated above the budget runs measure-only. Where the cost
+model is within a factor :data:`~bench.costmodel.SURE_FACTOR` of the budget (too close to decide
+alone) the cell is timed for a few steps by the sweep's executor, in a cell process, never in the
+planner's (so its memory cannot disturb anything): the same timing for ``plan`` and ``run``, so
+both decide the same mode. ``plan --fast`` skips that timing and says so (a near-budget cell may
+then plan another mode than ``run`` will). Timings are shared by the seeds of a cell.
+
+**Done.** A cell whose current row has a final status (:data:`bench.schema.FINAL_STATUSES`) is
+done; a ``measure-only`` row is final only while the cell would still run measure-only (raise
+``cell_budget_s`` and it is trained). ``--force`` plans every selected cell as not done.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from bench import config as config_mod
+from bench import results
+from bench.config import Cell, Config
+from bench.costmodel import SPEEDS, SURE_FACTOR, CostModel, Estimate
+from bench.progress import fmt_s
+from bench.ranks import device_key
+
+# A timer times a cell for a few steps: (seconds of the cell's work, "") or (None, why not).
+# "timed out" as the why means it took longer than the budget: the cell is over budget.
+TIMED_OUT = "timed out"
+Timer = Callable[[Cell], tuple[float | None, str]]
+
+
+@dataclass
+class PlannedCell:
+    index: int  # position in the selected grid (1-based)
+    cell: Cell
+    cell_hash: str
+    estimate: Estimate
+    mode: str  # "full" | "measure-only"
+    done: bool = False  # a final row exists: a run skips it
+
+    @property
+    def expected_s(self) -> float:
+        """What running it will cost in the mode it will run in, seconds."""
+        if self.estimate.incompatible:
+            return self.estimate.seconds
+        return self.estimate.seconds if self.mode == "full" else self.estimate.measure_only_s
+
+    def as_json(self) -> dict[str, Any]:
+        c = self.cell
+        return {"index": self.index, "dataset": c.dataset, "model": c.model,
+                "strategy": c.strategy, "seed": c.seed, "cell_hash": self.cell_hash,
+                "mode": self.mode, "estimate_s": round(self.estimate.seconds, 3),
+                "expected_s": round(self.expected_s, 3), "estimate_source": self.estimate.source,
+                "incompatible": self.estimate.incompatible, "done": self.done}
+
+
+def budget_mode(cfg: Config, estimate_s: float) -> str:
+    """``measure-only`` for a cell estimated above ``cell_budget_s`` (seconds), else ``full``."""
+    if cfg.cell_budget_s and estimate_s > cfg.cell_budget_s:
+        return "measure-only"
+    return "full"
+
+
+def needs_timing(cfg: Config, est: Estimate) -> bool:
+    """Is the cost model too close to the budget to decide the mode alone?"""
+    if not cfg.cell_budget_s or est.incompatible:
+        return False
+    return cfg.cell_budget_s / SURE_FACTOR <= est.seconds <= cfg.cell_budget_s * SURE_FACTOR
+
+
+def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
+              results_dir: Path | None, force: bool = False, timer: Timer | None = None,
+              on_cell: Callable[[PlannedCell], None] | None = None) -> list[PlannedCell]:
+    """THE plan of ``cells`` ((1-based index, cell) pairs) on ``device``.
+
+    ``results_dir`` (when it exists) says which cells are done; ``timer`` times the cells whose
+    cost-model estimate is near the budget (None: never time, the cost model decides).
+    ``on_cell`` sees each planned cell as soon as it is decided (timing can take a while).
+    """
+    kind = device.split(":")[0]
+    hw = device_key(device)
+    model = CostModel(kind)
+    have_dir = results_dir is not None and results_dir.is_dir()
+    done = results.done_hashes(results_dir) if have_dir else set()
+    mo_rows = measure_only_hashes(results_dir) if have_dir else set()
+    timings: dict[tuple[str, str, str], tuple[float | None, str]] = {}
+    planned = []
+    for index, cell in cells:
+        h = config_mod.cell_hash(cfg, cell, hw)
+        est = model.estimate(cfg, cell)
+        # A final full row is done whatever the mode: no need to time the cell to know it.
+        done_anyway = not force and h in done and h not in mo_rows
+        if timer is not None and not done_anyway and needs_timing(cfg, est):
+            key = (cell.dataset, cell.model, cell.strategy)
+            if key not in timings:
+                timings[key] = timer(cell)
+            est = _timed(cfg, kind, est, *timings[key])
+        mode = budget_mode(cfg, est.seconds)
+        is_done = not force and h in done and (h not in mo_rows or mode == "measure-only")
+        p = PlannedCell(index, cell, h, est, mode, is_done)
+        planned.append(p)
+        if on_cell is not None:
+            on_cell(p)
+    return planned
+
+
+def _timed(cfg: Config, kind: str, est: Estimate, seconds: float | None, why: str) -> Estimate:
+    """The estimate after timing: the timed seconds plus the device's fixed cost per cell."""
+    if seconds is not None:
+        return Estimate(seconds + SPEEDS[(kind, config_mod.resolve_auto(cfg, kind).precision)].start_s, est.measure_only_s,
+                        "timed")
+    if why == TIMED_OUT:  # a few steps took longer than the whole budget
+        return Estimate(max(est.seconds, cfg.cell_budget_s * 2), est.measure_only_s, "timed out")
+    return Estimate(est.seconds, est.measure_only_s, "cost-model (timing failed)")
+
+
+def measure_only_hashes(results_dir: Path) -> set[str]:
+    return {r["cell_hash"] for r in results.read_dir(results_dir, "runs")
+            if r["mode"] == "measure-only"}
+
+
+def print_plan(cfg: Config, profile: str, device: str, planned: list[PlannedCell],
+               out: TextIO | None = None) -> float:
+    """The plan's total line; returns the ETA (seconds) of the cells a run would execute."""
+    out = out or sys.stdout
+    todo = [p for p in planned if not p.done]
+    eta = sum(p.expected_s for p in todo)
+    mo = sum(p.mode == "measure-only" and not p.estimate.incompatible for p in todo)
+    inc = sum(bool(p.estimate.incompatible) for p in todo)
+    budget = f", cell_budget_s={cfg.cell_budget_s:g}" if cfg.cell_budget_s else ""
+    print(f"TOTAL ETA {fmt_s(eta)} for {len(todo)} cells ({len(todo) - mo - inc} full, "
+          f"{mo} measure-only, {inc} incompatible; {len(planned) - len(todo)} already done) "
+          f"on {device}{budget}", file=out)
+    return eta
+
+
+def plan_line(p: PlannedCell) -> str:
+    note = ""
+    if p.estimate.incompatible:
+        note = f"incompatible: {p.estimate.incompatible[:70]}"
+    elif p.mode == "measure-only":
+        note = f"over budget: measure-only ({fmt_s(p.estimate.measure_only_s)})"
+    if p.done:
+        note = "done (skipped by run)" + (f"; {note}" if note else "")
+    return (f"{p.index:>4}  {p.cell.label():<48} {fmt_s(p.estimate.seconds):>7}  "
+            f"{p.mode:<12} {p.estimate.source:<10} {note}")
+
+
+def plan_json(cfg: Config, profile: str, device: str, executor: str,
+              planned: list[PlannedCell]) -> dict[str, Any]:
+    """The plan as one JSON-able document (``bench plan --json``); times in seconds."""
+    todo = [p for p in planned if not p.done]
+    return {"profile": config_mod.profile_name(profile), "device": device,
+            "device_id": device_key(device), "executor": executor,
+            "cell_budget_s": cfg.cell_budget_s, "config_hash": config_mod.config_hash(cfg),
+            "cells_to_run": len(todo), "eta_s": round(sum(p.expected_s for p in todo), 3),
+            "cells": [p.as_json() for p in planned]}
