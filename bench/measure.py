@@ -126,7 +126,20 @@ class ThroughputMeter:
 
 
 def peak_rss_mib() -> float:
-    """The process's absolute peak resident set size so far, MiB (``ru_maxrss``; Linux KiB)."""
+    """This process's peak resident set size so far, MiB: Linux's ``VmHWM`` (of this process's
+    own address space; reset by ``/proc/self/clear_refs``), else ``ru_maxrss``.
+
+    Not ``ru_maxrss`` on Linux: the kernel carries it across fork and exec, so a cell process
+    started by a 1.5 GB sweep reported 1.5 GB whatever it used (a fresh ``python3`` under such
+    a parent: ``ru_maxrss`` 1514 MiB, ``VmHWM`` 13 MiB).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,9 @@ class ProbeResult:
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # as bench.measure does
+    from bench.measure import peak_rss_mib
+
+    return peak_rss_mib()
 
 
 def probe_run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):

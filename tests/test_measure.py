@@ -212,3 +212,19 @@ def test_a_cell_never_reports_mfu_above_one_against_a_stale_peak(tmp_path, monke
     assert row["status"] == "ok", row["reason"]
     assert row["peak_tflops"] > 1e-9 and 0 < row["mfu"] <= 1
     assert row["peak_fresh_tflops"] > 0  # the quick re-check the report compares against
+
+
+def test_a_process_started_by_a_big_parent_reports_its_own_peak_rss() -> None:
+    """``ru_maxrss`` survives fork + exec on Linux: a cell process started by a large sweep
+    (or test) process reported the parent's peak. ``peak_rss_mib`` must be the child's."""
+    import subprocess
+    import sys
+
+    blob = bytearray(1200 * 2**20)
+    blob[::4096] = b"\x01" * len(range(0, len(blob), 4096))  # resident: the parent's peak
+    code = "from bench.measure import peak_rss_mib; print(peak_rss_mib())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    del blob
+    child = float(out.split()[-1])
+    assert 100 < child < 1000  # torch imported (~0.5 GB here), not the 1.2 GB the parent held
