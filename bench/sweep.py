@@ -435,6 +435,14 @@ def run_plan(opts: SweepOptions, *, fast: bool, as_json: bool = False) -> int:
         print(json.dumps(plan_json(cfg, prep.profile, device, cfg.executor, planned), indent=2))
     else:
         print_plan(cfg, prep.profile, device, planned)
+        if rdir is not None and (rdir / "runs.csv").is_file():
+            # How far to trust that ETA: the estimates of the rows already in this directory
+            # against what those cells took (bench.calibrate).
+            from bench import calibrate
+
+            rows, _ = results.read_current_runs(rdir)
+            print(f"last run in {rdir}: {calibrate.estimate_errors(rows).line()} "
+                  f"(python -m bench.calibrate {rdir})")
     return 0
 
 

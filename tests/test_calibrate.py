@@ -54,3 +54,25 @@ def test_a_cuda_fit_separates_the_launch_floor_from_the_compute_rate() -> None:
 def test_the_command_refuses_a_directory_without_runs(tmp_path, capsys) -> None:
     assert calibrate.main([str(tmp_path)]) == 2
     assert "has no runs.csv" in capsys.readouterr().err
+
+
+def test_plan_prints_how_far_the_last_runs_estimates_were(tmp_path, capsys) -> None:
+    import shutil
+    from pathlib import Path
+
+    from bench.__main__ import main
+
+    published = Path(__file__).resolve().parent.parent / "results" / "cpu"
+    rdir = tmp_path / "cpu"
+    shutil.copytree(published, rdir)
+    assert main(["plan", "--profile", "cpu", "--fast", "--device", "cpu",
+                 "--results-dir", str(rdir)]) == 0
+    out = capsys.readouterr().out
+    expected = calibrate.estimate_errors(calibrate_rows(rdir)).line()
+    assert f"last run in {rdir}: {expected}" in out and "cells took x" in expected
+
+
+def calibrate_rows(rdir):
+    from bench import results
+
+    return results.read_current_runs(rdir)[0]
