@@ -16,7 +16,9 @@ Version history (``schema_version`` column of runs.csv):
    sweep recorded the cell without running it) and gives ``peak_rss_mib`` its per-cell meaning
    under a long-lived worker; adds ``input_shape`` (the dataset's C×H×W: user datasets come in
    any size and channel count) and ``data_digest`` (which cached arrays the cell saw).
-   Version 1 and 2 files are read with these columns empty (every version-2 row was run by a
+   ``peak_rss_mib`` is read from VmHWM from now on: the ru_maxrss of earlier rows was at
+   least the sweep process's own peak (Linux carries it over exec). Version 1 and 2 files are
+   read with these columns empty (every version-2 row was run by a
    fresh process per cell, but the file does not say so).
 """
 
@@ -121,8 +123,9 @@ RUNS: tuple[Column, ...] = (
        "reserved during that step"),
     _c("eval_peak_mem_mib", "float", "MiB", "the same peak during one evaluation batch"),
     _c("peak_rss_mib", "float", "MiB", "peak resident set size of the process that ran the "
-       "cell, while it ran (libraries, framework, host copies included; warm executor: the "
-       "worker's high-water mark reset at the cell's start, empty where it cannot be reset)"),
+       "cell, while it ran (Linux VmHWM: libraries, framework, host copies included, the "
+       "sweep's own memory not; warm executor: the worker's high-water mark reset at the "
+       "cell's start, empty where it cannot be reset)"),
     _c("params", "int", "", "parameters of the adapted model"),
     _c("gflops_fwd_per_img", "float", "GFLOP", "forward FLOPs per image (FlopCounterMode, 2 per "
        "multiply-add; the adaptation included, but bilinear resampling counts 0)"),
