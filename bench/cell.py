@@ -335,7 +335,8 @@ def _malloc_trim() -> None:
 
 
 def _reset_peak_rss() -> bool:
-    """Linux: reset this process's VmHWM (and with it ``ru_maxrss``) to its current RSS."""
+    """Linux: reset this process's VmHWM (what :func:`bench.measure.peak_rss_mib` reads) to its
+    current RSS."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

@@ -126,8 +126,22 @@ class ThroughputMeter:
 
 
 def peak_rss_mib() -> float:
-    """The process's absolute peak resident set size so far, MiB (``ru_maxrss``; Linux KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set size so far, MiB: Linux ``VmHWM``, else ``ru_maxrss``.
+
+    Not ``ru_maxrss`` on Linux: it is the larger of the process's own high-water mark and the
+    one of the image it was exec'd from, so a cell process started by a sweep holding 800 MiB
+    reported at least 800 MiB whatever it used itself (measured: a 10 MiB child of a 511 MiB
+    parent reads ru_maxrss 511 MiB, VmHWM 11 MiB). ``VmHWM`` is this image's alone, and is
+    the counter a warm worker resets per cell (``/proc/self/clear_refs``).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux KiB
 
 
 _PLAIN_TENSOR_TYPES = (torch.Tensor, nn.Parameter)

@@ -14,7 +14,8 @@ Version history (``schema_version`` column of runs.csv):
    read by mapping them onto version 2 (new columns empty): nothing is lost.
 3. adds ``executor`` (which executor ran the cell: ``warm`` | ``process``; ``none`` when the
    sweep recorded the cell without running it) and gives ``peak_rss_mib`` its per-cell meaning
-   under a long-lived worker. Version-2 files are read with ``executor`` empty (every one of
+   under a long-lived worker. ``peak_rss_mib`` is read from VmHWM from now on: the ru_maxrss
+   of earlier rows was at least the sweep process's own peak (Linux carries it over exec). Version-2 files are read with ``executor`` empty (every one of
    them was run by a fresh process per cell, but the file does not say so).
 """
 
@@ -116,8 +117,9 @@ RUNS: tuple[Column, ...] = (
        "reserved during that step"),
     _c("eval_peak_mem_mib", "float", "MiB", "the same peak during one evaluation batch"),
     _c("peak_rss_mib", "float", "MiB", "peak resident set size of the process that ran the "
-       "cell, while it ran (libraries, framework, host copies included; warm executor: the "
-       "worker's high-water mark reset at the cell's start, empty where it cannot be reset)"),
+       "cell, while it ran (Linux VmHWM: libraries, framework, host copies included, the "
+       "sweep's own memory not; warm executor: the worker's high-water mark reset at the "
+       "cell's start, empty where it cannot be reset)"),
     _c("params", "int", "", "parameters of the adapted model"),
     _c("gflops_fwd_per_img", "float", "GFLOP", "forward FLOPs per image (FlopCounterMode, 2 per "
        "multiply-add; the adaptation included, but bilinear resampling counts 0)"),

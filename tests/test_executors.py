@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,9 @@ class ProbeResult:
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # as bench.measure does
+    from bench import measure  # what the engine records
+
+    return measure.peak_rss_mib()
 
 
 def probe_run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
@@ -102,6 +103,26 @@ def _alive(pid: int) -> bool:
 def test_the_executors_are_warm_and_process_only() -> None:
     assert NAMES == ("warm", "process")  # warm is the default; no engine is named before it exists
     assert config.Config().executor == "warm"
+
+
+def test_peak_rss_is_the_processs_own_not_its_parents() -> None:
+    """ru_maxrss of a fresh process starts at its parent's peak (Linux carries the pre-exec
+    image's over); the engine's figure must not, or every cell of a big sweep reads as big."""
+    import subprocess
+    import sys
+
+    from bench import measure
+
+    blob = bytearray(1024 * 2**20)
+    blob[::4096] = b"\x01" * len(range(0, len(blob), 4096))  # this process: 1 GiB more
+    parent_peak = measure.peak_rss_mib()
+    code = "from bench import measure; print(measure.peak_rss_mib())"
+    repo = str(Path(__file__).resolve().parent.parent)
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONPATH": repo})
+    del blob
+    # torch + bench.measure alone: ~500 MiB here; the parent's peak is over 1 GiB above that.
+    assert float(child.stdout) < parent_peak - 512, (child.stdout, parent_peak)
 
 
 @pytest.mark.parametrize("name", NAMES)
