@@ -1,7 +1,8 @@
 """The results schema: every column of runs.csv, history.csv and ops.csv, in one place.
 
-Each :class:`Column` has a dtype, a unit and a one-line meaning; the CSV headers, the README's
-column glossary (``python -m bench.schema [--write README.md]``) and the row checks all come from here.
+Each :class:`Column` has a dtype, a unit and a one-line meaning; the CSV headers, the column
+glossary of docs/methodology.md (``python -m bench.schema [--write docs/methodology.md]``) and
+the row checks all come from here.
 :class:`Status` and :class:`Mode` are the only status and mode values there are.
 
 Version history (``schema_version`` column of runs.csv):
@@ -249,12 +250,12 @@ def fill_glossary(text: str) -> str:
             + text[end:])
 
 
-if __name__ == "__main__":  # python -m bench.schema [--write README.md]
+if __name__ == "__main__":  # python -m bench.schema [--write docs/methodology.md]
     import sys
     from pathlib import Path
 
     if sys.argv[1:2] == ["--write"]:
-        path = Path(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+        path = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/methodology.md")
         path.write_text(fill_glossary(path.read_text()))
         print(f"glossary written into {path}")
     else:
