@@ -147,7 +147,7 @@ def cifarstem(ctx: Adaptation, _value: int | None) -> None:
     if not resnet_like:
         others = [s for s in list_strategies("spatial") if s != "cifarstem"]
         raise NotApplicableError(
-            f"cifarstem applies to ResNets with a single-convolution stem (torchvision's "
+            f"cifarstem applies to the ResNet family with a single-convolution stem (torchvision's "
             f"resnet*, resnext*, wide_resnet*; timm's resnet18/34/50...); {ctx.model_name} is "
             f"{type(backbone).__name__} without one. Valid spatial parts for it: "
             f"{', '.join(others)}")
