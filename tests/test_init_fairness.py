@@ -1,5 +1,5 @@
-"""A layer a strategy creates gets its model family's init (DESIGN.md, "Rules that make the
-numbers fair"), so ``conv1`` on a random model is the model built natively with one channel.
+"""A layer a strategy creates gets its model family's init (docs/methodology.md, fair
+initialisation), so ``conv1`` on a random model is the model built natively with one channel.
 
 Expected stds are analytic, from torchvision's constructors: ResNet/VGG ``kaiming_normal_``
 fan_out relu and EfficientNet ``kaiming_normal_`` fan_out (leaky_relu a=0: the same gain sqrt 2)
