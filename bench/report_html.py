@@ -348,7 +348,7 @@ CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1600px;padding:0 16px;color:#222}
 h1{font-size:22px}h2{margin-top:2em;border-bottom:1px solid #ccc}h4{margin:.8em 0 .3em}
 table{border-collapse:collapse;margin:.4em 0}th,td{border:1px solid #ddd;padding:3px 6px;
-vertical-align:top}thead th{background:#f3f3f3;position:sticky;top:0}
+vertical-align:top;overflow-wrap:anywhere}thead th{background:#f3f3f3;position:sticky;top:0}
 #cells td.num{white-space:nowrap;text-align:right}
 th button{font:inherit;font-weight:600;border:0;background:none;cursor:pointer;padding:0}
 th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] button::after{content:" ▼"}
