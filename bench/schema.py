@@ -126,7 +126,8 @@ RUNS: tuple[Column, ...] = (
     _c("peak_rss_mib", "float", "MiB", "peak resident set size of the process that ran the "
        "cell, while it ran (Linux VmHWM: libraries, framework, host copies included, the "
        "sweep's own memory not; warm executor: the worker's high-water mark reset at the "
-       "cell's start, empty where it cannot be reset)"),
+       "cell's start, so it includes the 60-150 MiB of caches a worker keeps between cells; "
+       "empty where it cannot be reset)"),
     _c("params", "int", "", "parameters of the adapted model"),
     _c("gflops_fwd_per_img", "float", "GFLOP", "forward FLOPs per image (FlopCounterMode, 2 per "
        "multiply-add; the adaptation included, but bilinear resampling counts 0)"),

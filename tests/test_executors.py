@@ -214,7 +214,9 @@ def test_a_warm_cell_reports_the_memory_a_fresh_process_reports(tmp_path, monkey
         assert {r["executor"] for r in got[name].values()} == {name}
     warm, fresh = got["warm"]["repeat3"], got["process"]["repeat3"]
     assert float(warm["peak_mem_mib"]) == pytest.approx(float(fresh["peak_mem_mib"]), rel=0.02)
-    # Measured: tensor peaks equal to the byte; the warm RSS peak ~60 MiB above the fresh one
-    # (what the worker keeps from its first cell: allocator and library caches), not the
-    # first cell's peak carried over.
-    assert float(warm["peak_rss_mib"]) < float(fresh["peak_rss_mib"]) + 128
+    # Measured: tensor peaks equal to the byte; the warm RSS peak above the fresh one by what
+    # the worker keeps from its first cell (allocator and library caches, never handed back
+    # to the OS): +60 MiB in the branch's own runs, +140 MiB on a fresh clone of the merged
+    # tree (1312 vs 1172 MiB), which the schema states for the column. The bound is that
+    # retention, not the first cell's whole peak carried over.
+    assert float(warm["peak_rss_mib"]) < float(fresh["peak_rss_mib"]) + 256
