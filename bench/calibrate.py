@@ -21,10 +21,12 @@ Two questions, answered from a results directory's current rows (``bench.results
 
 Command line::
 
-    python -m bench.calibrate results/cpu [results/gpu ...]
+    python -m bench.calibrate results/cpu [results/gpu ...] [--profile cpu --device cpu]
 
-prints, per (device, precision), the estimate error of the last run, the fitted constants and
-the error the fitted constants would have had on the same rows.
+prints, per (device, precision), the estimate error of the last run and the fitted constants;
+with ``--profile``, also what *today's* cost model (:data:`bench.costmodel.SPEEDS`) estimates for
+the same cells (each row's recipe on top of the profile) against what they took, which is how
+the constants in :mod:`bench.costmodel` were checked.
 """
 
 from __future__ import annotations
@@ -151,10 +153,32 @@ def fit(rows: list[dict[str, Any]]) -> list[Fit]:
     return out
 
 
+def cost_model_errors(rows: list[dict[str, Any]], profile: str, device: str) -> ErrorSummary:
+    """``wall_s`` over today's cost-model estimate for the full-mode ``ok`` rows, each cell
+    estimated with the row's own recipe (epochs, batch, subset sizes, precision) on ``profile``."""
+    from bench import config
+    from bench.costmodel import CostModel
+
+    cfg, model = config.load(profile), CostModel(device)
+    redone = []
+    for r in _comparable(rows):
+        cell = config.Cell(r["dataset"], r["model"], r["strategy"], int(r["seed"]))
+        recipe = cfg.replace(batch_size=int(r["batch_size"]), epochs=int(r["epochs"]),
+                             train_size=int(r["train_size"]), test_size=int(r["test_size"]),
+                             precision=r["precision"])
+        redone.append({**r, "estimate_s": model.estimate(recipe, cell).seconds})
+    return estimate_errors(redone)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.calibrate",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="results directories")
+    parser.add_argument("--profile", default=None,
+                        help="also estimate the rows' cells with today's cost model on this "
+                             "profile (e.g. cpu for results/cpu, gpu-quick for results/gpu)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="cost-model device for --profile (default: %(default)s)")
     args = parser.parse_args(argv)
     from bench import results
 
@@ -165,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         rows, _ = results.read_current_runs(directory)
         print(f"{directory}: estimates of the last run: {estimate_errors(rows).line()}")
+        if args.profile:
+            now = cost_model_errors(rows, args.profile, args.device)
+            print(f"  today's cost model ({args.profile}, {args.device}): {now.line()}")
         for f in fit(rows):
             print(f"  fitted ({f.device}, {f.precision}) from {f.n} rows: tflops={f.tflops:.4g} "
                   f"per_img_s={f.per_img_s:.3g} per_step_s={f.per_step_s:.3g} "

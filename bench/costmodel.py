@@ -26,20 +26,20 @@ class DeviceSpeed:
     overlapped: bool  # a step costs max(compute, per_step_s) (async GPU), else their sum
 
 
-# Checked against the published rows by `python -m bench.calibrate results/cpu results/gpu`
-# (the fit) and the cost model itself (wall_s / estimate over the ok full cells; median, range,
-# mean |log ratio|):
-# - CPU fp32, the published cpu run on a 2-core AMD EPYC family 25 model 1 (AVX2 + FMA), 8
-#   cells: these constants give x0.84 [0.49, 1.14], 0.23. The throughput fit (0.0755 TFLOP/s,
-#   6.6 ms per image, 6.2 s per cell) predicts train_img_s better but the cells' wall time
-#   worse (x0.88 [0.66, 1.43], 0.30), so the CPU constants stay: resnet18@28 ~180 img/s
-#   predicted (140 measured), vgg16@32 ~18 (25), vgg16@224 ~0.5 (0.9).
-# - CUDA bf16, the published gpu-quick run on one H100 (channels_last, batch 256, torch 2.11),
-#   14 cells: the fit gives 207 TFLOP/s on the compute-bound cells and a 9.1 ms launch floor per
-#   step; with 14 s per cell outside the epochs (the fit's 9.4 s gave x1.19 [0.86, 2.01]; 14 s
-#   was the best of 9.4 / 14 / 19 on these same rows) the estimates are x0.87 [0.68, 1.48],
-#   0.22, where the old 220 TFLOP/s, 18 ms, 20 s gave x0.61 [0.45, 1.18], 0.44. fp32/fp16 keep
-#   their old ratio to bf16 (no published rows).
+# Checked against the published rows (2-core AMD EPYC family 25 model 1, AVX2 + FMA, for the
+# CPU; one H100 80GB HBM3, bf16, channels_last, batch 256, torch 2.11, for CUDA) with
+#   python -m bench.calibrate results/cpu --profile cpu --device cpu
+#   python -m bench.calibrate results/gpu --profile gpu-quick --device cuda
+# which print the fit and wall_s / estimate of today's constants (median, p10, p90):
+# - CPU fp32: 8 cells x0.84 (x0.66, x1.12). The throughput fit (0.0755 TFLOP/s, 6.6 ms per
+#   image, 6.2 s per cell) was tried in place of these constants and predicted the cells' wall
+#   time worse, so the CPU constants stay: resnet18@28 ~180 img/s predicted (140 measured),
+#   vgg16@32 ~18 (25), vgg16@224 ~0.5 (0.9).
+# - CUDA bf16: the fit's 207 TFLOP/s (compute-bound cells) and 9.1 ms launch floor per step,
+#   with 14 s per cell outside the epochs (the fit's 9.4 s underestimated; 14 s was picked on
+#   these same rows, so this is in-sample): 14 cells x0.87 (x0.74, x1.35), where the run's own
+#   estimates (the old 220 TFLOP/s, 18 ms, 20 s) were x0.61 (x0.50, x0.93). fp32/fp16 keep their
+#   old ratio to bf16 (no published rows).
 # start_s counts what the cell's wall_s counts; the warm executor's worker start is paid once
 # per sweep. CPU bf16 without AVX512_BF16 is emulated (~100x slower than fp32 measured on the
 # AVX2 part): precision "auto" never picks it there, so its rate here is for AVX-512 machines.

@@ -76,3 +76,12 @@ def calibrate_rows(rdir):
     from bench import results
 
     return results.read_current_runs(rdir)[0]
+
+
+def test_todays_cost_model_is_checked_against_the_published_rows(capsys) -> None:
+    from pathlib import Path
+
+    published = Path(__file__).resolve().parent.parent / "results" / "cpu"
+    assert calibrate.main([str(published), "--profile", "cpu", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "today's cost model (cpu, cpu): " in out and "cells took x" in out
