@@ -120,15 +120,15 @@ def device_identity(device: str | object) -> str:
 # -- what the hardware runs natively: the rule behind precision = "auto", channels_last = "auto" --
 
 # bf16 on a CPU is only fast where the ISA multiplies bf16 natively; elsewhere autocast emulates
-# it. Measured on 2-core EPYC slices (plain loop, SGD, batch 32 at 28 px unless said): with
-# AVX512_BF16, vgg16 at 32 px (batch 64) trained at 112 img/s in bf16 against 80 in fp32 (both
-# channels_last); on the AVX2-only part (family 25 model 1) resnet18 repeat3 ran 1.7 img/s in
-# bf16 against 185 in fp32 (NCHW).
+# it. channels_last pays where oneDNN has its AVX-512 blocked kernels. Figures:
+# - 2-core EPYC with AVX-512 + AVX512_BF16 (plain PyTorch, as reported in the speed issue):
+#   vgg16 at 32 px, batch 64, fp32 NCHW 18-25 img/s, fp32 channels_last 80, bf16 112.
+# - 2-core EPYC family 25 model 1, AVX2 + FMA only: `python -m bench run --profile smoke --set
+#   models=resnet18 --set strategies=repeat3 --set train_size=256 --set batch_size=32 --set
+#   num_threads=2 --set precision=P --set channels_last=L` (and test_size=64 epochs=1
+#   warmup_steps=1 window_steps=2 profile_steps=0 peak_tflops=1) gave train_img_s fp32 NCHW 176,
+#   fp32 channels_last 121, bf16 NCHW 4.5: both off is right there.
 _NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
-# channels_last on a CPU pays where oneDNN has its AVX-512 blocked kernels (vgg16 at 32 px, fp32:
-# NCHW 18-25 img/s, channels_last 80 on the AVX-512 part). On the AVX2 part it did not pay
-# reliably: resnet18 repeat3 fp32 162 (NHWC) vs 185 (NCHW) img/s; vgg16 resize32 29 vs 23-29
-# (run-to-run spread on that VM is ~25%).
 _NATIVE_NHWC = ("avx512f",)
 
 
