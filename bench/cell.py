@@ -14,7 +14,9 @@ cell's measurements are its own, are in :mod:`bench.executors.warm` and :class:`
 
     {"config_path": "/tmp/.../config.toml", "cell": {"dataset": ..., "model": ...,
      "strategy": ..., "seed": 0}, "device": "cpu" | "cuda:0", "measure_only": false,
-     "out_dir": "results/cpu" | null}
+     "out_dir": "results/cpu" | null,
+     "ddp": {"rank": 0, "world": 2, "master_addr": ..., "master_port": ..., "prefix": ...,
+             "timeout_s": ...}}   # only under run --ddp: the cell's group (bench.ddp)
 
 ``RESULT.json``: ``{"row": {...}, "history": [...], "ops": [...], "provenance": {...}}``. It is
 written atomically at the very end, so its presence means the child finished. Everything the
@@ -213,8 +215,9 @@ def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -
     _engine_imports()
     capped = _apply_memory_cap()
     try:
-        res = run_cell(cfg, cell, device=spec["device"], measure_only=measure_only,
-                       out_dir=out_dir)
+        with _cell_group(spec):
+            res = run_cell(cfg, cell, device=spec["device"], measure_only=measure_only,
+                           out_dir=out_dir)
         payload = {"row": dict(res.row), "history": list(res.history), "ops": list(res.ops)}
     except Exception as exc:  # noqa: BLE001 - run_cell should not raise; if it does, record it
         traceback.print_exc()
@@ -230,6 +233,17 @@ def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -
     payload["provenance"] = _provenance(spec["device"])
     write_json(result_path, payload)
     return 0
+
+
+def _cell_group(spec: dict[str, Any]) -> Any:
+    """The cell's ``--ddp`` group (:mod:`bench.ddp`) when its spec has one, else nothing to join."""
+    if not spec.get("ddp"):
+        from contextlib import nullcontext
+
+        return nullcontext()
+    from bench import ddp
+
+    return ddp.cell_group(spec["ddp"], spec["device"])
 
 
 def estimate(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -> int:

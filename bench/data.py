@@ -1097,12 +1097,15 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 def batches(x_uint8: torch.Tensor, y: torch.Tensor, batch_size: int, *, mean: float, std: float,
             shuffle: bool = True, seed: int = 0, epoch: int = 0, drop_last: bool = True,
-            dtype: torch.dtype = torch.float32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            dtype: torch.dtype = torch.float32, shard: tuple[int, int] = (0, 1)
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Normalized float batches ``((x/255 - mean)/std, y)`` on ``x_uint8.device``.
 
     One ``randperm`` per epoch on that device (seeded by ``seed`` and ``epoch``; the order is
     reproducible per device type), then index slices: every sample at most once per epoch.
     ``drop_last`` keeps every batch the same shape (static shapes for compile/CUDA graphs).
+    ``shard=(rank, world)`` yields only rank's contiguous ``1/world`` of each batch of
+    ``batch_size`` (``--ddp``: the ranks' slices of one step are exactly that step's batch).
     """
     if x_uint8.dtype != torch.uint8:
         raise ValueError(f"x_uint8 must be a uint8 tensor, got {x_uint8.dtype}")
@@ -1121,6 +1124,9 @@ def batches(x_uint8: torch.Tensor, y: torch.Tensor, batch_size: int, *, mean: fl
     scale, shift = 1.0 / (255.0 * std), mean / std
     for step in range(steps):
         lo, hi = step * batch_size, min((step + 1) * batch_size, n)
+        if shard[1] > 1:
+            rank, world = shard
+            lo, hi = lo + rank * (hi - lo) // world, lo + (rank + 1) * (hi - lo) // world
         if order is None:
             xb, yb = x_uint8[lo:hi], y[lo:hi]
         else:

@@ -7,7 +7,8 @@
     python -m bench plan --profile gpu --fast     # cost model only: nothing runs
 
 :func:`make_plan` is the one producer of a plan: ``bench plan`` prints what it returns and
-``bench run`` executes exactly the cells it returns that are not done, in its order.
+``bench run`` executes exactly the cells it returns that are not done, in its order (under
+torchrun the ranks pull them longest expected first, :func:`bench.ranks.longest_first`).
 
 **Estimates and modes.** Each cell gets a cost-model estimate (:mod:`bench.costmodel`, instant).
 With ``cell_budget_s`` set, a cell estimated above the budget runs measure-only. Where the cost
@@ -84,15 +85,18 @@ def needs_timing(cfg: Config, est: Estimate) -> bool:
 
 def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
               results_dir: Path | None, force: bool = False, timer: Timer | None = None,
-              on_cell: Callable[[PlannedCell], None] | None = None) -> list[PlannedCell]:
+              on_cell: Callable[[PlannedCell], None] | None = None,
+              ddp_world: int = 1) -> list[PlannedCell]:
     """THE plan of ``cells`` ((1-based index, cell) pairs) on ``device``.
 
     ``results_dir`` (when it exists) says which cells are done; ``timer`` times the cells whose
     cost-model estimate is near the budget (None: never time, the cost model decides).
     ``on_cell`` sees each planned cell as soon as it is decided (timing can take a while).
+    ``ddp_world`` > 1: every cell is trained by that many ranks together (``run --ddp``), a
+    hash of its own.
     """
     kind = device.split(":")[0]
-    hw = device_key(device)
+    hw = device_key(device, ddp_world)
     model = CostModel(kind)
     have_dir = results_dir is not None and results_dir.is_dir()
     done = results.done_hashes(results_dir) if have_dir else set()

@@ -21,6 +21,9 @@ Version history (``schema_version`` column of runs.csv):
    least the sweep process's own peak (Linux carries it over exec). Version 1 and 2 files are
    read with these columns empty (every version-2 row was run by a
    fresh process per cell, but the file does not say so).
+4. adds ``world_size`` (ranks that trained the cell together: 1, or W under ``run --ddp``,
+   whose rows also have ``device_id`` ending in ``| ddp xW``). Earlier rows read with it empty;
+   every one of them was trained by one process.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def _c(name: str, dtype: str, unit: str, meaning: str) -> Column:
     return Column(name, dtype, unit, meaning)
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 RUNS: tuple[Column, ...] = (
     _c("schema_version", "int", "", "layout version of this row (see bench/schema.py)"),
@@ -92,7 +95,8 @@ RUNS: tuple[Column, ...] = (
     _c("reason", "str", "", "why the status is not ok, or why a measurement is missing"),
     _c("mode", "str", "", "full | measure-only (over cell_budget_s: no accuracy)"),
     _c("epochs", "int", "epochs", "training epochs of the recipe"),
-    _c("batch_size", "int", "images", "training batch size (evaluation uses twice this)"),
+    _c("batch_size", "int", "images", "training batch size, the global one over all ranks "
+       "under --ddp (evaluation uses twice this)"),
     _c("precision", "str", "", "fp32 | bf16 | fp16 (autocast)"),
     _c("channels_last", "bool", "", "NHWC memory layout"),
     _c("compile", "bool", "", "torch.compile of the model"),
@@ -142,6 +146,9 @@ RUNS: tuple[Column, ...] = (
     _c("estimate_s", "float", "s", "the plan's estimate for the cell"),
     _c("executor", "str", "", "what ran the cell: warm (a long-lived worker, fresh after any "
        "failure) | process (a fresh process) | none (recorded by the sweep without running)"),
+    _c("world_size", "int", "ranks", "processes that trained the cell together: 1, or W under "
+       "run --ddp (then train_img_s and tflops_achieved are over every rank, mfu against W "
+       "devices' peak, the memory columns the max over ranks, final_train_loss the mean)"),
     _c("device", "str", "", "cpu | cuda"),
     _c("device_name", "str", "", "short device name (CPU model, family/model/stepping when "
        "masked; GPU name)"),
@@ -186,11 +193,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {k: tuple(c.name for c in v) for k, v in T
 
 # Earlier layouts, read by mapping onto the current one (new columns empty).
 _V3 = ("input_shape", "data_digest", "executor")
+_V4 = ("world_size",)
 LEGACY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "runs": (tuple(c for c in COLUMNS["runs"] if c not in (
         "test_count", "timed_windows", "eval_peak_mem_mib", "peak_rss_mib", "peak_fresh_tflops",
-        "device_id", *_V3)),
-        tuple(c for c in COLUMNS["runs"] if c not in _V3)),
+        "device_id", *_V3, *_V4)),
+        tuple(c for c in COLUMNS["runs"] if c not in (*_V3, *_V4)),
+        tuple(c for c in COLUMNS["runs"] if c not in _V4)),
     "history": (),
     "ops": (COLUMNS["ops"][:-2],),
 }

@@ -9,7 +9,8 @@
     python -m bench run --profile auto              # gpu with CUDA, else cpu (says which)
     python -m bench run --profile gpu --only model=vgg16,strategy=resize224 --force
     python -m bench run --profile gpu --shard 2/4   # Slurm array task 2 of 4 -> runs.shard-2-of-4.csv
-    torchrun --standalone --nproc_per_node 8 -m bench run --profile gpu   # cell i on rank i % 8
+    torchrun --standalone --nproc_per_node 8 -m bench run --profile gpu   # ranks pull cells
+    torchrun --standalone --nproc_per_node 8 -m bench run --profile gpu --ddp  # 8 ranks per cell
 
 The modules, in the order data flows: :mod:`bench.grid` (selection and validation),
 :mod:`bench.costmodel` and :mod:`bench.plan` (THE plan, shared by ``plan`` and ``run``),
@@ -29,12 +30,16 @@ affects it, the device identity; not the executor). A rerun skips cells the plan
 cells, replacing their rows.
 
 **Scale-out.** ``--shard k/n`` (1-based) keeps cells ``i % n == k - 1`` and writes
-``runs.shard-k-of-n.csv``. Under ``torchrun`` rank ``r`` of ``W`` runs cells ``i % W == r`` on
-``cuda:LOCAL_RANK`` (CPU: the cores are split between local ranks), each rank with its own
-executor, writes ``runs.rank<r>.csv`` while it runs; after a barrier (gloo) rank 0 merges the
-rank files into ``runs.csv`` and deletes them. Readers take every ``runs*.csv``; the newest row
-per ``cell_hash`` wins. ``--ddp`` (one cell data-parallel over the ranks) is not implemented yet
-and says so.
+``runs.shard-k-of-n.csv`` (static: a Slurm array task knows its cells without talking to the
+others). Under ``torchrun`` rank 0 makes THE plan and every rank gets it (so resume skips the
+same cells everywhere); then each rank pulls the next unclaimed cell from a counter in the
+ranks' c10d store, longest expected first (:mod:`bench.ranks`), and runs it on
+``cuda:LOCAL_RANK`` (CPU: the cores are split between local ranks) with its own executor,
+writing ``runs.rank<r>.csv``; after a barrier (gloo) rank 0 merges the rank files into
+``runs.csv`` and deletes them. Together the ranks run each planned cell exactly once. Readers
+take every ``runs*.csv``; the newest row per ``cell_hash`` wins. ``--ddp`` instead trains every
+cell with all ranks together, DistributedDataParallel, ``batch_size`` the global batch; rank 0
+writes the one row (:mod:`bench.ddp`).
 
 **Locks.** Each set of files has its writer's ``fcntl.flock`` (``runs.lock``,
 ``runs.shard-k-of-n.lock``, ``runs.rank<r>.lock``): a second run on the same files is refused
@@ -73,7 +78,14 @@ from bench.grid import (
 )
 from bench.plan import TIMED_OUT, PlannedCell, Timer, make_plan, plan_json, plan_line, print_plan
 from bench.progress import Reporter, fmt_s
-from bench.ranks import Dist, device_key, parent_device, parent_env, resolve_device
+from bench.ranks import (
+    Dist,
+    device_key,
+    longest_first,
+    parent_device,
+    parent_env,
+    resolve_device,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS_ROOT = Path("runs")
@@ -106,6 +118,7 @@ class Prepared:
     results_dir: Path
     suffix: str  # "" or ".shard-k-of-n": the merged files
     write_suffix: str  # suffix plus ".rank<r>" under torchrun
+    ddp_world: int = 1  # ranks that train each cell together: the world under --ddp, else 1
 
 
 def prepare(opts: SweepOptions, dist: Dist | None = None) -> Prepared:
@@ -114,22 +127,33 @@ def prepare(opts: SweepOptions, dist: Dist | None = None) -> Prepared:
     cfg = config_mod.load(profile, opts.overrides)  # an unknown executor is refused here
     validate_grid(cfg)
     validate_data(cfg)
-    if opts.ddp:
-        raise ConfigError("--ddp (one cell data-parallel across ranks) is not implemented yet; "
-                          "run without --ddp: under torchrun the ranks split the cells instead")
     dist = dist or Dist.from_env()
+    if opts.ddp and dist.world < 2:
+        raise ConfigError(f"--ddp trains each cell with every torchrun rank, but WORLD_SIZE is "
+                          f"{os.environ.get('WORLD_SIZE') or 'unset'}; launch it with torchrun "
+                          "--nproc_per_node N (N >= 2) -m bench run ... --ddp, or drop --ddp")
     only = parse_only(opts.only, cfg)
     shard = parse_shard(opts.shard)
     chosen = select_cells(cfg, only, shard)
+    if opts.ddp:
+        from bench.ddp import check_batch
+
+        for model in sorted({c.model for c in chosen}):  # per_model may change the batch
+            bad = check_batch(config_mod.for_model(cfg, model).batch_size, dist.world,
+                              f"batch_size (model {model})")
+            if bad:
+                raise ConfigError(bad)
     config_mod.check_weights(cfg, chosen)  # before any cell: one refusal, not N error rows
     device = resolve_device(opts.device, dist)
-    mine = [(i, c) for i, c in enumerate(chosen, start=1) if (i - 1) % dist.world == dist.rank]
+    # Every rank plans every cell: which rank runs which is decided while they run (claims).
+    mine = list(enumerate(chosen, start=1))
     # A user's runs go to runs/<profile>/ (git-ignored); results/ holds the published runs and
     # changes only when asked for by name (`make publish`, --results-dir results/...).
     results_dir = Path(opts.results_dir or DEFAULT_RUNS_ROOT / config_mod.profile_name(profile))
     suffix = results.shard_suffix(*shard)
     write_suffix = results.rank_suffix(suffix, dist.rank) if dist.world > 1 else suffix
-    return Prepared(profile, cfg, chosen, mine, device, dist, results_dir, suffix, write_suffix)
+    return Prepared(profile, cfg, chosen, mine, device, dist, results_dir, suffix, write_suffix,
+                    dist.world if opts.ddp else 1)
 
 
 def _make_dir(path: Path) -> None:
@@ -259,17 +283,24 @@ def _run_with(executor: Executor, workdir: Path, prep: Prepared, opts: SweepOpti
     reporter = None
     try:  # a KeyboardInterrupt (Ctrl-C, SIGTERM) goes up to _run_locked
         say = None if opts.quiet else (lambda text: print(f"{tag}{text}", flush=True))
-        # THE plan (the same function `bench plan` prints): run executes exactly it.
-        planned = make_plan(cfg, prep.mine, prep.device, results_dir=rdir, force=opts.force,
-                            timer=executor_timer(executor, prep, cfg_path, say))
+        # THE plan (the same function `bench plan` prints): run executes exactly it. Under
+        # torchrun rank 0 makes it and every rank gets the same one.
+        planned = dist.share(lambda: make_plan(
+            cfg, prep.mine, prep.device, results_dir=rdir, force=opts.force,
+            timer=executor_timer(executor, prep, cfg_path, say), ddp_world=prep.ddp_world))
         todo = [p for p in planned if not p.done]
         total_s = sum(p.expected_s for p in todo)
-        print(f"{tag}{len(todo)} cells to run, {len(planned) - len(todo)} already done "
-              f"(resume; --force reruns them); estimated {fmt_s(total_s)} on {prep.device} "
-              f"with the {cfg.executor} executor -> {rdir}", flush=True)
+        if lead:
+            print(f"{len(todo)} cells to run, {len(planned) - len(todo)} already done "
+                  f"(resume; --force reruns them); estimated {fmt_s(total_s)} on {prep.device} "
+                  f"with the {cfg.executor} executor -> {rdir}", flush=True)
         reporter = Reporter(total_s, len(todo), bar=not opts.quiet and dist.world == 1,
                             prefix=tag, start_lines=not opts.quiet)
-        for p in todo:
+        # --ddp: every rank runs every cell, in the plan's order. Else each rank pulls the
+        # cells it runs (bench.ranks); alone, it runs them all in the plan's order.
+        mine = (todo if prep.ddp_world > 1 or dist.world == 1
+                else dist.claim(longest_first(todo)))
+        for p in mine:
             rows.append(_run_one(p, prep, cfg_path, executor, reporter, git, cfg_hash))
     finally:
         if reporter is not None:
@@ -307,13 +338,19 @@ def _run_one(p: PlannedCell, prep: Prepared, cfg_path: Path, executor: Executor,
         # The engine would stop at the same meta-device check: record it without a process.
         row = build_row({"status": "incompatible", "reason": p.estimate.incompatible,
                          "wall_s": 0.0}, prep, p, {}, git, cfg_hash, executor="none")
-        results.write_cell(prep.results_dir, prep.write_suffix, row, [], [])
+        if _writes(prep):
+            results.write_cell(prep.results_dir, prep.write_suffix, row, [], [])
         reporter.finish(p.expected_s, f"{label}: {progress.describe(row)}")
         return row
     measure_only = p.mode == "measure-only"
     reporter.start(p.index, cell, " (measure-only: over budget)" if measure_only else "")
-    outcome = executor.request("run", _spec(prep, cfg_path, cell, measure_only),
-                               cfg.cell_timeout_s, reporter.child_line)
+    spec = _spec(prep, cfg_path, cell, measure_only)
+    if prep.ddp_world > 1:  # the cell's own group, met through the sweep's store (bench.ddp)
+        from bench import ddp
+
+        spec["ddp"] = ddp.cell_spec(prep.dist.rank, prep.dist.world, prep.dist.token,
+                                    p.cell_hash, cfg.cell_timeout_s)
+    outcome = executor.request("run", spec, cfg.cell_timeout_s, reporter.child_line)
 
     history: list[dict[str, Any]] = []
     ops: list[dict[str, Any]] = []
@@ -332,9 +369,20 @@ def _run_one(p: PlannedCell, prep: Prepared, cfg_path: Path, executor: Executor,
              "strategy": cell.strategy, "seed": cell.seed, "device_name": row["device_name"]}
     history = [{**h, **extra} for h in history]
     ops = [{**o, **extra} for o in ops]
-    results.write_cell(prep.results_dir, prep.write_suffix, row, history, ops)
+    if prep.ddp_world > 1:  # one row for all ranks: a rank that failed fails the cell
+        from bench import ddp
+
+        row.update(ddp.merge_statuses(prep.dist.gather(
+            {"status": row.get("status"), "reason": row.get("reason")})))
+    if _writes(prep):
+        results.write_cell(prep.results_dir, prep.write_suffix, row, history, ops)
     reporter.finish(p.expected_s, f"{label}: {progress.describe(row)}")
     return row
+
+
+def _writes(prep: Prepared) -> bool:
+    """Does this rank write the rows of the cells it runs? Under --ddp only rank 0 does."""
+    return prep.ddp_world == 1 or prep.dist.rank == 0
 
 
 def _keep_log(outcome: ChildOutcome, results_dir: Path, p: PlannedCell) -> None:
@@ -372,9 +420,14 @@ def build_row(row: dict[str, Any], prep: Prepared, p: PlannedCell, provenance: d
                                       and not p.estimate.incompatible else "full")
     out["estimate_s"] = round(p.estimate.seconds, 1)
     out["executor"] = executor
+    out["world_size"] = prep.ddp_world
     here = parent_device(prep.device)
     for key in ("device", "device_name", "device_id"):
         out[key] = provenance.get(key) or out.get(key) or here[key]
+    if prep.ddp_world > 1:  # W devices trained it: not the same experiment as on one
+        from bench.ddp import device_suffix
+
+        out["device_id"] += device_suffix(prep.ddp_world)
     for key in ("host_cpu", "torch_version", "torchvision_version", "cuda_version",
                 "cudnn_version"):
         out[key] = provenance.get(key) or parent_env().get(key, "")
@@ -385,7 +438,7 @@ def build_row(row: dict[str, Any], prep: Prepared, p: PlannedCell, provenance: d
 
 
 def _summary(prep: Prepared, rdir: Path) -> None:
-    wanted = {config_mod.cell_hash(prep.cfg, c, device_key(prep.device)): c
+    wanted = {config_mod.cell_hash(prep.cfg, c, device_key(prep.device, prep.ddp_world)): c
               for c in prep.cells}
     rows = {r["cell_hash"]: r for r in results.read_dir(rdir, "runs") if r["cell_hash"] in wanted}
     progress.print_summary(rows, wanted, rdir / results.file_name("runs", prep.suffix),

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench import measure
+from bench import ddp, measure
 from bench.config import Cell, Config, for_model, resolve_auto
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -296,7 +296,10 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    step_model = torch.compile(model) if cfg.compile else model
+    group = ddp.active()  # this cell's --ddp group (bench/ddp.py), or None
+    train_model = group.wrap(model) if group is not None else model
+    step_model = torch.compile(train_model) if cfg.compile else train_model
+    shard = group.shard if group is not None else (0, 1)  # this rank's slice of every batch
 
     n_train = len(splits.train_y)
     steps_per_epoch = data_mod.num_batches(n_train, cfg.batch_size, drop_last=True)
@@ -358,6 +361,8 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
 
     def record_eval(epoch_pos: float) -> None:
         nonlocal best_acc
+        if group is not None:
+            group.sync_buffers(model)  # every rank evaluates rank 0's model
         acc, per_class, rate = evaluate(model, eval_x, eval_y, eval_bs, mean, std, num_classes,
                                         cfg, dev)
         eval_rates.append(rate)
@@ -382,7 +387,7 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
         epoch_train_s = 0.0
         it = iter(data_mod.batches(splits.train_x, splits.train_y, cfg.batch_size, mean=mean,
                                    std=std, shuffle=True, seed=cell.seed, epoch=epoch,
-                                   drop_last=True))
+                                   drop_last=True, shard=shard))
         for i in range(min(steps_per_epoch, total_steps - step)):
             # A step, as timed, starts here: fetching and normalising its batch is part of it.
             meter.begin_step()
@@ -416,7 +421,7 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
         if not measure_only:
             record_eval(epoch + 1)
 
-    summary = meter.summary()
+    summary = group.throughput(meter) if group is not None else meter.summary()
     row.update({k: summary[k] for k in ("train_img_s", "train_img_s_p10", "train_img_s_p90")})
     row["timed_windows"] = int(summary["timed_windows"])
     if not meter.window_img_s:
@@ -435,7 +440,7 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     step_s = cfg.batch_size / row["train_img_s"] if row["train_img_s"] > 0 else float("nan")
     row["compile_s"] = max(0.0, first_step_s - step_s) if cfg.compile else 0.0
 
-    extra = _endless_batches(data_mod, splits, cfg, mean, std, cell.seed, epochs)
+    extra = _endless_batches(data_mod, splits, cfg, mean, std, cell.seed, epochs, shard)
 
     def extra_step() -> None:
         xb, yb = next(extra)
@@ -465,6 +470,8 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
         result.ops = measure.profile_steps(extra_step, dev, cfg.profile_steps,
                                            top_k=cfg.profile_top_ops, trace_path=trace)
     row["peak_rss_mib"] = measure.peak_rss_mib()
+    if group is not None:
+        group.finish_row(row)  # max memory, mean loss, one accuracy over the ranks
 
 
 def _record_mfu(row: dict[str, Any], cfg: Config, dev: torch.device) -> None:
@@ -499,11 +506,12 @@ def _final_test_acc(model, splits, eval_x, eval_bs, mean, std, num_classes, cfg,
 
 
 def _endless_batches(data_mod, splits, cfg: Config, mean: float, std: float, seed: int,
-                     first_epoch: int):
+                     first_epoch: int, shard: tuple[int, int] = (0, 1)):
     epoch = first_epoch
     while True:
         yield from data_mod.batches(splits.train_x, splits.train_y, cfg.batch_size, mean=mean,
-                                    std=std, shuffle=True, seed=seed, epoch=epoch, drop_last=True)
+                                    std=std, shuffle=True, seed=seed, epoch=epoch, drop_last=True,
+                                    shard=shard)
         epoch += 1
 
 
