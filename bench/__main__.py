@@ -7,7 +7,8 @@
     python -m bench run --profile cpu --executor process  # a fresh process per cell
     python -m bench run --profile smoke --set epochs=2 --only model=resnet18 --quiet
     python -m bench run --profile gpu --shard 1/4 --results-dir results/gpu
-    torchrun --standalone --nproc_per_node 2 -m bench run --profile smoke
+    torchrun --standalone --nproc_per_node 2 -m bench run --profile smoke   # ranks pull cells
+    torchrun --standalone --nproc_per_node 2 -m bench run --profile smoke --ddp  # 2 ranks/cell
     python -m bench list                                  # models, strategies, datasets, profiles
     python -m bench list --source timm                    # timm's models (pip install '.[timm]')
     python -m bench doctor ... | report DIR ... | data fetch|info ...
@@ -69,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true",
                      help="no progress bar or per-epoch lines: one line per cell (CI)")
     run.add_argument("--ddp", action="store_true",
-                     help="train one cell data-parallel across torchrun ranks (not implemented)")
+                     help="under torchrun: train every cell with all ranks together "
+                          "(DistributedDataParallel; batch_size is the global batch, a multiple "
+                          "of the world size); without it the ranks pull cells one by one")
     plan = sub.add_parser("plan", help="print every cell with its estimated cost and the ETA")
     _grid_args(plan)
     plan.add_argument("--fast", action="store_true",

@@ -54,9 +54,10 @@ from typing import Any
 
 # Row columns that are a per-rank peak: the row reports the max over ranks.
 MAX_COLUMNS = ("peak_mem_mib", "peak_reserved_mib", "eval_peak_mem_mib", "peak_rss_mib")
-# A cell's status on rank 0 wins over another rank's only when it is a cause, not a symptom: a
-# rank whose peer died sees a broken connection (``error``), the peer saw the cause.
+# Which rank's failure names the cell's: a cause, not a symptom. A rank whose peer died (killed,
+# out of memory) sees only a broken connection in its collective; the peer's row says why.
 _CAUSES = ("oom", "diverged", "incompatible", "timeout")
+_SYMPTOMS = ("gloo", "nccl", "connection", "broken pipe", "timed out")
 
 
 def device_suffix(world: int) -> str:
@@ -177,12 +178,18 @@ def merge_statuses(rows: list[dict[str, Any]]) -> dict[str, str]:
     """Status and reason of a cell from every rank's row (rank order); ``{}`` when all ok.
 
     The first rank with a cause (out of memory, non-finite loss, ...) names the status; else
-    the first failed rank. The reason says which rank.
+    the first failed rank whose reason is not a broken collective; else the first failed rank.
+    The reason says which rank.
     """
     failed = [(r, row) for r, row in enumerate(rows) if row.get("status") != "ok"]
     if not failed:
         return {}
-    rank, row = next(((r, x) for r, x in failed if x.get("status") in _CAUSES), failed[0])
+
+    def symptom(row: dict[str, Any]) -> bool:
+        return any(word in str(row.get("reason", "")).lower() for word in _SYMPTOMS)
+
+    rank, row = next(((r, x) for r, x in failed if x.get("status") in _CAUSES),
+                     next(((r, x) for r, x in failed if not symptom(x)), failed[0]))
     return {"status": str(row.get("status")),
             "reason": f"rank {rank} of {len(rows)}: {row.get('reason') or row.get('status')}"}
 

@@ -5,7 +5,7 @@ Without torchrun the world is one rank. Under ``torchrun`` every rank plans the 
 unclaimed cell from a counter in the c10d store of the ranks' gloo group (:meth:`Dist.claim`),
 longest expected cell first, on ``cuda:LOCAL_RANK`` (CPU: the cores are split between local
 ranks). A rank that drew short cells takes more of them, so the slowest rank no longer sets the
-sweep's wall time, as a fixed ``i % W`` split did. Under ``--ddp`` every rank runs every cell
+sweep's wall time, as a fixed ``i % W`` split would. Under ``--ddp`` every rank runs every cell
 together instead (:mod:`bench.ddp`). The group is also used to agree on start-up and for the
 final barrier.
 """

@@ -148,7 +148,8 @@ CASES = [
                  marks=pytest.mark.skipif("_cuda()", reason="this machine has CUDA")),
     pytest.param(smoke("--results-dir", "{results}/runs.csv"), "runs.csv cannot be created",
                  id="results dir is a file"),
-    pytest.param(smoke("--ddp"), "--ddp", id="ddp not implemented"),
+    pytest.param(smoke("--ddp"), "--ddp trains each cell with every torchrun rank",
+                 id="ddp without torchrun"),
     # the command line itself and the other commands
     pytest.param(["frob"], "invalid choice: 'frob'", id="unknown command"),
     pytest.param(["run"], "--profile", id="missing --profile"),

@@ -91,11 +91,29 @@ def test_the_row_of_a_ddp_cell_takes_the_worst_rank_and_the_cause() -> None:
     assert ddp.merge_statuses([broken, oom]) == {
         "status": "oom", "reason": "rank 1 of 2: out of memory at batch_size=64"}
     assert ddp.merge_statuses([ok, broken])["reason"].startswith("rank 1 of 2: RuntimeError")
+    # A rank killed (the sweep's reason) explains its peer's broken connection, not vice versa.
+    killed = {"status": "error", "reason": "killed by SIGKILL (exit -9)"}
+    assert ddp.merge_statuses([broken, killed])["reason"] == (
+        "rank 1 of 2: killed by SIGKILL (exit -9)")
     reduced = ddp.reduce_rows([{"peak_mem_mib": 10.0, "final_train_loss": 1.0, "test_acc": 0.5},
                                {"peak_mem_mib": 12.0, "final_train_loss": 2.0, "test_acc": 0.5}])
     assert reduced == {"peak_mem_mib": 12.0, "final_train_loss": 1.5}
     with pytest.raises(RuntimeError, match="different accuracies"):
         ddp.reduce_rows([{"test_acc": 0.5}, {"test_acc": 0.25}])
+
+
+def test_a_version_3_file_reads_with_world_size_empty(tmp_path) -> None:
+    """Rows written before ``world_size`` (schema v3) were each trained by one process."""
+    from bench import schema
+
+    old_columns = schema.LEGACY_COLUMNS["runs"][2]
+    assert "executor" in old_columns and "world_size" not in old_columns
+    old = {c: "" for c in old_columns}
+    old.update(schema_version="3", cell_hash="h3", dataset="mnist", model="m", strategy="s",
+               seed="0", status="ok", mode="full", executor="warm", device_id="cpu | X")
+    (tmp_path / "runs.csv").write_text(results.to_csv_text([old], old_columns))
+    (row,) = results.read_csv(tmp_path / "runs.csv", "runs")
+    assert row["executor"] == "warm" and row["world_size"] == ""
 
 
 def test_claims_go_longest_first_and_alone_a_rank_takes_all() -> None:

@@ -4,7 +4,7 @@ Most tests run the real sweep and real child processes (``python -m bench.cell``
 cell, :func:`fake_run_cell` below, chosen through ``ADAPTBENCH_CELL_IMPL``: a child then costs a
 fraction of a second instead of a torch import and a training run. ``ADAPTBENCH_FAKE`` tells the
 stand-in how to misbehave for a ``model/strategy`` (``crash``, ``kill``, ``hang``, ``raise``,
-``oom``). One slow test runs a real cell; one runs the sweep under torchrun with two CPU ranks.
+``oom``). One slow test runs a real cell; torchrun's ranks are tested in test_ddp.py.
 
 Every sweep-level test runs under both executors where the executor matters (``warm``: one
 worker for the sweep, replaced after a failure; ``process``: a process per cell): the failure
@@ -481,26 +481,14 @@ def test_an_unwritable_results_directory_is_refused(tmp_path, fake, capsys) -> N
     assert "cannot be created" in capsys.readouterr().err
 
 
-def test_ddp_is_a_clear_not_implemented_error(tmp_path, fake, capsys) -> None:
+def test_ddp_without_torchrun_is_refused(tmp_path, fake, capsys) -> None:
     assert run(tmp_path, "--ddp") == 2
-    assert "not implemented" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "WORLD_SIZE is unset" in err and "torchrun" in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.slow
-def test_torchrun_spreads_cells_over_two_cpu_ranks_and_merges(tmp_path, fake) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "bench", "run", "--profile", "smoke", "--results-dir", str(tmp_path),
-           "--device", "cpu"]
-    for item in [*SMALL, "strategies=repeat3,conv1,sumrgb"]:
-        cmd += ["--set", item]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "[rank 1/2]" in proc.stdout and "merged 3 rows from 2 rank files" in proc.stdout
-    assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["history.csv", "ops.csv",
-                                                              "runs.csv"]
-    assert sorted(r["strategy"] for r in rows(tmp_path)) == ["conv1", "repeat3", "sumrgb"]
+# The sweep under torchrun (ranks pulling cells, --ddp) is tests/test_ddp.py.
 
 
 @pytest.mark.slow
