@@ -8,6 +8,10 @@
     evaluate after every epoch    -> test_acc, best_acc, time_to_target_s (eval time excluded)
     profiler window (extra steps) -> ops rows; never overlaps the timed windows
 
+Under ``run --ddp`` the cell is one rank of a group (:mod:`bench.ddp`): the model is wrapped in
+DistributedDataParallel, each rank trains its slice of every global batch, and throughput,
+memory and loss are reduced over the ranks before the row is returned.
+
 A failure inside a cell becomes a status (``incompatible``, ``diverged``, ``oom``, ``error``) on
 the row; the sweep's subprocess boundary catches the rest (kills, timeouts).
 """
