@@ -21,6 +21,11 @@ Version history (``schema_version`` column of runs.csv):
    least the sweep process's own peak (Linux carries it over exec). Version 1 and 2 files are
    read with these columns empty (every version-2 row was run by a
    fresh process per cell, but the file does not say so).
+4. adds ``concurrency`` (cells that shared the device while this one ran, itself included: 1
+   = alone; more under the ``ray`` executor with ``pack`` > 1, whose throughput is not a solo
+   figure) and the executors ``ray`` and ``submitit``. Earlier files are read with it empty;
+   every earlier row ran alone on its device (under torchrun, each rank on its own GPU; on
+   CPU the ranks split the cores, which the file does not say either).
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ def _c(name: str, dtype: str, unit: str, meaning: str) -> Column:
     return Column(name, dtype, unit, meaning)
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 RUNS: tuple[Column, ...] = (
     _c("schema_version", "int", "", "layout version of this row (see bench/schema.py)"),
@@ -141,7 +146,11 @@ RUNS: tuple[Column, ...] = (
     _c("reinitialized", "str", "", "layers the strategy created or replaced, with the init rule"),
     _c("estimate_s", "float", "s", "the plan's estimate for the cell"),
     _c("executor", "str", "", "what ran the cell: warm (a long-lived worker, fresh after any "
-       "failure) | process (a fresh process) | none (recorded by the sweep without running)"),
+       "failure) | process (a fresh process) | ray (a warm worker in a Ray actor) | submitit "
+       "(a Slurm array task, fresh process) | none (recorded by the sweep without running)"),
+    _c("concurrency", "int", "cells", "cells that ran on this cell's device at once while it "
+       "ran, itself included (1 = alone; > 1: packed, its throughput is not a solo figure); "
+       "empty when nothing ran"),
     _c("device", "str", "", "cpu | cuda"),
     _c("device_name", "str", "", "short device name (CPU model, family/model/stepping when "
        "masked; GPU name)"),
@@ -186,11 +195,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {k: tuple(c.name for c in v) for k, v in T
 
 # Earlier layouts, read by mapping onto the current one (new columns empty).
 _V3 = ("input_shape", "data_digest", "executor")
+_V4 = ("concurrency",)
 LEGACY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "runs": (tuple(c for c in COLUMNS["runs"] if c not in (
         "test_count", "timed_windows", "eval_peak_mem_mib", "peak_rss_mib", "peak_fresh_tflops",
-        "device_id", *_V3)),
-        tuple(c for c in COLUMNS["runs"] if c not in _V3)),
+        "device_id", *_V3, *_V4)),
+        tuple(c for c in COLUMNS["runs"] if c not in (*_V3, *_V4)),
+        tuple(c for c in COLUMNS["runs"] if c not in _V4)),
     "history": (),
     "ops": (COLUMNS["ops"][:-2],),
 }
