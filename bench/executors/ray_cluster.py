@@ -99,10 +99,10 @@ def connect(address: str) -> None:
     from bench.config import ConfigError
 
     ray = _ray()
+    if address not in ("", "auto"):
+        _probe(address)  # even when connected already: the address named must answer
     if ray.is_initialized():
         return
-    if address not in ("", "auto"):
-        _probe(address)
     # Quiet: the sweep prints its own progress; Ray's logs stay in its session directory.
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "logging_level": "ERROR", "configure_logging": True}
