@@ -62,6 +62,28 @@ def test_ray_runs_each_cell_on_the_first_free_actor_and_the_sweep_writes_its_row
 
 
 @pytest.mark.slow
+def test_the_ray_actors_serve_request_after_request(tmp_path, stand_in, ray_instance) -> None:
+    """The plan's timer asks single requests before the sweep's run_many: the same actors
+    answer all of them (a second call once found no free actor and ran nothing)."""
+    from bench import config
+    from bench.executors import make_executor
+    from bench.executors.protocol import child_env
+
+    cfg = config.load("smoke", [*GRID, "executor=ray"])
+    (tmp_path / "config.toml").write_text(config.to_toml(cfg))
+    spec = {"config_path": str(tmp_path / "config.toml"), "device": "cpu",
+            "cell": {"dataset": "mnist", "model": "resnet18", "strategy": "conv1", "seed": 0},
+            "measure_only": False, "out_dir": None}
+    with make_executor("ray", tmp_path, child_env("cpu", 1), cfg) as ex:
+        first = ex.request("estimate", spec, 60)
+        second = ex.request("run", spec, 60)
+        third = ex.request("run", spec, 60)
+    assert first.payload == {"estimate_s": 1.0}
+    assert second.payload["row"]["status"] == third.payload["row"]["status"] == "ok"
+    assert ex.actors_started == 1 and ray_instance.is_initialized()
+
+
+@pytest.mark.slow
 def test_a_cell_whose_ray_actor_dies_is_retried_once_then_recorded(tmp_path, stand_in,
                                                                    ray_instance) -> None:
     marker = tmp_path / "killed-once"

@@ -302,7 +302,7 @@ class RayExecutor(Executor):
                        rx.OwnerDiedError, rx.NodeDiedError, rx.LocalRayletDiedError)
         source = iter(jobs)
         retries: collections.deque[tuple[Job, int]] = collections.deque()
-        free: list[_Slot] = []
+        free: list[_Slot] = list(self._slots)  # between calls every actor is idle
         running: dict[Any, _Running] = {}
         exhausted = False
 
