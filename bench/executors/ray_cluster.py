@@ -21,7 +21,8 @@ own files in a temporary directory on its node (the sweep's temporary directory 
 there) and returns the payload (row, history, ops, provenance) and its log tail. Rows are
 written by the sweep, in its process, as results arrive. The ``ADAPTBENCH_*`` variables of the
 sweep (data root, test hooks) are passed to the actors; every node needs the same checkout
-(importable ``bench``) and its data.
+(importable ``bench``) and its data. A cell's per-epoch lines stay on its node (the sweep
+prints each cell's outcome when it arrives).
 
 **Lost actors.** An actor that dies mid-cell (its process killed, its node lost) is replaced
 and the cell retried once on the fresh actor; lost again, the cell is recorded ``error`` with
