@@ -142,8 +142,12 @@ class CellSlot:
         if cwd and os.path.isdir(cwd):
             os.chdir(cwd)  # relative paths of the config (./data) mean what they mean there
         self.dir = Path(tempfile.mkdtemp(prefix="adaptbench-ray-"))
-        # On CPU the actors of a node split its cores (unless Ray already set the threads).
         child = child_env(device, share)
+        if share == 1 and "OMP_NUM_THREADS" not in env:
+            # Ray sets the threads of its workers to their num_cpus; a slot with a device of
+            # its own runs its cells with torch's default, as the warm executor does.
+            child.pop("OMP_NUM_THREADS", None)
+        # Packed CPU slots keep Ray's value, their share of the cores (1 per cell at pack=2).
         child.update(env)
         self.executor = WarmExecutor(self.dir, child)
         self.executor.prestart()
@@ -250,7 +254,8 @@ class RayExecutor(Executor):
 
     def _new_actor(self, options: dict[str, Any]) -> Any:
         ray = _ray()
-        env = {k: v for k, v in self.env.items() if k.startswith("ADAPTBENCH_")}
+        env = {k: v for k, v in self.env.items()
+               if k.startswith("ADAPTBENCH_") or k == "OMP_NUM_THREADS"}
         self.actors_started += 1
         return ray.remote(CellSlot).options(**options).remote(
             env, "cpu" if not self._device.startswith("cuda") else "cuda:0",
