@@ -145,6 +145,8 @@ def test_the_sweep_shuts_down_the_ray_instance_it_started_and_no_other(monkeypat
     monkeypatch.setitem(sys.modules, "ray", fake)
     cfg = config.load("smoke", ["executor=ray"])
     ray_cluster.RayExecutor.preflight(cfg)
+    assert fake.calls == []  # a local instance waits for the first cell
+    ray_cluster.connect(cfg.ray_address)  # what the first cell does
     make_executor("ray", tmp_path, {}, cfg).close()
     assert fake.calls == ([] if connected else [("init", None), ("shutdown", None)])
     assert fake.up is connected

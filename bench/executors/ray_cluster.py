@@ -218,7 +218,13 @@ class RayExecutor(Executor):
 
     @classmethod
     def preflight(cls, cfg: Any) -> None:
-        connect(cfg.ray_address)
+        """Ray importable; a cluster named by ``ray_address`` reachable (joined now: cheap).
+        A local instance is started with the first cell, so a plan that times nothing (or a
+        sweep with nothing to do) never pays Ray's start-up."""
+        if cfg.ray_address:
+            connect(cfg.ray_address)
+        else:
+            _ray()
 
     # -- slots --
 
