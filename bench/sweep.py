@@ -6,6 +6,7 @@
     python -m bench plan --profile cpu --json       # the same plan, machine-readable
     python -m bench run --profile cpu               # runs/cpu/runs.csv, history.csv, ops.csv
     python -m bench run --profile cpu --executor process   # a fresh process per cell
+    python -m bench run --profile gpu --executor ray --set ray_address=auto   # a Ray cluster
     python -m bench run --profile auto              # gpu with CUDA, else cpu (says which)
     python -m bench run --profile gpu --only model=vgg16,strategy=resize224 --force
     python -m bench run --profile gpu --shard 2/4   # Slurm array task 2 of 4 -> runs.shard-2-of-4.csv
@@ -13,7 +14,8 @@
 
 The modules, in the order data flows: :mod:`bench.grid` (selection and validation),
 :mod:`bench.costmodel` and :mod:`bench.plan` (THE plan, shared by ``plan`` and ``run``),
-:mod:`bench.executors` (a process to run each cell in: ``warm``, the default, or ``process``),
+:mod:`bench.executors` (a process to run each cell in: ``warm``, the default, ``process``,
+``ray`` or ``submitit``; the rows are written here, as results arrive),
 :mod:`bench.results` (the atomic store), :mod:`bench.progress` (what is printed). This module
 only orchestrates them.
 
