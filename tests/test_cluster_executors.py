@@ -186,3 +186,15 @@ def test_the_extras_pin_the_versions_the_tests_run() -> None:
         "project"]["optional-dependencies"]
     assert extras["ray"] == ["ray==2.60.0"] and extras["slurm"] == ["submitit==1.5.4"]
     assert {"ray==2.60.0", "submitit==1.5.4"} <= set(extras["dev"])
+
+
+def test_a_preempted_submitit_task_requeues_the_same_cell_from_scratch() -> None:
+    pytest.importorskip("submitit")
+    from submitit.helpers import Checkpointable, DelayedSubmission
+
+    from bench.executors.slurm import CellTask
+
+    task, request = CellTask(), {"command": "run", "spec": {"cell": {"model": "resnet18"}}}
+    again = task.checkpoint(request)
+    assert isinstance(task, Checkpointable) and isinstance(again, DelayedSubmission)
+    assert again.function is task and again.args == (request,) and again.kwargs == {}
