@@ -100,6 +100,20 @@ class Config:
     # How cells get a process (bench.executors): "warm" = one long-lived worker runs cell
     # after cell; "process" = a fresh process per cell. Not part of a cell's hash.
     executor: str = "warm"
+    # ray executor: "" = start a Ray instance on this machine (its CPUs and GPUs) for the
+    # sweep; "auto" or "host:port" = join a cluster started with `ray start --head`.
+    ray_address: str = ""
+    # ray executor: cells sharing one device at once (1 = one per GPU / per node's CPUs); > 1
+    # packs small cells (num_gpus=1/pack) and their rows say so (concurrency column).
+    pack: int = 1
+    # submitit executor: Slurm partition ("" = the cluster's default), the folder of its job
+    # files and logs ("" = logs/submitit under the results directory), how many array tasks
+    # run at once, and which cluster (auto = Slurm when sbatch is found, else local processes;
+    # local = submitit's local executor, what the tests use).
+    slurm_partition: str = ""
+    slurm_folder: str = ""
+    slurm_parallelism: int = 16
+    slurm_cluster: str = "auto"
     peak_tflops: float = 0.0  # peak for MFU; 0 = measure it once per device with a matmul
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,9 +130,12 @@ GRID_KEYS = ("datasets", "models", "strategies", "seeds")
 # so is peak_tflops, the denominator of the mfu column, which gpu_check measures afresh on
 # every lease (a few TFLOP/s apart) and which must not stop a later lease from resuming.
 # The executor is left out too: the same cell run warm or in a fresh process is one
-# experiment (its row names the executor), so switching executors resumes.
+# experiment (its row names the executor), so switching executors resumes; so are the
+# executors' own settings (where they run; a packed row says so in its concurrency column).
+EXECUTOR_KEYS = ("executor", "ray_address", "pack", "slurm_partition", "slurm_folder",
+                 "slurm_parallelism", "slurm_cluster")
 _NOT_HASHED = set(GRID_KEYS) | {"cell_timeout_s", "cell_budget_s", "data_root", "save_trace",
-                                "peak_tflops", "executor"}
+                                "peak_tflops", *EXECUTOR_KEYS}
 
 _FIELDS = {f.name: f for f in fields(Config)}
 _DEFAULTS = Config()
@@ -175,8 +192,9 @@ _CHOICES = {
     "precision": ("fp32", "bf16", "fp16", "auto"),
     "channels_last": (True, False, "auto"),
     "executor": EXECUTOR_NAMES,
+    "slurm_cluster": ("auto", "slurm", "local", "debug"),
 }
-_POSITIVE = ("epochs", "batch_size", "window_steps")
+_POSITIVE = ("epochs", "batch_size", "window_steps", "pack", "slurm_parallelism")
 _NON_NEGATIVE = ("train_size", "test_size", "val_size", "warmup_steps", "max_steps_per_epoch",
                  "eval_every_steps", "profile_steps", "profile_top_ops", "measure_only_steps",
                  "num_threads")
@@ -239,6 +257,7 @@ def validate(cfg: Config) -> Config:
         if value not in valid:
             finite = "" if math.isfinite(value) else "a finite number "
             raise ConfigError(f"{key} must be {finite}{valid}, got {value!r}")
+    _check_ray_address(cfg.ray_address)
     for key in GRID_KEYS:
         if len(set(getattr(cfg, key))) != len(getattr(cfg, key)):
             raise ConfigError(f"{key} lists a value twice: {list(getattr(cfg, key))}")
@@ -252,6 +271,18 @@ def validate(cfg: Config) -> Config:
     if sourced:
         check_models(sourced)
     return cfg
+
+
+def _check_ray_address(address: str) -> None:
+    """``""``, ``"auto"``, ``host:port`` or ``ray://host:port`` (port 1-65535)."""
+    if address in ("", "auto"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if sep and host and port.isdigit() and 0 < int(port) < 65536:
+        return
+    raise ConfigError(f"bad value {address!r} for 'ray_address'; valid: \"\" (a Ray instance "
+                      "on this machine), auto (the cluster `ray start` joined), host:port, "
+                      "ray://host:port")
 
 
 def check_models(models: tuple[str, ...] | list[str]) -> None:
@@ -551,7 +582,7 @@ _SECTION_KEYS = {
     "measure": ("warmup_steps", "window_steps", "max_steps_per_epoch", "target_acc",
                 "eval_every_steps", "profile_steps", "profile_top_ops", "save_trace",
                 "measure_only_steps", "cell_budget_s", "cell_timeout_s", "peak_tflops",
-                "executor"),
+                *EXECUTOR_KEYS),
 }
 assert set().union(*_SECTION_KEYS.values()) == set(_FIELDS), "every key belongs to one table"
 assert set(_FLOAT_RANGES) == {k for k, v in _DEFAULTS.to_dict().items() if isinstance(v, float)}, \

@@ -2,6 +2,7 @@
 
     python -m bench.efficiency                       # the five-cell resnet18 smoke sweep
     python -m bench.efficiency --executors process   # one of them
+    python -m bench.efficiency --executors warm,ray  # ray: Ray's start-up is in its wall time
     python -m bench.efficiency --set epochs=2        # more --set items for every sweep
 
 Sweep efficiency = seconds the sweep's cells spent training epochs (sum over its rows of
@@ -12,6 +13,10 @@ profiler windows. Each executor's sweep runs into a fresh temporary results dire
 the other (never in parallel: they would share the cores), ``warm`` first, so that any one-time
 cost of the machine (a cold matmul-peak cache) counts against the default. The load average is
 printed beside each figure: a busy machine lowers every figure.
+
+Every executor is measured by default, ``ray`` and ``submitit`` only where their package is
+installed (``submitit`` with its local cluster where there is no Slurm: the five cells then
+run at once on this machine). ``ray`` starts its own Ray instance inside the sweep's wall time.
 """
 
 from __future__ import annotations
@@ -52,11 +57,20 @@ def measure(executor: str, results_dir: Path, extra: list[str]) -> dict[str, flo
             "efficiency": train / wall if wall > 0 else float("nan"), "load_before": load}
 
 
+def _installed() -> list[str]:
+    """The executors whose optional package (ray, submitit) can be found here."""
+    import importlib.util
+
+    engine = {"ray": "ray", "submitit": "submitit"}
+    return [n for n in NAMES if n not in engine or importlib.util.find_spec(engine[n])]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.efficiency",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--executors", default=",".join(NAMES),
-                        help=f"comma-separated, in the order to run (default {','.join(NAMES)})")
+    default = ",".join(_installed())
+    parser.add_argument("--executors", default=default,
+                        help=f"comma-separated, in the order to run (default {default})")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="extra config override for every sweep")
     args = parser.parse_args(argv)

@@ -31,6 +31,7 @@ class Reporter:
         self.start_lines = start_lines
         self.n_cells = n_cells
         self.done_cells = 0
+        self.started = 0  # cells started or recorded so far (several may run at once)
         self.bar = None
         if bar:
             from tqdm import tqdm
@@ -39,7 +40,10 @@ class Reporter:
                             bar_format="{l_bar}{bar}| [{elapsed}<{remaining}] {postfix}")
 
     def start(self, index: int, cell: Cell, note: str) -> None:
-        text = f"cell {self.done_cells + 1}/{self.n_cells}: {cell.label()}{note}"
+        # Numbered in start order; a cell recorded without starting (finish alone) takes a
+        # number too, so one-at-a-time numbering is the plan's.
+        self.started = max(self.started, self.done_cells) + 1
+        text = f"cell {self.started}/{self.n_cells}: {cell.label()}{note}"
         if self.bar is not None:
             self.bar.set_postfix_str(text)
         elif self.start_lines:

@@ -338,6 +338,19 @@ def _throughput_range(rows: pd.DataFrame) -> tuple[float, float]:
     return float(lo.min()), float(hi.max())
 
 
+def _speed_rows(g: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows a cell's throughput (and MFU) comes from, and how many cells shared the device
+    in them (1 = solo). Solo rows when any measured throughput: a packed row (``concurrency`` >
+    1, cells sharing a device) is never averaged with them; packed rows only when there is
+    nothing else, and then the table says so. Rows without the column (older files) ran solo."""
+    conc = _numeric_column(g, "concurrency")
+    solo = conc.isna() | (conc <= 1)
+    measured = _numeric_column(g, "train_img_s").notna()
+    if (solo & measured).any() or not measured.any():
+        return g[solo], 1
+    return g, int(conc[measured].max())
+
+
 def _group_row(key: tuple, g: pd.DataFrame, confidence: float) -> dict:
     """One row of :func:`comparison_table` from the runs of one cell (all its seeds)."""
     finished = g[(g["status"] == "ok") & (g["mode"] == "full")]
@@ -348,7 +361,8 @@ def _group_row(key: tuple, g: pd.DataFrame, confidence: float) -> dict:
     explained = (g["status"] != "ok") | (g["mode"] == "measure-only")
     reasons = [r for r in dict.fromkeys(g.loc[explained, "reason"]) if r]
     ttt = finished["time_to_target_s"].dropna()
-    img_s_lo, img_s_hi = _throughput_range(g)
+    speed, packed = _speed_rows(g)
+    img_s_lo, img_s_hi = _throughput_range(speed)
     reinit = [r for r in dict.fromkeys(g["reinitialized"].dropna().astype(str)) if r] \
         if "reinitialized" in g else []
     return {
@@ -370,15 +384,16 @@ def _group_row(key: tuple, g: pd.DataFrame, confidence: float) -> dict:
         "target_acc": _first(g["target_acc"]),
         "time_to_target_s_median": float(ttt.median()) if len(ttt) else math.nan,
         "n_reached_target": len(ttt),
-        "train_img_s_median": _median(g["train_img_s"]),
+        "train_img_s_median": _median(speed["train_img_s"]),
         "train_img_s_lo": img_s_lo,
         "train_img_s_hi": img_s_hi,
-        "eval_img_s_median": _median(g["eval_img_s"]),
+        "train_img_s_packed": packed,
+        "eval_img_s_median": _median(speed["eval_img_s"]),
         "peak_mem_mib": _median(g["peak_mem_mib"]),
         "peak_mem_mib_lo": float(g["peak_mem_mib"].min()),  # min..max over seeds (NaN: none)
         "peak_mem_mib_hi": float(g["peak_mem_mib"].max()),
         "reinitialized": " | ".join(reinit),
-        "mfu_median": _median(g["mfu"]),
+        "mfu_median": _median(speed["mfu"]),
         "gflops_fwd_per_img": _first(g["gflops_fwd_per_img"]),
         "params": _first(g["params"]),
         "effective_input_px": _first(g["effective_input_px"]),
@@ -421,7 +436,8 @@ def _mark_best(table: pd.DataFrame, g: pd.DataFrame, confidence: float) -> None:
 def _mark_fastest(table: pd.DataFrame, g: pd.DataFrame) -> None:
     """Set train_img_s_is_best on the fastest cell of one table, only when its p10 clears every
     other measured cell's p90 (and every one of them has a p10/p90)."""
-    measured = g["train_img_s_median"].dropna()
+    # Packed throughput is a figure of its own: never the fastest against solo ones.
+    measured = g.loc[g["train_img_s_packed"] <= 1, "train_img_s_median"].dropna()
     if len(measured) < 2:
         return
     top = measured.idxmax()
@@ -606,8 +622,7 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
         ("Δ vs top, pp [95% CI]", diff, True),
         ("best acc %", [_pct(v) for v in t["best_acc_mean"]], True),
         ("time to target, s (reached)", ttt, True),
-        ("train img/s", _bold_flagged(t["train_img_s_is_best"],
-                                      [_fmt(v) for v in t["train_img_s_median"]]), True),
+        ("train img/s", _bold_flagged(t["train_img_s_is_best"], _speeds(t)), True),
         ("eval img/s", [_fmt(v) for v in t["eval_img_s_median"]], True),
         ("MFU %", [_DASH if pd.isna(v) else f"{100 * v:.1f}" for v in t["mfu_median"]], True),
         ("peak MiB", [_fmt(v) for v in t["peak_mem_mib"]], True),
@@ -629,6 +644,17 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
         lines += ["", "† the strategy created or replaced layers (`reinitialized` column; their "
                   "init rule is in runs.csv)."]
     return lines
+
+
+def _speed(r: pd.Series) -> str:
+    """A cell's train img/s; a packed figure says how many cells shared the device."""
+    packed = int(r.get("train_img_s_packed", 1) or 1)
+    text = _fmt(r["train_img_s_median"])
+    return f"{text} (packed ×{packed})" if packed > 1 and text != _DASH else text
+
+
+def _speeds(t: pd.DataFrame) -> list[str]:
+    return [_speed(r) for _, r in t.iterrows()]
 
 
 def _is_comparison(df: pd.DataFrame) -> bool:
@@ -668,7 +694,7 @@ def headline_table(df: pd.DataFrame) -> str:
         mfu = ([_DASH if pd.isna(r["mfu_median"]) else f"{100 * r['mfu_median']:.1f}"]
                if with_mfu else [])
         cells = [*(r[c] for c in extra), r["model"], f"`{r['strategy']}`", acc,
-                 _fmt(r["train_img_s_median"]), *mfu, _fmt(r["peak_mem_mib"]), status]
+                 _speed(r), *mfu, _fmt(r["peak_mem_mib"]), status]
         lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -173,7 +173,7 @@ def cells_table(t: pd.DataFrame) -> str:
         spread = ("" if pd.isna(r["train_img_s_lo"]) else
                   f" <small>({report._fmt(r['train_img_s_lo'])}–"
                   f"{report._fmt(r['train_img_s_hi'])})</small>")
-        speed = esc(report._fmt(r["train_img_s_median"])) + spread
+        speed = esc(report._speed(r)) + spread  # a packed figure says so
         if r["train_img_s_is_best"]:
             speed = f"<strong>{speed}</strong>"
         status = r["status_detail"] if r["status"] == "mixed" else r["status"]

@@ -22,8 +22,12 @@ Version history (``schema_version`` column of runs.csv):
    read with these columns empty (every version-2 row was run by a
    fresh process per cell, but the file does not say so).
 4. adds ``world_size`` (ranks that trained the cell together: 1, or W under ``run --ddp``,
-   whose rows also have ``device_id`` ending in ``| ddp xW``). Earlier rows read with it empty;
-   every one of them was trained by one process.
+   whose rows also have ``device_id`` ending in ``| ddp xW``) and ``concurrency`` (cells that
+   shared the device while this one ran, itself included: 1 = alone; more under the ``ray``
+   executor with ``pack`` > 1, whose throughput is not a solo figure), and the executors
+   ``ray`` and ``submitit``. Earlier files are read with both empty: every earlier row was
+   trained by one process, alone on its device (under torchrun, each rank on its own GPU; on
+   CPU the ranks split the cores, which the file does not say either).
 """
 
 from __future__ import annotations
@@ -145,7 +149,11 @@ RUNS: tuple[Column, ...] = (
     _c("reinitialized", "str", "", "layers the strategy created or replaced, with the init rule"),
     _c("estimate_s", "float", "s", "the plan's estimate for the cell"),
     _c("executor", "str", "", "what ran the cell: warm (a long-lived worker, fresh after any "
-       "failure) | process (a fresh process) | none (recorded by the sweep without running)"),
+       "failure) | process (a fresh process) | ray (a warm worker in a Ray actor) | submitit "
+       "(a Slurm array task, fresh process) | none (recorded by the sweep without running)"),
+    _c("concurrency", "int", "cells", "cells that ran on this cell's device at once while it "
+       "ran, itself included (1 = alone; > 1: packed, its throughput is not a solo figure); "
+       "empty when nothing ran"),
     _c("world_size", "int", "ranks", "processes that trained the cell together: 1, or W under "
        "run --ddp (then train_img_s and tflops_achieved are over every rank, mfu against W "
        "devices' peak, the memory columns the max over ranks, final_train_loss the mean)"),
@@ -193,7 +201,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {k: tuple(c.name for c in v) for k, v in T
 
 # Earlier layouts, read by mapping onto the current one (new columns empty).
 _V3 = ("input_shape", "data_digest", "executor")
-_V4 = ("world_size",)
+_V4 = ("world_size", "concurrency")
 LEGACY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "runs": (tuple(c for c in COLUMNS["runs"] if c not in (
         "test_count", "timed_windows", "eval_peak_mem_mib", "peak_rss_mib", "peak_fresh_tflops",

@@ -6,6 +6,7 @@
     python -m bench plan --profile cpu --json       # the same plan, machine-readable
     python -m bench run --profile cpu               # runs/cpu/runs.csv, history.csv, ops.csv
     python -m bench run --profile cpu --executor process   # a fresh process per cell
+    python -m bench run --profile gpu --executor ray --set ray_address=auto   # a Ray cluster
     python -m bench run --profile auto              # gpu with CUDA, else cpu (says which)
     python -m bench run --profile gpu --only model=vgg16,strategy=resize224 --force
     python -m bench run --profile gpu --shard 2/4   # Slurm array task 2 of 4 -> runs.shard-2-of-4.csv
@@ -14,7 +15,8 @@
 
 The modules, in the order data flows: :mod:`bench.grid` (selection and validation),
 :mod:`bench.costmodel` and :mod:`bench.plan` (THE plan, shared by ``plan`` and ``run``),
-:mod:`bench.executors` (a process to run each cell in: ``warm``, the default, or ``process``),
+:mod:`bench.executors` (a process to run each cell in: ``warm``, the default, ``process``,
+``ray`` or ``submitit``; the rows are written here, as results arrive),
 :mod:`bench.results` (the atomic store), :mod:`bench.progress` (what is printed). This module
 only orchestrates them.
 
@@ -59,14 +61,15 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import config as config_mod
-from bench import progress, results
+from bench import executors, progress, results
 from bench.config import Cell, Config, ConfigError
-from bench.executors import Executor, make_executor
+from bench.executors import Executor, Job, make_executor
 from bench.executors.protocol import ChildOutcome, child_env, failure_row
 from bench.grid import (
     parse_only,
@@ -202,6 +205,9 @@ def run_sweep(opts: SweepOptions) -> int:
     if why:
         print(why, flush=True)
     prep = prepare(opts)
+    # The executor's own needs (an optional package, a reachable cluster): refused (exit 2)
+    # before the results directory is touched.
+    executors.preflight(prep.cfg.executor, prep.cfg)
     dist = prep.dist
     dist.init()
     locks = []
@@ -239,7 +245,7 @@ def _run_locked(prep: Prepared, opts: SweepOptions, t0: float) -> int:
         with tempfile.TemporaryDirectory(prefix="adaptbench-") as tmp:
             workdir = Path(tmp)
             with make_executor(cfg.executor, workdir,
-                               child_env(prep.device, dist.local_world)) as executor:
+                               child_env(prep.device, dist.local_world), cfg) as executor:
                 # A warm worker imports torch and the engine while this process writes its
                 # files and plans (~2 s of a small sweep's wall time on a 2-core CPU).
                 executor.prestart()
@@ -297,11 +303,11 @@ def _run_with(executor: Executor, workdir: Path, prep: Prepared, opts: SweepOpti
         reporter = Reporter(total_s, len(todo), bar=not opts.quiet and dist.world == 1,
                             prefix=tag, start_lines=not opts.quiet)
         # --ddp: every rank runs every cell, in the plan's order. Else each rank pulls the
-        # cells it runs (bench.ranks); alone, it runs them all in the plan's order.
+        # cells it runs (bench.ranks; the executor reads them lazily, so a rank claims its
+        # next cell only when it has room for it); alone, it runs them all in plan order.
         mine = (todo if prep.ddp_world > 1 or dist.world == 1
                 else dist.claim(longest_first(todo)))
-        for p in mine:
-            rows.append(_run_one(p, prep, cfg_path, executor, reporter, git, cfg_hash))
+        _run_cells(mine, prep, cfg_path, executor, reporter, git, cfg_hash, rows)
     finally:
         if reporter is not None:
             reporter.close()
@@ -329,29 +335,57 @@ def _raise_interrupt(signum, frame) -> None:  # noqa: ARG001
     raise KeyboardInterrupt
 
 
-def _run_one(p: PlannedCell, prep: Prepared, cfg_path: Path, executor: Executor,
+def _run_cells(todo: Iterable[PlannedCell], prep: Prepared, cfg_path: Path, executor: Executor,
+               reporter: Reporter, git: dict[str, str], cfg_hash: str,
+               rows: list[dict[str, Any]]) -> None:
+    """Run the planned cells through :meth:`Executor.run_many`, committing each row here, in
+    the sweep's process, as its result arrives (in order of completion when cells run at
+    once): a sweep killed at any point has written every row it received, and no other."""
+
+    def jobs() -> Iterator[Job]:
+        # Read lazily by the executor: an incompatible cell is recorded when its turn comes,
+        # so a one-at-a-time executor writes the rows in plan order.
+        for p in todo:
+            if p.estimate.incompatible:
+                rows.append(_record_incompatible(p, prep, reporter, git, cfg_hash))
+                continue
+            measure_only = p.mode == "measure-only"
+            spec = _spec(prep, cfg_path, p.cell, measure_only)
+            if prep.ddp_world > 1:  # the cell's own group, met through the sweep's store
+                from bench import ddp
+
+                spec["ddp"] = ddp.cell_spec(prep.dist.rank, prep.dist.world, prep.dist.token,
+                                            p.cell_hash, prep.cfg.cell_timeout_s)
+            yield Job(p, "run", spec, prep.cfg.cell_timeout_s, reporter.child_line)
+
+    def on_start(job: Job) -> None:
+        p = job.key
+        reporter.start(p.index, p.cell,
+                       " (measure-only: over budget)" if p.mode == "measure-only" else "")
+
+    def on_done(job: Job, outcome: ChildOutcome) -> None:
+        rows.append(_run_one(job.key, prep, outcome, executor, reporter, git, cfg_hash))
+
+    executor.run_many(jobs(), on_done, on_start)
+
+
+def _record_incompatible(p: PlannedCell, prep: Prepared, reporter: Reporter,
+                         git: dict[str, str], cfg_hash: str) -> dict[str, Any]:
+    """The engine would stop at the same meta-device check: record it without a process."""
+    row = build_row({"status": "incompatible", "reason": p.estimate.incompatible,
+                     "wall_s": 0.0}, prep, p, {}, git, cfg_hash, executor="none")
+    if _writes(prep):
+        results.write_cell(prep.results_dir, prep.write_suffix, row, [], [])
+    reporter.finish(p.expected_s, f"[{p.index}/{len(prep.cells)}] {p.cell.label()}: "
+                                  f"{progress.describe(row)}")
+    return row
+
+
+def _run_one(p: PlannedCell, prep: Prepared, outcome: ChildOutcome, executor: Executor,
              reporter: Reporter, git: dict[str, str], cfg_hash: str) -> dict[str, Any]:
-    """Run one planned cell in its mode and commit its row; returns the row."""
+    """Commit the row of one planned cell from its executor's outcome; returns the row."""
     cfg, cell = prep.cfg, p.cell
     label = f"[{p.index}/{len(prep.cells)}] {cell.label()}"
-    if p.estimate.incompatible:
-        # The engine would stop at the same meta-device check: record it without a process.
-        row = build_row({"status": "incompatible", "reason": p.estimate.incompatible,
-                         "wall_s": 0.0}, prep, p, {}, git, cfg_hash, executor="none")
-        if _writes(prep):
-            results.write_cell(prep.results_dir, prep.write_suffix, row, [], [])
-        reporter.finish(p.expected_s, f"{label}: {progress.describe(row)}")
-        return row
-    measure_only = p.mode == "measure-only"
-    reporter.start(p.index, cell, " (measure-only: over budget)" if measure_only else "")
-    spec = _spec(prep, cfg_path, cell, measure_only)
-    if prep.ddp_world > 1:  # the cell's own group, met through the sweep's store (bench.ddp)
-        from bench import ddp
-
-        spec["ddp"] = ddp.cell_spec(prep.dist.rank, prep.dist.world, prep.dist.token,
-                                    p.cell_hash, cfg.cell_timeout_s)
-    outcome = executor.request("run", spec, cfg.cell_timeout_s, reporter.child_line)
-
     history: list[dict[str, Any]] = []
     ops: list[dict[str, Any]] = []
     provenance: dict[str, Any] = {}
@@ -365,6 +399,7 @@ def _run_one(p: PlannedCell, prep: Prepared, cfg_path: Path, executor: Executor,
         row["wall_s"] = outcome.wall_s
         _keep_log(outcome, prep.results_dir, p)
     row = build_row(row, prep, p, provenance, git, cfg_hash, executor=executor.name)
+    row["concurrency"] = outcome.concurrency
     extra = {"cell_hash": p.cell_hash, "dataset": cell.dataset, "model": cell.model,
              "strategy": cell.strategy, "seed": cell.seed, "device_name": row["device_name"]}
     history = [{**h, **extra} for h in history]
@@ -476,11 +511,13 @@ def run_plan(opts: SweepOptions, *, fast: bool, as_json: bool = False) -> int:
     if fast:
         planned = make_plan(cfg, cells, device, results_dir=rdir, force=opts.force, on_cell=show)
     else:
+        executors.preflight(cfg.executor, cfg)
         with tempfile.TemporaryDirectory(prefix="adaptbench-plan-") as tmp:
             workdir = Path(tmp)
             cfg_path = workdir / "config.toml"
             cfg_path.write_text(config_mod.to_toml(cfg))
-            with make_executor(cfg.executor, workdir, child_env(prep.device, 1)) as executor:
+            with make_executor(cfg.executor, workdir, child_env(prep.device, 1),
+                               cfg) as executor:
                 planned = make_plan(cfg, cells, device, results_dir=rdir, force=opts.force,
                                     timer=executor_timer(executor, prep, cfg_path),
                                     on_cell=show)

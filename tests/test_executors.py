@@ -100,12 +100,17 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_the_executors_are_warm_and_process_only() -> None:
-    assert NAMES == ("warm", "process")  # warm is the default; no engine is named before it exists
+# The executors that run a request on this machine by themselves; ray and submitit (engines,
+# tests/test_cluster_executors.py) wrap these in actors and array tasks.
+LOCAL = ("warm", "process")
+
+
+def test_the_executors_are_warm_process_and_the_engines() -> None:
+    assert NAMES == ("warm", "process", "ray", "submitit")  # warm is the default
     assert config.Config().executor == "warm"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LOCAL)
 def test_a_cell_starts_from_the_baseline_whatever_the_cell_before_it_did(make, name) -> None:
     ex, request = make(name)
     out1, leak = request("leak", seed=1)
@@ -137,7 +142,7 @@ def test_warm_replaces_its_worker_after_a_cell_that_did_not_end_ok(make) -> None
     assert not _alive(first["pid"])
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LOCAL)
 def test_a_hung_cell_is_killed_with_its_process_and_the_next_cell_runs(make, name) -> None:
     ex, request = make(name)
     _, before = request("plain")
@@ -201,7 +206,7 @@ def test_a_warm_cell_reports_the_memory_a_fresh_process_reports(tmp_path, monkey
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     got = {}
-    for name in NAMES:
+    for name in LOCAL:
         rdir = tmp_path / name
         argv = ["run", "--profile", "smoke", "--results-dir", str(rdir), "--device", "cpu",
                 "--quiet", "--executor", name]
@@ -209,7 +214,7 @@ def test_a_warm_cell_reports_the_memory_a_fresh_process_reports(tmp_path, monkey
             argv += ["--set", item]
         assert main(argv) == 0
         got[name] = {r["strategy"]: r for r in results.read_dir(rdir, "runs")}
-    for name in NAMES:
+    for name in LOCAL:
         assert {r["status"] for r in got[name].values()} == {"ok"}, got[name]
         assert {r["executor"] for r in got[name].values()} == {name}
     warm, fresh = got["warm"]["repeat3"], got["process"]["repeat3"]

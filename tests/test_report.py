@@ -573,3 +573,23 @@ def test_cli_per_panel_axis_option(tmp_path, capsys):
     assert "index.html" in capsys.readouterr().out
     svg = (d / "charts" / "accuracy_vs_throughput.svg").read_text()
     assert svg.startswith("<?xml")
+
+
+def test_packed_throughput_is_never_mixed_with_solo_or_ranked_against_it(tmp_path):
+    """Rows whose cell shared its device (concurrency > 1, ray's pack) are a figure of their
+    own: a cell with solo rows is measured by them alone; a cell with packed rows only shows
+    them marked, and is never the fastest against solo cells."""
+    def row(strategy, seed, img_s, concurrency):
+        return {"strategy": strategy, "seed": seed, "train_img_s": img_s,
+                "train_img_s_p10": img_s * 0.95, "train_img_s_p90": img_s * 1.05,
+                "concurrency": concurrency}
+    d = _runs_dir(tmp_path, [row("resize32", 0, 100, 1), row("resize32", 1, 40, 4),
+                             row("repeat3", 0, 300, 4), row("conv1", 0, 50, "")])
+    t = comparison_table(read_runs(d)).set_index("strategy")
+    assert t.loc["resize32", "train_img_s_median"] == 100  # not the median of 100 and 40
+    assert t.loc["repeat3", "train_img_s_median"] == 300
+    assert t.loc[["resize32", "repeat3", "conv1"], "train_img_s_packed"].tolist() == [1, 4, 1]
+    assert t["train_img_s_is_best"].to_dict() == {"resize32": True, "repeat3": False,
+                                                  "conv1": False}
+    md = _summary(d)
+    assert "300 (packed ×4)" in md and "| **100** |" in md

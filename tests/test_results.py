@@ -22,7 +22,7 @@ def run_row(cell_hash: str, status: str = "ok", timestamp: str = "2025-01-01T00:
 
 def test_the_schema_is_the_contracts() -> None:
     assert RUN_COLUMNS[0] == "schema_version" and RUN_COLUMNS[-1] == "timestamp"
-    assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS) == 63
+    assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS) == 64
     for col in ("cell_hash", "status", "reason", "mode", "estimate_s", "git_sha", "git_dirty",
                 "config_hash", "device_name", "cudnn_version", "host_cpu"):
         assert col in RUN_COLUMNS
@@ -236,3 +236,21 @@ def test_the_current_row_of_a_cell_is_its_newest_for_every_reader(tmp_path) -> N
     assert {r["cell_hash"] for r in current} == {"new-recipe", "other-seed", "other-machine"}
     assert superseded == 1
     assert results.done_hashes(tmp_path) == {"new-recipe", "other-seed", "other-machine"}
+
+
+def test_a_version_3_file_is_read_with_concurrency_empty(tmp_path) -> None:
+    """Every row before version 4 ran alone on its device; the report reads an empty
+    concurrency as solo."""
+    from bench import schema
+
+    old_columns = schema.LEGACY_COLUMNS["runs"][2]
+    assert "executor" in old_columns and "concurrency" not in old_columns
+    old = {c: "" for c in old_columns}
+    old.update(schema_version="3", cell_hash="h1", dataset="mnist", model="m", strategy="s",
+               seed="0", status="ok", mode="full", train_img_s="120.5", executor="warm",
+               timestamp="2026-01-01T00:00:00Z")
+    path = tmp_path / "runs.csv"
+    path.write_text(results.to_csv_text([old], old_columns))
+    (row,) = results.read_csv(path, "runs")
+    assert tuple(row) == RUN_COLUMNS and row["train_img_s"] == "120.5"
+    assert row["executor"] == "warm" and row["concurrency"] == ""

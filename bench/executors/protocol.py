@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,25 +36,65 @@ class ChildOutcome:
     timed_out: bool
     wall_s: float  # seconds from the request to its end, process start included
     stderr_path: Path  # the request's log (its process's stderr while it ran)
+    # Cells that ran on the same device at once while this one ran, itself included (1 =
+    # alone); a packing executor (ray with pack > 1) reports more.
+    concurrency: int = 1
+    # Why the request has no result when no process of it can say (the executor lost the
+    # machine it ran on); empty otherwise. Takes precedence in :func:`failure_row`.
+    reason: str = ""
+
+
+@dataclass
+class Job:
+    """One request for :meth:`Executor.run_many`: what :meth:`Executor.request` takes, plus the
+    caller's handle (``key``, given back with the outcome)."""
+
+    key: Any
+    command: str
+    spec: dict[str, Any]
+    timeout_s: float
+    on_line: Callable[[str], None] | None = None
 
 
 class Executor(abc.ABC):
     """Runs requests of the child protocol; one per sweep, closed at its end.
 
     ``workdir`` is private to the sweep (spec, result and log files); ``env`` is the
-    environment of every process the executor starts.
+    environment of every process the executor starts; ``cfg`` (a :class:`bench.config.Config`)
+    carries the settings of executors that have some (``ray_address``, ``pack``, ``slurm_*``).
     """
 
     name: str = ""
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], cfg: Any = None) -> None:
         self.workdir = Path(workdir)
         self.env = env
+        self.cfg = cfg
+
+    @classmethod  # noqa: B027 - optional: most executors need nothing
+    def preflight(cls, cfg: Any) -> None:
+        """Refuse, before the sweep writes anything, what would fail every cell: a missing
+        optional package, an unreachable cluster. Raises :class:`bench.config.ConfigError`."""
 
     @abc.abstractmethod
     def request(self, command: str, spec: dict[str, Any], timeout_s: float,
                 on_line: Callable[[str], None] | None = None) -> ChildOutcome:
         """Run ``command`` ("run" | "estimate") on ``spec``; kill it after ``timeout_s`` s."""
+
+    def run_many(self, jobs: Iterable[Job], on_done: Callable[[Job, ChildOutcome], None],
+                 on_start: Callable[[Job], None] | None = None) -> None:
+        """Run every job of ``jobs``; ``on_done(job, outcome)`` as each one ends.
+
+        ``jobs`` is read lazily, one job when there is room for it, so a generator may record
+        work of its own between jobs in plan order. ``on_start`` and ``on_done`` are called in
+        this (the caller's) thread, so the caller commits each result as it arrives without
+        locks. The default runs them one after the other through :meth:`request`; an executor
+        with several slots (ray) overrides it and calls ``on_done`` in order of completion.
+        """
+        for job in jobs:
+            if on_start is not None:
+                on_start(job)
+            on_done(job, self.request(job.command, job.spec, job.timeout_s, job.on_line))
 
     def prestart(self) -> None:  # noqa: B027 - optional: an executor with nothing to warm
         """Start what the first request will need now, while the sweep still has its own work
@@ -110,6 +150,8 @@ def tail(path: Path, n: int = 20) -> list[str]:
 
 def failure_row(outcome: ChildOutcome, timeout_s: float) -> dict[str, Any]:
     """Status and reason for a request that left no result."""
+    if outcome.reason:
+        return {"status": "error", "reason": outcome.reason}
     lines = tail(outcome.stderr_path)
     last = next((line.strip() for line in reversed(lines) if line.strip()), "")
     oom = any("out of memory" in line.lower() or "OutOfMemoryError" in line for line in lines)

@@ -54,8 +54,8 @@ class WarmExecutor(Executor):
 
     name = "warm"
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        super().__init__(workdir, env)
+    def __init__(self, workdir: Path, env: dict[str, str], cfg: Any = None) -> None:
+        super().__init__(workdir, env, cfg)
         self._proc: subprocess.Popen | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._token = secrets.token_hex(8)  # a done line no cell can print by accident

@@ -1,0 +1,50 @@
+"""A stand-in cell for the ray and submitit executor tests (``ADAPTBENCH_CELL_IMPL``): runs in
+the cell's process, so it stays light (no torch, no Ray). ``ADAPTBENCH_TEST_CELLS`` gives a
+``model/strategy`` a behaviour: ``sleep:S`` (seconds), ``killparent:MARKER`` (SIGKILL the
+process that started this one -- the Ray actor -- the first time, when MARKER does not exist
+yet; then an ordinary cell) or ``killparent`` (every time)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Result:
+    row: dict
+    history: list = field(default_factory=list)
+    ops: list = field(default_factory=list)
+
+
+def _action(cell) -> str:
+    for item in os.environ.get("ADAPTBENCH_TEST_CELLS", "").split(";"):
+        key, _, action = item.partition("=")
+        if key == f"{cell.model}/{cell.strategy}":
+            return action
+    return ""
+
+
+def run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
+    action = _action(cell)
+    kind, _, arg = action.partition(":")
+    if kind == "sleep":
+        time.sleep(float(arg))
+    if kind == "killparent" and not (arg and Path(arg).exists()):
+        if arg:
+            Path(arg).write_text("killed once")
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(60)  # the kernel ends this process with its parent (PR_SET_PDEATHSIG)
+    row = {"status": "ok", "reason": "", "mode": "full", "train_img_s": 100.0, "wall_s": 0.01,
+           "epoch_s": 0.1, "test_acc": 0.5, "device": "cpu", "device_name": "Fake CPU",
+           "train_img_s_p10": 90.0, "train_img_s_p90": 110.0}
+    history = [{"epoch": 1, "step": 1, "train_loss": 1.0, "test_acc": 0.5, "epoch_s": 0.1,
+                "elapsed_s": 0.1, "per_class_acc": [0.5] * 10}]
+    return Result(row, history, [])
+
+
+def estimate_cell_s(cfg, cell, device="auto") -> float:
+    return 1.0
