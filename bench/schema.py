@@ -125,7 +125,8 @@ RUNS: tuple[Column, ...] = (
        "torch.profiler)"),
     _c("peak_reserved_mib", "float", "MiB", "CUDA only: peak bytes the caching allocator "
        "reserved during those steps"),
-    _c("eval_peak_mem_mib", "float", "MiB", "the same peak during one evaluation batch"),
+    _c("eval_peak_mem_mib", "float", "MiB", "the same peak during one evaluation batch "
+       "(4 x batch_size images, or the evaluation split if smaller)"),
     _c("peak_rss_mib", "float", "MiB", "peak resident set size of the process that ran the "
        "cell, while it ran (Linux VmHWM: libraries, framework, host copies included, the "
        "sweep's own memory not; warm executor: the worker's high-water mark reset at the "

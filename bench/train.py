@@ -37,6 +37,9 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 # profile_steps > 0, for the operator table (see measure.step_window); one evaluation batch
 # follows for eval_peak_mem_mib.
 SETTLE_STEPS = 1
+# Evaluation batch = this x batch_size images: no activations are kept for backward, so the
+# larger batch fits where training did, and on a CPU small batches evaluate far slower per image.
+EVAL_BATCH_FACTOR = 4
 
 
 def extra_train_steps(profile_steps: int) -> int:
@@ -350,7 +353,7 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
         return loss.detach()
 
     meter = measure.ThroughputMeter(cfg.warmup_steps, cfg.window_steps, dev)
-    eval_bs = cfg.batch_size * 2  # no activations kept for backward, so a larger batch fits
+    eval_bs = cfg.batch_size * EVAL_BATCH_FACTOR
     train_s = 0.0  # cumulative training seconds, evaluation excluded
     epoch_times: list[float] = []
     eval_rates: list[float] = []

@@ -133,8 +133,8 @@ def test_memory_and_profiler_share_one_window_of_extra_steps(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """After the timed steps a cell runs one settling step and max(1, profile_steps) measured
     steps (memory and operators over the same steps; they were two windows, 2 + 1 +
-    profile_steps extra steps), then one evaluation batch; every evaluation forward runs
-    under inference mode."""
+    profile_steps extra steps), then one evaluation batch; evaluation runs in batches of
+    4 x batch_size (it was 2 x), every forward under inference mode."""
     import torch
 
     import strategies
@@ -156,14 +156,14 @@ def test_memory_and_profiler_share_one_window_of_extra_steps(
 
     monkeypatch.setattr(strategies, "build", counting_build)
     profile_steps = 2
-    cfg = TINY.replace(profile_steps=profile_steps, batch_size=16, train_size=32, test_size=20,
+    cfg = TINY.replace(profile_steps=profile_steps, batch_size=16, train_size=32, test_size=40,
                        warmup_steps=1, window_steps=1)
     res = train.run_cell(cfg, cell(), device="cpu")
     assert res.row["status"] == "ok", res.row["reason"]
     timed = cfg.train_size // cfg.batch_size
     assert forwards["train"] == timed + 1 + profile_steps == timed + train.extra_train_steps(2)
-    eval_batches = -(-cfg.test_size // (2 * cfg.batch_size))
-    assert forwards["eval"] == eval_batches + 1
+    assert forwards["eval"] == 1 + 1  # all 40 test images in one batch of 4 x 16, then the
+    # memory window's batch (in batches of 2 x 16 the test split took two)
     assert inference and all(inference)
     assert res.ops and res.row["peak_mem_mib"] > 0
     assert train.extra_train_steps(0) == 2  # no profiler: still a settling and a measured step
