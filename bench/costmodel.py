@@ -104,11 +104,12 @@ class CostModel:
         steps = max(1, n_train // cfg.batch_size)
         if cfg.max_steps_per_epoch:
             steps = min(steps, cfg.max_steps_per_epoch)
-        eval_s = n_test * img_eval_s + (n_test / (2 * cfg.batch_size)) * speed.per_step_s
-        from bench.train import MEMORY_STEPS
+        from bench.train import EVAL_BATCH_FACTOR, extra_train_steps
 
-        # The profiler's and the memory measurement's steps, and one evaluation batch.
-        extra_s = ((cfg.profile_steps + MEMORY_STEPS) * step_s + 2 * cfg.batch_size * img_eval_s
+        eval_bs = EVAL_BATCH_FACTOR * cfg.batch_size
+        eval_s = n_test * img_eval_s + (n_test / eval_bs) * speed.per_step_s
+        # The memory and profiler window's steps, and one evaluation batch.
+        extra_s = (extra_train_steps(cfg.profile_steps) * step_s + eval_bs * img_eval_s
                    + speed.start_s)
         full = cfg.epochs * (steps * step_s + eval_s) + extra_s
         measure_only = cfg.measure_only_steps * step_s + extra_s

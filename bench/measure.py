@@ -14,7 +14,6 @@ import resource
 import shutil
 import statistics
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -187,23 +186,31 @@ class PeakMemory:
       previous step's gradients), so for a training step run one settling step first and call
       :meth:`start` after it: blocks freed after that were allocated under the profiler.
 
-    The CPU path runs the region under the profiler, which slows it: measure a region that is
-    never a timed window.
+    ``record_ops`` also records the operators (on CUDA the profiler then runs too, with device
+    activity): :meth:`top_ops` gives the top operators of the steps run under :meth:`step`
+    after :meth:`start`, so one window measures memory and operators over the same steps.
+    Neither figure depends on time, so they can share the profiler's overhead; the region is
+    slowed by it, so measure one that is never a timed window.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, *, record_ops: bool = False) -> None:
         self.device = device
+        self.record_ops = record_ops
         self.peak_mib = float("nan")
         self.reserved_mib = float("nan")
         self._base = 0
         self._since_ns: int | None = None
         self._prof: Any = None
+        self._steps = 0
 
     def __enter__(self) -> PeakMemory:
-        if self.device.type != "cuda":
+        if self.device.type != "cuda" or self.record_ops:
             from torch.profiler import ProfilerActivity, profile
 
-            self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+            activities = [ProfilerActivity.CPU]
+            if self.device.type == "cuda":
+                activities.append(ProfilerActivity.CUDA)
+            self._prof = profile(activities=activities, profile_memory=True)
             self._prof.__enter__()
         self.start()
         return self
@@ -217,13 +224,23 @@ class PeakMemory:
         self._base = live_tensor_bytes(self.device)
         self._since_ns = time.time_ns()
 
+    def step(self, fn: Callable[[], Any]) -> None:
+        """Run one measured step; :meth:`top_ops` covers the steps run this way."""
+        from torch.autograd.profiler import record_function
+
+        self._steps += 1
+        with record_function(f"{STEP_RANGE}#{self._steps}"):
+            fn()
+
     def __exit__(self, *exc: Any) -> None:
         synchronize(self.device)
         if self.device.type == "cuda":
             self.peak_mib = torch.cuda.max_memory_allocated(self.device) / MIB
             self.reserved_mib = torch.cuda.max_memory_reserved(self.device) / MIB
+        if self._prof is not None:
+            self._prof.__exit__(*exc)
+        if self.device.type == "cuda":
             return
-        self._prof.__exit__(*exc)
         since = self._since_ns or 0
         events = [e for e in self._prof.profiler.kineto_results.events()
                   if e.name() == "[memory]" and e.device_type() == _CPU_DEVICE_TYPE
@@ -233,6 +250,60 @@ class PeakMemory:
             held += event.nbytes()
             peak = max(peak, held)
         self.peak_mib = (self._base + peak) / MIB
+
+    def top_ops(self, top_k: int = 15) -> list[dict[str, Any]]:
+        """Top operators by self time over the :meth:`step` steps (:func:`_op_rows`);
+        empty unless ``record_ops``. Call after the ``with`` block."""
+        if not self.record_ops or self._prof is None or not self._steps:
+            return []
+        from torch.autograd.profiler_util import FunctionEventAvg
+
+        events = self._prof.events()
+        # Everything from the first marked step on: the settling step before it is left out;
+        # device kernels of the marked steps start after it too (the device was synchronised).
+        first = min(e.time_range.start for e in events if e.name.startswith(STEP_RANGE))
+        # Averaged per operator as key_averages() does, over this subset of the session.
+        stats: dict[tuple[str, str], FunctionEventAvg] = {}
+        for e in events:
+            if e.time_range.start >= first and not e.is_python_function:
+                stats.setdefault((e.key, str(e.device_type)), FunctionEventAvg()).add(e)
+        return _op_rows(stats.values(), self.device, top_k)
+
+    def export_trace(self, trace_path: Path) -> None:
+        """A gzipped Chrome trace of the whole window (the settling step, then the marked steps)."""
+        trace_path.parent.mkdir(parents=True, exist_ok=True)
+        raw = trace_path.with_suffix("")  # x.json.gz -> x.json
+        self._prof.export_chrome_trace(str(raw))
+        with open(raw, "rb") as src, gzip.open(trace_path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        raw.unlink()
+
+
+# Range name of each measured step in a window's profile: torch.profiler's own step name (it
+# lists them as "ProfilerStep*"), so a saved trace shows the usual markers.
+STEP_RANGE = "ProfilerStep"
+
+
+def step_window(step: Callable[[], None], device: torch.device, steps: int, *,
+                profile_ops: bool = True, top_k: int = 15, trace_path: Path | None = None
+                ) -> tuple[PeakMemory, list[dict[str, Any]]]:
+    """Run ``step`` once to settle, then ``steps`` measured times (at least one), under one
+    profiler session; returns the peak memory of the measured steps (:class:`PeakMemory`) and,
+    with ``profile_ops``, their top operators by self time (``ops.csv`` rows).
+
+    The settling step is also the profiler's warm-up. Its allocations are recorded, so the
+    frees of its blocks in the measured steps are counted (see :class:`PeakMemory`). These
+    steps are extra: the caller runs them after the timed steps, never among them.
+    """
+    with PeakMemory(device, record_ops=profile_ops) as mem:
+        step()
+        mem.start()
+        for _ in range(max(1, steps)):
+            mem.step(step)
+    ops = mem.top_ops(top_k) if profile_ops else []
+    if profile_ops and trace_path is not None:
+        mem.export_trace(trace_path)
+    return mem, ops
 
 
 # torch.profiler's DeviceType for host memory (torch._C._autograd.DeviceType.CPU).
@@ -409,14 +480,33 @@ def peak_entry(device: torch.device, dtype: torch.dtype, refresh: bool = False
     return entry
 
 
+# A fresh check newer than this is reused (seconds): see fresh_peak_check.
+FRESH_CHECK_MAX_AGE_S = 600.0
+# (peak key, matmul size) -> (TFLOP/s, time.monotonic() of the measurement); this process only.
+_FRESH_CHECKS: dict[tuple[str, int], tuple[float, float]] = {}
+
+
 def fresh_peak_check(device: torch.device, dtype: torch.dtype, n: int,
-                     seconds: float = 0.5) -> float:
+                     seconds: float = 0.5, max_age_s: float = FRESH_CHECK_MAX_AGE_S) -> float:
     """A quick matmul at the cached peak's size, TFLOP/s: is the machine as quiet as when the
-    peak was measured? (The report flags rows where the two differ by more than 20%.)"""
+    peak was measured? (The report flags rows where the two differ by more than 20%.)
+
+    A property of the device, not of a cell: measured once per process for each
+    (:func:`peak_key`, ``n``) and reused while younger than ``max_age_s`` seconds, so a warm
+    worker's cells share one check (each ``>= 0.6 s``) instead of paying it per cell; a fresh
+    process per cell measures it every time. ``max_age_s=0`` always measures.
+    """
+    key = (peak_key(device, dtype), int(n))
+    cached = _FRESH_CHECKS.get(key)
+    now = time.monotonic()
+    if cached is not None and now - cached[1] < max_age_s:
+        return cached[0]
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     _timed_matmuls(a, b, device, seconds / 5)
-    return _timed_matmuls(a, b, device, seconds)
+    value = _timed_matmuls(a, b, device, seconds)
+    _FRESH_CHECKS[key] = (value, time.monotonic())
+    return value
 
 
 def copy_gb_s(device: torch.device, mib: int = 1024, reps: int = 10) -> float:
@@ -435,43 +525,12 @@ def copy_gb_s(device: torch.device, mib: int = 1024, reps: int = 10) -> float:
     return 2 * nbytes / statistics.median(times) / 1e9
 
 
-def profile_steps(step: Callable[[], None], device: torch.device, active: int,
-                  top_k: int = 15, trace_path: Path | None = None) -> list[dict[str, Any]]:
-    """Run ``step`` under ``torch.profiler`` (warm-up 1, ``active`` steps) and return the
-    top operators by self time (device time on CUDA, CPU time otherwise).
-
-    These steps are extra: the caller runs them after the timed steps, never among them.
-    Times in the rows are totals over the ``active`` steps, in ms; memory in MiB.
-    """
-    from torch.profiler import ProfilerActivity, profile, schedule
-
-    activities = [ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
-    captured: list[Any] = []
-
-    def on_ready(prof: Any) -> None:
-        # Read the table here: newer torch releases clear events when a cycle ends.
-        captured.append(prof.key_averages())
-        if trace_path is not None:
-            trace_path.parent.mkdir(parents=True, exist_ok=True)
-            raw = trace_path.with_suffix("")  # x.json.gz -> x.json
-            prof.export_chrome_trace(str(raw))
-            with open(raw, "rb") as src, gzip.open(trace_path, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            raw.unlink()
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Pp]rofiler clears events.*")
-        with profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=active),
-                     profile_memory=True, record_shapes=True, on_trace_ready=on_ready) as prof:
-            for _ in range(active + 1):
-                step()
-                prof.step()
-    synchronize(device)
+def _op_rows(averages: Any, device: torch.device, top_k: int) -> list[dict[str, Any]]:
+    """``ops.csv`` rows from profiler key averages: the top ``top_k`` operators by self time
+    (device time on CUDA, CPU time otherwise); times in ms (totals over the steps), memory MiB."""
     rows = []
-    for evt in (captured[-1] if captured else []):
-        if evt.key.startswith("ProfilerStep"):
+    for evt in averages:
+        if evt.key.startswith(STEP_RANGE):
             continue  # the per-step wrapper range, not an operator
         self_dev = getattr(evt, "self_device_time_total", 0.0) or 0.0
         rows.append({

@@ -121,16 +121,20 @@ RUNS: tuple[Column, ...] = (
     _c("train_img_s_p10", "float", "images/s", "10th percentile over the timed windows"),
     _c("train_img_s_p90", "float", "images/s", "90th percentile over the timed windows"),
     _c("timed_windows", "int", "", "number of timed windows behind train_img_s"),
-    _c("eval_img_s", "float", "images/s", "median evaluation throughput (first pass excluded)"),
+    _c("eval_img_s", "float", "images/s", "median evaluation throughput under "
+       "torch.inference_mode (first pass excluded)"),
     _c("epoch_s", "float", "s", "median wall time of a training epoch, evaluation excluded"),
     _c("wall_s", "float", "s", "the whole cell: build, data, training, evaluation, profiler"),
     _c("compile_s", "float", "s", "first step minus a steady step when compile is on"),
-    _c("peak_mem_mib", "float", "MiB", "peak bytes held by tensors on the device during one "
-       "steady training step, weights, gradients, optimizer state and device-resident data "
-       "included (CUDA allocator; CPU allocator events via torch.profiler)"),
+    _c("peak_mem_mib", "float", "MiB", "peak bytes held by tensors on the device during the "
+       "steady training steps of the profiler window (max(1, profile_steps) untimed steps "
+       "after a settling one, the steps ops.csv covers), weights, gradients, optimizer state "
+       "and device-resident data included (CUDA allocator; CPU allocator events via "
+       "torch.profiler)"),
     _c("peak_reserved_mib", "float", "MiB", "CUDA only: peak bytes the caching allocator "
-       "reserved during that step"),
-    _c("eval_peak_mem_mib", "float", "MiB", "the same peak during one evaluation batch"),
+       "reserved during those steps"),
+    _c("eval_peak_mem_mib", "float", "MiB", "the same peak during one evaluation batch "
+       "(4 x batch_size images, or the evaluation split if smaller)"),
     _c("peak_rss_mib", "float", "MiB", "peak resident set size of the process that ran the "
        "cell, while it ran (Linux VmHWM: libraries, framework, host copies included, the "
        "sweep's own memory not; warm executor: the worker's high-water mark reset at the "
@@ -144,7 +148,8 @@ RUNS: tuple[Column, ...] = (
     _c("peak_tflops", "float", "TFLOP/s", "sustained matmul peak of the cell's compute dtype "
        "on this device (cached per device identity, dtype, threads, TF32)"),
     _c("peak_fresh_tflops", "float", "TFLOP/s", "a quick matmul at the peak's size after the "
-       "cell: far below peak_tflops means the machine was busy"),
+       "cell: far below peak_tflops means the machine was busy; measured once per process and "
+       "reused for 10 minutes, so a warm worker's cells share one check"),
     _c("effective_input_px", "int", "px", "side of the image the ImageNet-shaped body sees"),
     _c("reinitialized", "str", "", "layers the strategy created or replaced, with the init rule"),
     _c("estimate_s", "float", "s", "the plan's estimate for the cell"),

@@ -4,9 +4,10 @@
 
     meta-device build + forward   -> params, forward FLOPs, or status "incompatible"
     data on the device (uint8)    -> stratified subsets for scaled-down profiles
-    train epochs (timed windows)  -> train_img_s median/p10/p90, peak memory, history rows
+    train epochs (timed windows)  -> train_img_s median/p10/p90, history rows
     evaluate after every epoch    -> test_acc, best_acc, time_to_target_s (eval time excluded)
-    profiler window (extra steps) -> ops rows; never overlaps the timed windows
+    memory + profiler window      -> peak_mem_mib, ops rows (extra steps after the timed ones),
+                                     then one evaluation batch -> eval_peak_mem_mib
 
 Under ``run --ddp`` the cell is one rank of a group (:mod:`bench.ddp`): the model is wrapped in
 DistributedDataParallel, each rank trains its slice of every global batch, and throughput,
@@ -35,9 +36,19 @@ from bench import ddp, measure
 from bench.config import Cell, Config, for_model, resolve_auto
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# Untimed training steps after the timed ones for the memory figure: one settles, one is
-# measured (see measure.PeakMemory); one evaluation batch follows for eval_peak_mem_mib.
-MEMORY_STEPS = 2
+# Untimed training steps after the timed ones, in one profiler session: one settles (and
+# warms the profiler up), then max(1, profile_steps) are measured for peak memory and, when
+# profile_steps > 0, for the operator table (see measure.step_window); one evaluation batch
+# follows for eval_peak_mem_mib.
+SETTLE_STEPS = 1
+# Evaluation batch = this x batch_size images: no activations are kept for backward, so the
+# larger batch fits where training did, and on a CPU small batches evaluate far slower per image.
+EVAL_BATCH_FACTOR = 4
+
+
+def extra_train_steps(profile_steps: int) -> int:
+    """Training steps a cell runs after its timed ones (memory and profiler window)."""
+    return SETTLE_STEPS + max(1, profile_steps)
 
 
 @dataclass
@@ -181,7 +192,7 @@ def _autocast(cfg: Config, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=PRECISIONS[cfg.precision])
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, mean: float,
              std: float, num_classes: int, cfg: Config, device: torch.device
              ) -> tuple[float, list[float], float]:
@@ -349,7 +360,7 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
         return loss.detach()
 
     meter = measure.ThroughputMeter(cfg.warmup_steps, cfg.window_steps, dev)
-    eval_bs = cfg.batch_size * 2  # no activations kept for backward, so a larger batch fits
+    eval_bs = cfg.batch_size * EVAL_BATCH_FACTOR
     train_s = 0.0  # cumulative training seconds, evaluation excluded
     epoch_times: list[float] = []
     eval_rates: list[float] = []
@@ -450,14 +461,15 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
         xb, yb = next(extra)
         train_step(xb, yb, -1, advance_schedule=False)
 
-    # Memory, in windows of their own after the timed ones (the CPU measurement runs under
-    # the profiler): one steady-state training step after a settling one, then one
-    # evaluation batch.
-    with measure.PeakMemory(dev) as mem:
-        for _ in range(MEMORY_STEPS - 1):
-            extra_step()
-        mem.start()
-        extra_step()
+    # Memory and the profiler, in one window of extra steps after the timed ones (the CPU
+    # memory figure runs under the profiler anyway): a settling step, then the measured steps
+    # for both; then one evaluation batch for its own peak.
+    trace = None
+    if cfg.profile_steps and cfg.save_trace and out_dir is not None:
+        trace = Path(out_dir) / "traces" / f"{cell.model}_{cell.strategy}_s{cell.seed}.json.gz"
+    mem, result.ops = measure.step_window(extra_step, dev, cfg.profile_steps,
+                                          profile_ops=bool(cfg.profile_steps),
+                                          top_k=cfg.profile_top_ops, trace_path=trace)
     row["peak_mem_mib"] = mem.peak_mib
     row["peak_reserved_mib"] = mem.reserved_mib
     eval_xb = eval_x[:eval_bs]
@@ -466,13 +478,6 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     row["eval_peak_mem_mib"] = mem.peak_mib
 
     _record_mfu(row, cfg, dev)
-
-    if cfg.profile_steps:
-        trace = None
-        if cfg.save_trace and out_dir is not None:
-            trace = Path(out_dir) / "traces" / f"{cell.model}_{cell.strategy}_s{cell.seed}.json.gz"
-        result.ops = measure.profile_steps(extra_step, dev, cfg.profile_steps,
-                                           top_k=cfg.profile_top_ops, trace_path=trace)
     row["peak_rss_mib"] = measure.peak_rss_mib()
     if group is not None:
         group.finish_row(row)  # max memory, mean loss, one accuracy over the ranks

@@ -125,6 +125,56 @@ def test_cpu_peak_memory_after_a_settling_step_sees_frees_of_older_blocks() -> N
     assert 8 <= peak < 8 + 16
 
 
+def test_one_window_gives_peak_memory_and_ops_of_its_measured_steps_only() -> None:
+    """Memory and the profiler share one window: a settling step, then the measured steps.
+    Each step frees the last step's 16 MiB "gradients" first, spikes 32 MiB, then makes new
+    ones: the peak is 32 MiB over what is live, seen only because the settling step's blocks
+    were allocated under the profiler (without it the free is missed: 48 MiB). The operator
+    table counts the measured steps, not the settling one."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, torch\n"
+        "from bench import measure\n"
+        "state = {'g': torch.ones(16 * 2**20, dtype=torch.uint8)}\n"
+        "def step():\n"
+        "    state['g'] = None\n"
+        "    spike = torch.ones(32 * 2**20, dtype=torch.uint8)\n"
+        "    del spike\n"
+        "    state['g'] = torch.ones(16 * 2**20, dtype=torch.uint8)\n"
+        "mem, ops = measure.step_window(step, torch.device('cpu'), 3)\n"
+        "calls = {o['op']: o['calls'] for o in ops}\n"
+        "print(json.dumps({'peak': mem.peak_mib, 'ones': calls.get('aten::ones')}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    assert 32 <= got["peak"] < 32 + 8
+    assert got["ones"] == 2 * 3  # two per step, three measured steps (not four)
+
+
+def test_the_fresh_peak_check_is_measured_once_per_process(monkeypatch) -> None:
+    """A property of the device, not of a cell: a warm worker's second cell reuses the first
+    cell's check (it cost >= 0.6 s a cell), until it is older than max_age_s."""
+    timed: list[float] = []
+
+    def fake_timed(a, b, device, min_s):
+        timed.append(min_s)
+        return 0.25
+
+    monkeypatch.setattr(measure, "_FRESH_CHECKS", {})
+    monkeypatch.setattr(measure, "_timed_matmuls", fake_timed)
+    cpu = torch.device("cpu")
+    assert measure.fresh_peak_check(cpu, torch.float32, 64) == 0.25
+    assert measure.fresh_peak_check(cpu, torch.float32, 64) == 0.25
+    assert len(timed) == 2  # one warm-up and one timed repeat, for both calls
+    measure.fresh_peak_check(cpu, torch.float64, 64)  # another dtype: its own check
+    assert len(timed) == 4
+    measure.fresh_peak_check(cpu, torch.float32, 64, max_age_s=0.0)  # too old: measured again
+    assert len(timed) == 6
+
+
 def test_peak_rss_is_absolute() -> None:
     assert measure.peak_rss_mib() > 50  # torch alone maps more than that
 

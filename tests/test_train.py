@@ -113,19 +113,60 @@ def test_profiler_window_is_after_the_timed_windows(monkeypatch: pytest.MonkeyPa
                 events.append(("window", self.steps_seen))
             return end
 
-    real_profile = measure.profile_steps
+    real_window = measure.step_window
 
-    def spy_profile(step, device, active, **kw):
+    def spy_window(step, device, steps, **kw):
         events.append(("profile", -1))
-        return real_profile(step, device, active, **kw)
+        return real_window(step, device, steps, **kw)
 
     monkeypatch.setattr(measure, "ThroughputMeter", SpyMeter)
-    monkeypatch.setattr(measure, "profile_steps", spy_profile)
+    monkeypatch.setattr(measure, "step_window", spy_window)
     res = train.run_cell(TINY, cell(), device="cpu")
     assert res.row["status"] == "ok", res.row["reason"]
     kinds = [k for k, _ in events]
     assert "profile" in kinds and kinds.count("window") >= 1
     assert kinds[-1] == "profile" and "window" not in kinds[kinds.index("profile"):]
+
+
+@pytest.mark.slow
+def test_memory_and_profiler_share_one_window_of_extra_steps(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the timed steps a cell runs one settling step and max(1, profile_steps) measured
+    steps (memory and operators over the same steps; they were two windows, 2 + 1 +
+    profile_steps extra steps), then one evaluation batch; evaluation runs in batches of
+    4 x batch_size (it was 2 x), every forward under inference mode."""
+    import torch
+
+    import strategies
+
+    forwards = {"train": 0, "eval": 0}
+    inference = []
+    real_build = strategies.build
+
+    def counting_build(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+
+        def count(module, inputs):
+            if inputs[0].device.type != "meta":  # the meta-device inspection is not a step
+                forwards["train" if module.training else "eval"] += 1
+                if not module.training:
+                    inference.append(torch.is_inference_mode_enabled())
+        model.register_forward_pre_hook(count)
+        return model
+
+    monkeypatch.setattr(strategies, "build", counting_build)
+    profile_steps = 2
+    cfg = TINY.replace(profile_steps=profile_steps, batch_size=16, train_size=32, test_size=40,
+                       warmup_steps=1, window_steps=1)
+    res = train.run_cell(cfg, cell(), device="cpu")
+    assert res.row["status"] == "ok", res.row["reason"]
+    timed = cfg.train_size // cfg.batch_size
+    assert forwards["train"] == timed + 1 + profile_steps == timed + train.extra_train_steps(2)
+    assert forwards["eval"] == 1 + 1  # all 40 test images in one batch of 4 x 16, then the
+    # memory window's batch (in batches of 2 x 16 the test split took two)
+    assert inference and all(inference)
+    assert res.ops and res.row["peak_mem_mib"] > 0
+    assert train.extra_train_steps(0) == 2  # no profiler: still a settling and a measured step
 
 
 def test_nan_loss_stops_the_cell_as_diverged(monkeypatch: pytest.MonkeyPatch) -> None:
