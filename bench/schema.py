@@ -21,6 +21,11 @@ Version history (``schema_version`` column of runs.csv):
    least the sweep process's own peak (Linux carries it over exec). Version 1 and 2 files are
    read with these columns empty (every version-2 row was run by a
    fresh process per cell, but the file does not say so).
+4. adds ``graphs`` (the training and evaluation step replayed as CUDA graphs), ``capture_s``
+   (their warm-up and capture, outside every timed window) and ``fast_path_reason`` (why
+   ``graphs`` and ``compile`` are on or off: the ``auto`` decision or the fallback); ``compile``
+   now records the resolved value of ``compile = "auto"``. Earlier files are read with the new
+   columns empty (their cells ran eager, uncaptured).
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ def _c(name: str, dtype: str, unit: str, meaning: str) -> Column:
     return Column(name, dtype, unit, meaning)
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 RUNS: tuple[Column, ...] = (
     _c("schema_version", "int", "", "layout version of this row (see bench/schema.py)"),
@@ -95,7 +100,10 @@ RUNS: tuple[Column, ...] = (
     _c("batch_size", "int", "images", "training batch size (evaluation uses twice this)"),
     _c("precision", "str", "", "fp32 | bf16 | fp16 (autocast)"),
     _c("channels_last", "bool", "", "NHWC memory layout"),
-    _c("compile", "bool", "", "torch.compile of the model"),
+    _c("compile", "bool", "", "torch.compile of the model (the resolved value of auto)"),
+    _c("graphs", "bool", "", "the whole training step (forward, loss, backward, optimizer) and "
+       "the evaluation step replayed as CUDA graphs on static buffers (the resolved value of "
+       "auto; false where it fell back)"),
     _c("optimizer", "str", "", "sgd | adamw"),
     _c("lr", "float", "", "peak learning rate of the effective recipe"),
     _c("train_size", "int", "images", "training subset size; 0 = the whole split"),
@@ -117,6 +125,10 @@ RUNS: tuple[Column, ...] = (
     _c("epoch_s", "float", "s", "median wall time of a training epoch, evaluation excluded"),
     _c("wall_s", "float", "s", "the whole cell: build, data, training, evaluation, profiler"),
     _c("compile_s", "float", "s", "first step minus a steady step when compile is on"),
+    _c("capture_s", "float", "s", "CUDA-graph warm-up and capture of the training and "
+       "evaluation steps, before the first epoch (never in a timed window); 0 without graphs"),
+    _c("fast_path_reason", "str", "", "why graphs and compile are on or off: the auto "
+       "decision from the cost model's estimates, or why a fast path fell back"),
     _c("peak_mem_mib", "float", "MiB", "peak bytes held by tensors on the device during one "
        "steady training step, weights, gradients, optimizer state and device-resident data "
        "included (CUDA allocator; CPU allocator events via torch.profiler)"),
@@ -186,11 +198,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {k: tuple(c.name for c in v) for k, v in T
 
 # Earlier layouts, read by mapping onto the current one (new columns empty).
 _V3 = ("input_shape", "data_digest", "executor")
+_V4 = ("graphs", "capture_s", "fast_path_reason")
 LEGACY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "runs": (tuple(c for c in COLUMNS["runs"] if c not in (
         "test_count", "timed_windows", "eval_peak_mem_mib", "peak_rss_mib", "peak_fresh_tflops",
-        "device_id", *_V3)),
-        tuple(c for c in COLUMNS["runs"] if c not in _V3)),
+        "device_id", *_V3, *_V4)),
+        tuple(c for c in COLUMNS["runs"] if c not in (*_V3, *_V4)),
+        tuple(c for c in COLUMNS["runs"] if c not in _V4)),
     "history": (),
     "ops": (COLUMNS["ops"][:-2],),
 }
@@ -204,7 +218,8 @@ PROVENANCE = ("device", "device_name", "device_id", "host_cpu", "torch_version",
 CELL_KEY = ("dataset", "model", "strategy", "seed", "device_id")
 
 # The recipe columns of a runs row, from the effective config of the cell (bench.config.for_model).
-RECIPE = ("epochs", "batch_size", "precision", "channels_last", "compile", "optimizer", "lr",
+RECIPE = ("epochs", "batch_size", "precision", "channels_last", "compile", "graphs", "optimizer",
+          "lr",
           "train_size", "test_size", "target_acc")
 
 STRICT_ENV = "ADAPTBENCH_STRICT_SCHEMA"
