@@ -167,6 +167,10 @@ def resolve(cfg: Any, device_kind: str, gflops_fwd_per_img: float, planned_steps
 # --- the compile cache kept between the cells of a sweep ---------------------------------------
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+# A caller's own cache directory for the sweep's cells (gpu_check shares its probes' cache with
+# its sweep this way). Not TORCHINDUCTOR_CACHE_DIR itself: inductor writes its user-wide default
+# into that variable of any process that compiled, which would look like a choice.
+SHARED_CACHE_ENV = "ADAPTBENCH_COMPILE_CACHE"
 
 
 def compile_cache_env(workdir: Path) -> dict[str, str]:
@@ -176,11 +180,10 @@ def compile_cache_env(workdir: Path) -> dict[str, str]:
     (``torch._dynamo.reset()`` in :class:`bench.cell._Baseline`), so without an on-disk cache a
     second vgg16 cell would compile again from nothing. Inductor's FX graph cache and
     AOTAutograd cache live under ``TORCHINDUCTOR_CACHE_DIR``: pointing every cell of the sweep
-    at one directory of its own lets the second cell load what the first compiled, and keeps
-    the first cell's compile_s honest (a cold cache, not whatever an earlier run left in the
-    user-wide default under /tmp). A directory the caller already set (gpu_check shares its
-    probes' cache with its sweep) is kept.
+    at one directory of its own (``workdir/inductor-cache``, or ``$ADAPTBENCH_COMPILE_CACHE``)
+    lets the second cell load what the first compiled, and keeps the first cell's compile_s
+    honest (a cold cache, not whatever an earlier run left in the user-wide default under /tmp).
     """
-    cache = os.environ.get(CACHE_ENV) or str(Path(workdir) / "inductor-cache")
+    cache = os.environ.get(SHARED_CACHE_ENV) or str(Path(workdir) / "inductor-cache")
     return {CACHE_ENV: cache, "TORCHINDUCTOR_FX_GRAPH_CACHE": "1",
             "TORCHINDUCTOR_AUTOGRAD_CACHE": "1"}
