@@ -17,7 +17,7 @@ forward FLOPs. The row records what was decided (``graphs``, ``compile``) and wh
   arithmetic of the whole cell (as planned, all epochs, also for a measure-only row, so that it
   measures the configuration the full cell trains with) shrinks by the measured MFU gain
   (:data:`EAGER_MFU` -> :data:`COMPILED_MFU`), and that saving must exceed :data:`COMPILE_S`.
-  Off on CPU: a compile costs tens of seconds there and the cells last minutes.
+  Off on CPU: the gain was measured on a GPU only; nothing says what it buys on a CPU.
 
 Where graphs cannot be used they fall back to the eager step, and the reason says why: not a
 CUDA device; fp16 (the grad scaler skips steps and updates its scale on the host); the onecycle

@@ -12,7 +12,8 @@ needs, and how it is met:
 
 - the optimizer's learning rate is a device tensor (``lr=torch.tensor(...)``) that the schedule
   updates in place every step (``fill_``, outside the graph), with SGD ``fused=True`` or AdamW
-  ``fused=True``: kernels that read the LR from device memory (:func:`graph_optimizer`);
+  ``fused=True, capturable=True``: kernels that read the LR (and AdamW's step count) from
+  device memory (:func:`graph_optimizer`);
 - warm-up steps on a side stream before the capture (cuDNN autotuning, the optimizer's lazy
   state), after which the weights, buffers and optimizer state are put back, so training starts
   from the same state as the eager step would (SGD with dampening 0 and a zeroed momentum
@@ -68,7 +69,9 @@ def graph_optimizer(name: str, groups: list[dict[str, Any]], lr: float, momentum
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr_t, momentum=momentum,
                                nesterov=nesterov and momentum > 0, fused=True)
-    return torch.optim.AdamW(groups, lr=lr_t, fused=True)
+    # AdamW checks capturable=True when step() runs under a capture (SGD keeps no step count
+    # on the host and has no such flag).
+    return torch.optim.AdamW(groups, lr=lr_t, fused=True, capturable=True)
 
 
 class TrainStep:
