@@ -509,6 +509,10 @@ def cell_hash(cfg: Config, cell: Cell, device_kind: str = "") -> str:
     # the cells it changes.
     cfg = for_model(cfg, cell.model)
     payload = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED | {"per_model"}}
+    if payload.get("graphs") is False:
+        # graphs=false is how every cell ran before the key existed: the same experiment, so
+        # its hash is unchanged and earlier rows still resume.
+        del payload["graphs"]
     payload.update(dataclasses.asdict(cell), device_kind=device_kind)
     from bench import data as data_mod
 

@@ -22,6 +22,11 @@ needs, and how it is met:
   outlive it);
 - the loss is a static output, valid until the next call.
 
+A replay allocates nothing: the step's memory was taken from the graph's private pool during
+the capture, and what the step frees inside it stays reserved there, not "allocated". So the
+peak of a captured step is the peak measured over its capture (``capture_peak_mib``); the
+engine reports the larger of that and the replay's.
+
 :class:`EvalStep` evaluates over static buffers of the evaluation batch size. The last batch of
 a split is usually partial: it is padded to the static shape and the padded rows are masked
 out of the per-class hit counts, so one capture serves every batch. Padding is exact in eval
@@ -141,6 +146,7 @@ class StaticTrainStep(TrainStep):
         self.static_y: torch.Tensor | None = None
         self.static_loss: torch.Tensor | None = None
         self.graph: Any = None
+        self.capture_peak_mib = float("nan")  # MiB allocated at the capture's peak (CUDA)
 
     @property
     def graphed(self) -> bool:  # type: ignore[override]
@@ -178,10 +184,13 @@ class StaticTrainStep(TrainStep):
                     self._body()
             torch.cuda.current_stream(self.device).wait_stream(side)
             self.opt.zero_grad(set_to_none=True)
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
                 self.static_loss = self._body()
             torch.cuda.synchronize(self.device)
+            self.capture_peak_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
         else:
             for _ in range(warmup_steps):
                 self.opt.zero_grad(set_to_none=True)
@@ -232,6 +241,7 @@ class EvalStep:
         self.correct = torch.zeros(num_classes, dtype=torch.long, device=device)
         self._rows = torch.arange(batch_size, device=device)
         self.graph: Any = None
+        self.capture_peak_mib = float("nan")  # MiB allocated at the capture's peak (CUDA)
 
     def _body(self) -> None:
         with autocast_for(self.precision, self.device, capture=self.capture):
@@ -252,10 +262,13 @@ class EvalStep:
             for _ in range(2):
                 self._body()
         torch.cuda.current_stream(self.device).wait_stream(side)
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self._body()
         torch.cuda.synchronize(self.device)
+        self.capture_peak_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
         self.model.train(was_training)
         return time.perf_counter() - t0
 

@@ -464,6 +464,9 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
         evaluate(model, eval_xb, eval_y[:eval_bs], eval_bs, mean, std, num_classes, cfg, dev,
                  eval_step)
     row["eval_peak_mem_mib"] = mem.peak_mib
+    if train_step.graphed:  # a replay allocates nothing: the capture's peak is the step's
+        row["peak_mem_mib"] = max(row["peak_mem_mib"], train_step.capture_peak_mib)
+        row["eval_peak_mem_mib"] = max(mem.peak_mib, eval_step.capture_peak_mib)
 
     _record_mfu(row, cfg, dev)
 

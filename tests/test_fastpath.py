@@ -77,9 +77,20 @@ def test_config_takes_auto_for_graphs_and_compile_and_refuses_the_rest() -> None
     assert config.load("smoke", ["graphs=true"]).graphs is True
     with pytest.raises(ConfigError, match=r"'graphs'.*true/false or auto"):
         config.load("smoke", ["graphs=sometimes"])
-    h = config.cell_hash(cfg, Cell("mnist", "resnet18", "repeat3", 0), "cuda")
-    assert h != config.cell_hash(cfg.replace(graphs=False), Cell("mnist", "resnet18",
-                                                                "repeat3", 0), "cuda")
+    cell = Cell("mnist", "resnet18", "repeat3", 0)
+    h = config.cell_hash(cfg, cell, "cuda")
+    off = config.cell_hash(cfg.replace(graphs=False), cell, "cuda")
+    assert len({h, off, config.cell_hash(cfg.replace(graphs=True), cell, "cuda")}) == 3
+    # graphs=false is the experiment every earlier row ran: its hash is the one without the key.
+    import dataclasses
+    import hashlib
+    import json
+
+    payload = {k: v for k, v in cfg.replace(graphs=False, compile="auto").to_dict().items()
+               if k not in config._NOT_HASHED | {"per_model", "graphs"}}
+    payload.update(dataclasses.asdict(cell), device_kind="cuda")
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    assert off == hashlib.sha256(blob).hexdigest()[:16]
 
 
 @pytest.mark.slow  # meta-device builds of resnet18 and vgg16

@@ -157,11 +157,14 @@ def test_graphs_and_compile_auto_fall_back_on_the_cpu_and_say_why() -> None:
 
 @pytest.mark.gpu
 def test_graphs_auto_captures_a_small_cell_on_cuda() -> None:
-    row = train.run_cell(TINY.replace(graphs="auto", compile="auto", precision="bf16",
-                                      peak_tflops=0.0), CELL, device="cuda").row
+    cfg = TINY.replace(graphs="auto", compile="auto", precision="bf16", peak_tflops=0.0)
+    row = train.run_cell(cfg, CELL, device="cuda").row
     assert row["status"] == "ok", row["reason"]
     assert row["graphs"] is True and row["capture_s"] > 0, row["fast_path_reason"]
     assert row["test_acc"] > 0.1 and row["train_img_s"] > 0
+    eager = train.run_cell(cfg.replace(graphs=False), CELL, device="cuda").row
+    # The same step's memory, whether replayed or launched (the capture's peak counts).
+    assert 0.7 < row["peak_mem_mib"] / eager["peak_mem_mib"] < 1.5
 
 
 def test_eval_every_steps_adds_evaluation_points() -> None:
