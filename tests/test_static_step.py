@@ -151,9 +151,10 @@ def test_build_steps_without_graphs_is_the_plain_step() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
-def test_captured_step_matches_the_eager_step_on_cuda(optimizer: str) -> None:
+def test_captured_step_matches_the_eager_step_on_cuda(optimizer: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = CFG.replace(optimizer=optimizer)
-    torch.backends.cudnn.deterministic = True
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     plain, plain_losses, _, _ = train_steps(False, cfg, "cuda")
     graphed, graph_losses, _, _ = train_steps(True, cfg, "cuda", capture=True)
     # Dropout masks differ on the GPU (graph-safe RNG offsets), so allow training noise.
