@@ -71,7 +71,14 @@ class Config:
     # natively (bench.device.auto_recipe; the row records the resolved value)
     precision: str = "fp32"
     channels_last: bool | str = False  # NHWC layout; "auto" as for precision
-    compile: bool = False  # torch.compile; compile time is reported as compile_s, never in throughput
+    # torch.compile (true | false | auto: on for CUDA cells where the cost model expects the
+    # compile time to be bought back, bench.fastpath); compile time is reported as compile_s,
+    # never in throughput; the row records the resolved value
+    compile: bool | str = False
+    # CUDA graphs of the whole training and evaluation step (true | false | auto: on for CUDA
+    # cells the cost model finds launch-bound, bench.fastpath); capture time is capture_s, never
+    # in throughput; the row records the resolved value and fast_path_reason says why
+    graphs: bool | str = False
     deterministic: bool = False  # deterministic algorithms, for reproducible CPU tests
     weights: str = ""  # "" (random init) | "imagenet" | path to a state dict
     num_threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
@@ -184,13 +191,17 @@ def _coerce(key: str, value: Any) -> Any:
             f"bad value {value!r} for {key!r} (expected {expected}): {exc}") from None
 
 
-_AUTO_KEYS = ("precision", "channels_last")  # keys that take "auto" (see resolve_auto)
+# Keys that take "auto": precision and channels_last resolve per device (resolve_auto),
+# compile and graphs per cell from the cost model (bench.fastpath).
+_AUTO_KEYS = ("precision", "channels_last", "compile", "graphs")
 
 _CHOICES = {
     "optimizer": ("sgd", "adamw"),
     "schedule": ("cosine", "onecycle", "constant"),
     "precision": ("fp32", "bf16", "fp16", "auto"),
     "channels_last": (True, False, "auto"),
+    "compile": (True, False, "auto"),
+    "graphs": (True, False, "auto"),
     "executor": EXECUTOR_NAMES,
     "slurm_cluster": ("auto", "slurm", "local", "debug"),
 }
@@ -529,6 +540,10 @@ def cell_hash(cfg: Config, cell: Cell, device_kind: str = "") -> str:
     # the cells it changes.
     cfg = for_model(cfg, cell.model)
     payload = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED | {"per_model"}}
+    if payload.get("graphs") is False:
+        # graphs=false is how every cell ran before the key existed: the same experiment, so
+        # its hash is unchanged and earlier rows still resume.
+        del payload["graphs"]
     payload.update(dataclasses.asdict(cell), device_kind=device_kind)
     from bench import data as data_mod
 
@@ -576,7 +591,7 @@ _SECTION_KEYS = {
     "grid": GRID_KEYS,
     "recipe": ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
                "schedule", "warmup_frac", "label_smoothing", "grad_clip", "precision",
-               "channels_last", "compile", "deterministic", "weights", "num_threads",
+               "channels_last", "compile", "graphs", "deterministic", "weights", "num_threads",
                "per_model"),
     "data": ("train_size", "test_size", "val_size", "data_root"),
     "measure": ("warmup_steps", "window_steps", "max_steps_per_epoch", "target_acc",

@@ -4,6 +4,13 @@ A cell's estimate (:class:`Estimate`, seconds) is its forward GFLOPs per image (
 build, no memory, no data) times a per-device throughput (:data:`SPEEDS`), plus fixed costs per
 image, per step and per cell. It is within ~2x of measured throughput, which is enough to rank
 cells and to decide far from a budget; near one, :mod:`bench.plan` times the cell for real.
+
+Where a cell takes a fast path (:mod:`bench.fastpath`: ``graphs`` / ``compile``, ``auto`` decided
+the same way as the cell will), the estimate models it: compile runs compute-bound arithmetic at
+the compiled MFU and adds the compile time; graphs replace the eager per-step launch floor by an
+*assumed* floor of a replayed step (``fastpath.GRAPH_STEP_FLOOR_S``, not yet measured) and add
+an assumed capture time. ``python -m bench.gpu_check`` prints those assumptions next to what it
+measures.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import config as config_mod
+from bench import fastpath
 from bench.config import Cell, Config
 
 
@@ -93,24 +101,33 @@ class CostModel:
         gflops, incompatible = self.forward_gflops(cell, info.num_classes, info.shape)
         if incompatible:  # recorded by the sweep itself, no process started
             return Estimate(0.0, 0.0, "cost-model", incompatible)
-        flop_s = speed.tflops * 1e12
-        img_train_s = 3 * gflops * 1e9 / flop_s + speed.per_img_s
-        img_eval_s = gflops * 1e9 / flop_s + speed.per_img_s / 3
-        compute_s = cfg.batch_size * img_train_s
-        step_s = (max(compute_s, speed.per_step_s) if speed.overlapped
-                  else compute_s + speed.per_step_s)
         n_train = cfg.train_size or getattr(info, "train_count", 0) or 60_000
         n_test = cfg.test_size or getattr(info, "test_count", 0) or 10_000
         steps = max(1, n_train // cfg.batch_size)
         if cfg.max_steps_per_epoch:
             steps = min(steps, cfg.max_steps_per_epoch)
+        # The fast paths the cell will take (the same decision bench.train makes).
+        fast = fastpath.resolve(cfg, self.device_kind, gflops, cfg.epochs * steps)
+        flop_s = speed.tflops * 1e12
+        if fast.compile:  # compute-bound arithmetic at the compiled MFU instead of the eager
+            flop_s /= 1.0 - fastpath.COMPILE_SAVING
+        # Graphs replace the eager launch floor by the (assumed) floor of a replayed step.
+        per_step_s = (min(speed.per_step_s, fastpath.GRAPH_STEP_FLOOR_S) if fast.graphs
+                      else speed.per_step_s)
+        img_train_s = 3 * gflops * 1e9 / flop_s + speed.per_img_s
+        img_eval_s = gflops * 1e9 / flop_s + speed.per_img_s / 3
+        compute_s = cfg.batch_size * img_train_s
+        step_s = (max(compute_s, per_step_s) if speed.overlapped
+                  else compute_s + per_step_s)
         from bench.train import EVAL_BATCH_FACTOR, extra_train_steps
 
         eval_bs = EVAL_BATCH_FACTOR * cfg.batch_size
-        eval_s = n_test * img_eval_s + (n_test / eval_bs) * speed.per_step_s
-        # The memory and profiler window's steps, and one evaluation batch.
+        eval_s = n_test * img_eval_s + (n_test / eval_bs) * per_step_s
+        # The memory and profiler window's steps, one evaluation batch, and the one-off
+        # compile and capture.
         extra_s = (extra_train_steps(cfg.profile_steps) * step_s + eval_bs * img_eval_s
-                   + speed.start_s)
+                   + speed.start_s + (fastpath.COMPILE_S if fast.compile else 0.0)
+                   + (fastpath.GRAPH_CAPTURE_S if fast.graphs else 0.0))
         full = cfg.epochs * (steps * step_s + eval_s) + extra_s
         measure_only = cfg.measure_only_steps * step_s + extra_s
         return Estimate(full, measure_only, "cost-model")

@@ -5,7 +5,14 @@ goes, and a summary table printed last. Steps:
 
 1. Device, versions, and the ceilings MFU is measured against: a large bf16 matmul and an
    fp32 one (TF32 on and off), in TFLOP/s, and a device-to-device copy in GB/s.
-2. The naive baseline side by side with the harness: the original write-up's pipeline
+2. The speed-path probes (:func:`probes`), in the default configuration, measure-only: resnet18
+   ``repeat3`` at 28 px with the profile's recipe (``graphs = "auto"`` captures it: goal
+   >= 100,000 img/s) against the same cell eager, and vgg16 ``resize224`` with the full ``gpu``
+   profile's recipe (``compile = "auto"`` turns on for its six epochs: goal >= 50% MFU). Each
+   is printed next to what the cost model assumed (:mod:`bench.fastpath`: the replayed-step
+   floor and capture time are assumptions until measured here; the compiled MFU and compile
+   time come from one unrecorded probe). ``probes.json`` keeps the figures.
+3. The naive baseline side by side with the harness: the original write-up's pipeline
    (``DataLoader`` of PIL images with ``Resize(224)`` + ``Grayscale(3)`` + ``ToTensor`` on CPU,
    fp32, an untouched torchvision model) against the harness's ``resize224`` cell on the same
    model and batch. Both sides share every setting that is not the input pipeline: memory
@@ -14,23 +21,28 @@ goes, and a summary table printed last. Steps:
    The harness runs in fp32 (``ratio_fp32``: same precision on both sides) and in the
    profile's precision (``ratio_<precision>``: harness in that precision against the naive
    pipeline in fp32). ``baseline.csv`` records each side's settings. Printed as ratios.
-3. The ``gpu-quick`` profile through the normal sweep (its executor: warm by default), stopped
+4. The ``gpu-quick`` profile through the normal sweep (its executor: warm by default), stopped
    cleanly at the time budget: completed rows are kept, the rest are listed as not run.
-4. A short table: per cell accuracy, img/s, MFU, peak memory.
+5. A short table: per cell accuracy, img/s, MFU, peak memory, the speed paths taken.
+
+Compiled code is cached on disk for the whole check (one temporary directory for the probes
+and every cell of the sweep, :func:`bench.fastpath.compile_cache_env`), never under ``--out``.
 
     python -m bench.gpu_check                       # on a GPU: everything, into runs/gpu-check/
+    python -m bench.gpu_check --out $OUT --probes-only   # ceilings + probes: about 2 minutes
     python -m bench.gpu_check --out $OUT --budget-s 420
     python -m bench.gpu_check --dry-run             # on CPU: tiny subset, two steps per cell
     python -m bench.gpu_check --out $OUT --resume-from results/gpu --set seeds=0,1,2
                                                     # a later lease: only what is missing
 
-Files written to ``--out``: ``ceilings.json``, ``baseline.csv``, ``gpu/`` (runs.csv, history.csv,
+Files written to ``--out``: ``ceilings.json``, ``probes.json``, ``baseline.csv``, ``gpu/`` (runs.csv, history.csv,
 ops.csv, env.json, config.toml of the sweep) and ``gpu_check.log`` (this output).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import json
 import os
@@ -38,6 +50,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -45,7 +58,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench import measure
+from bench import fastpath, measure
 from bench.config import Cell, Config, load
 from bench.train import resolve_device, run_cell
 
@@ -54,7 +67,7 @@ BASELINE_MODELS = ("vgg16", "resnet50")
 # Dry run: the same code paths on CPU, sized to finish in a few minutes on 2 cores.
 DRY_RUN_SETS = ("train_size=64", "test_size=40", "batch_size=4", "max_steps_per_epoch=2",
                 "warmup_steps=1", "window_steps=1", "epochs=1", "profile_steps=1",
-                "precision=fp32", "cell_timeout_s=600", "seeds=0")
+                "precision=fp32", "cell_timeout_s=600", "seeds=0", "measure_only_steps=3")
 
 
 class Tee:
@@ -260,6 +273,95 @@ def baseline(cfg: Config, device: torch.device, dry_run: bool, log: Tee,
     return rows
 
 
+# The probes: (name, model, strategy, profile whose recipe it uses: "" = the check's own).
+# On a dry run vgg16 trains at 32 px: the same compile decision code, a CPU-sized cell.
+PROBES = (("graphs", "resnet18", "repeat3", ""), ("compile", "vgg16", "resize224", "gpu"))
+DRY_RUN_PROBES = (("graphs", "resnet18", "repeat3", ""), ("compile", "vgg16", "resize32", "gpu"))
+GRAPHS_GOAL_IMG_S = 100_000.0
+COMPILE_GOAL_MFU = 0.50
+
+
+def _probe_row(cfg: Config, model: str, strategy: str, device: torch.device,
+               **changes: Any) -> dict[str, Any]:
+    """One measure-only cell (no profiler), the row as run_cell returns it."""
+    pcfg = cfg.replace(profile_steps=0, **changes)
+    pcfg = pcfg.replace(measure_only_steps=max(pcfg.measure_only_steps,
+                                               pcfg.warmup_steps + 3 * pcfg.window_steps))
+    return run_cell(pcfg, Cell("mnist", model, strategy, 0), device=device,
+                    measure_only=True).row
+
+
+def _step_ms(row: dict[str, Any]) -> float:
+    rate = row.get("train_img_s") or float("nan")
+    return 1e3 * row["batch_size"] / rate if rate == rate and rate > 0 else float("nan")
+
+
+def probes(profile: str, sets: list[str], device: torch.device, peak: float, dry_run: bool,
+           log: Tee) -> list[dict[str, Any]]:
+    """Measure the speed paths in the default configuration; rows for probes.json.
+
+    ``graphs``: the resnet18 probe as configured (``graphs = "auto"``) and eager
+    (``graphs=false``); the row compares the measured step (ms) with the cost model's assumed
+    replayed-step floor. ``compile``: the vgg16 probe with the ``gpu`` profile's recipe
+    (``compile = "auto"``); the row compares MFU and compile_s with the assumed figures.
+    ``peak``: TFLOP/s for MFU (the ceiling measured in step 1).
+    """
+    rows = []
+    for name, model, strategy, probe_profile in (DRY_RUN_PROBES if dry_run else PROBES):
+        cfg = load(probe_profile or profile, sets).replace(peak_tflops=peak)
+        out: dict[str, Any] = {"probe": name, "model": model, "strategy": strategy,
+                               "profile": probe_profile or profile,
+                               "device_name": measure.device_name(device)}
+        row = _probe_row(cfg, model, strategy, device)
+        out.update({k: row.get(k) for k in (
+            "status", "reason", "batch_size", "precision", "graphs", "compile", "capture_s",
+            "compile_s", "train_img_s", "mfu", "fast_path_reason", "peak_mem_mib")})
+        out["step_ms"] = _step_ms(row)
+        if name == "graphs":
+            eager = _probe_row(cfg, model, strategy, device, graphs=False)
+            out.update(eager_img_s=eager.get("train_img_s"), eager_step_ms=_step_ms(eager),
+                       eager_status=eager.get("status"),
+                       assumed_step_ms=1e3 * max(fastpath.GRAPH_STEP_FLOOR_S,
+                                                 fastpath.step_compute_s(
+                                                     device.type, cfg.precision,
+                                                     row.get("gflops_fwd_per_img") or 0.0,
+                                                     cfg.batch_size)[0]),
+                       assumed_capture_s=fastpath.GRAPH_CAPTURE_S,
+                       goal_img_s=GRAPHS_GOAL_IMG_S)
+            out["goal_met"] = bool((out["train_img_s"] or 0) >= GRAPHS_GOAL_IMG_S)
+            log(f"  graphs: {model} {strategy} batch {out['batch_size']} ({out['profile']} "
+                f"recipe): graphs={out['graphs']} {_fmt(out['train_img_s'], '.0f')} img/s = "
+                f"{_fmt(out['step_ms'], '.2f')} ms/step measured (capture "
+                f"{_fmt(out['capture_s'], '.2f')} s measured, {fastpath.GRAPH_CAPTURE_S:g} s "
+                f"assumed) vs {out['assumed_step_ms']:.2f} ms/step assumed by the cost model; "
+                f"eager {_fmt(out['eager_img_s'], '.0f')} img/s = "
+                f"{_fmt(out['eager_step_ms'], '.2f')} ms/step; goal >= "
+                f"{GRAPHS_GOAL_IMG_S:,.0f} img/s: {'met' if out['goal_met'] else 'missed'}")
+        else:
+            out.update(assumed_mfu=fastpath.COMPILED_MFU, assumed_compile_s=fastpath.COMPILE_S,
+                       eager_mfu_published=fastpath.EAGER_MFU, goal_mfu=COMPILE_GOAL_MFU)
+            out["goal_met"] = bool((out["mfu"] or 0) >= COMPILE_GOAL_MFU)
+            log(f"  compile: {model} {strategy} batch {out['batch_size']} ({out['profile']} "
+                f"recipe): compile={out['compile']} MFU {_fmt(out['mfu'], '.1%')} measured vs "
+                f"{fastpath.COMPILED_MFU:.1%} assumed (eager {fastpath.EAGER_MFU:.1%} in "
+                f"results/gpu), compile_s {_fmt(out['compile_s'], '.1f')} measured vs "
+                f"{fastpath.COMPILE_S:g} assumed; goal >= {COMPILE_GOAL_MFU:.0%} MFU: "
+                f"{'met' if out['goal_met'] else 'missed'}")
+        if out["status"] != "ok":
+            log(f"  {name} probe: {out['status']} {out['reason']}")
+        log(f"    why: {out['fast_path_reason']}")
+        rows.append(out)
+    return rows
+
+
+def _fmt(value: Any, spec: str) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if v != v else format(v, spec)
+
+
 def seed_results(source: Path, results_dir: Path) -> list[str]:
     """Copy an earlier run's CSVs into ``results_dir`` so the sweep resumes from them.
 
@@ -305,8 +407,8 @@ def summary_table(runs_csv: Path) -> list[str]:
         return ["  (no runs.csv: no cell finished)"]
     with open(runs_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    lines = [f"  {'model':<10} {'strategy':<22} {'status':<12} {'acc':>6} {'img/s':>8} "
-             f"{'MFU':>6} {'peak MiB':>9}"]
+    lines = [f"  {'dataset':<13} {'model':<10} {'strategy':<19} {'status':<12} {'acc':>6} "
+             f"{'img/s':>8} {'MFU':>6} {'peak MiB':>9} paths"]
 
     def num(r: dict[str, str], k: str, fmt: str) -> str:
         try:
@@ -316,10 +418,12 @@ def summary_table(runs_csv: Path) -> list[str]:
         return "-" if v != v else format(v, fmt)
 
     for r in rows:
-        lines.append(f"  {r.get('model', ''):<10} {r.get('strategy', ''):<22} "
+        paths = "+".join(k for k in ("graphs", "compile") if r.get(k) == "true") or "eager"
+        lines.append(f"  {r.get('dataset', ''):<13} {r.get('model', ''):<10} "
+                     f"{r.get('strategy', ''):<19} "
                      f"{(r.get('status') or '') + ('*' if r.get('mode') == 'measure-only' else ''):<12} "
                      f"{num(r, 'test_acc', '.4f'):>6} {num(r, 'train_img_s', '.0f'):>8} "
-                     f"{num(r, 'mfu', '.1%'):>6} {num(r, 'peak_mem_mib', '.0f'):>9}")
+                     f"{num(r, 'mfu', '.1%'):>6} {num(r, 'peak_mem_mib', '.0f'):>9} {paths}")
     return lines
 
 
@@ -334,12 +438,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true",
                         help="CPU, tiny subset, two steps per cell: proves the script")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--skip-probes", action="store_true",
+                        help="skip the graphs / compile probes")
+    parser.add_argument("--probes-only", action="store_true",
+                        help="ceilings and the graphs / compile probes only (a short lease)")
     parser.add_argument("--only", default="", help="narrow the sweep, as `bench run --only`")
     parser.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE")
     parser.add_argument("--resume-from", default="", metavar="DIR",
                         help="start the sweep from the rows of an earlier run (e.g. results/gpu):"
                              " cells it already finished on this GPU model are skipped")
     args = parser.parse_args(argv)
+    if args.skip_probes and args.probes_only:
+        parser.error("--skip-probes and --probes-only exclude each other")
     if args.budget_s <= 0:
         parser.error(f"--budget-s must be > 0, got {args.budget_s}")
     if args.resume_from and not any(Path(args.resume_from).glob("runs*.csv")):
@@ -356,6 +466,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sets = list(DRY_RUN_SETS if args.dry_run else ()) + args.sets
     cfg = load(args.profile, sets)
+    # One compile cache for the whole check, outside --out (it would come back with the files):
+    # the probes (this process) and every cell of the sweep (its children) share it.
+    cache = os.environ.get(fastpath.SHARED_CACHE_ENV, "")
+    if not cache:
+        cache = tempfile.mkdtemp(prefix="adaptbench-inductor-")
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
+    os.environ[fastpath.SHARED_CACHE_ENV] = cache
+    os.environ.update(fastpath.compile_cache_env(Path(cache)))
 
     log(f"== adaptbench gpu_check {'(dry run) ' if args.dry_run else ''}on "
         f"{measure.device_name(device)}")
@@ -376,9 +494,24 @@ def main(argv: list[str] | None = None) -> int:
     peak = ceil["bf16_matmul_tflops"] if cfg.precision in ("bf16", "fp16") else ceil[
         "tf32_matmul_tflops"]
 
+    probe_rows: list[dict[str, Any]] = []
+    if not args.skip_probes:
+        log("== 2. speed paths (measure-only probes, default configuration): measured vs "
+            "assumed")
+        probe_rows = probes(args.profile, sets, device, peak, args.dry_run, log)
+        (out / "probes.json").write_text(json.dumps(probe_rows, indent=1, default=str))
+    if args.probes_only:
+        log(f"== summary ({time.perf_counter() - t0:.0f} s): --probes-only, no baseline, no "
+            "sweep")
+        for r in probe_rows:
+            log(f"  {r['probe']}: {r['model']} {r['strategy']} goal "
+                f"{'met' if r['goal_met'] else 'missed'}")
+        log(f"files: {out}")
+        return 0
+
     base_rows: list[dict[str, Any]] = []
     if not args.skip_baseline:
-        log("== 2. naive pipeline vs harness (training img/s, same model, batch, layout, "
+        log("== 3. naive pipeline vs harness (training img/s, same model, batch, layout, "
             "backend flags and windows)")
         base_rows = baseline(cfg, device, args.dry_run, log,
                              ("resnet18",) if args.dry_run else BASELINE_MODELS)
@@ -389,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
                 writer.writeheader()
                 writer.writerows(base_rows)
 
-    log(f"== 3. sweep: profile {args.profile}")
+    log(f"== 4. sweep: profile {args.profile}")
     remaining = args.budget_s - (time.perf_counter() - t0) - 15
     # Straight into --out: if the caller's own timeout kills this process tree, the rows the
     # sweep already wrote (atomically) are still there to come back.
@@ -403,13 +536,19 @@ def main(argv: list[str] | None = None) -> int:
     rc = run_sweep(args.profile, sweep_sets, results_dir, "cpu" if args.dry_run else "auto",
                    remaining, extra, log)
 
-    log(f"== 4. summary ({time.perf_counter() - t0:.0f} s, sweep exit {rc}); * = measure-only")
+    log(f"== 5. summary ({time.perf_counter() - t0:.0f} s, sweep exit {rc}); * = measure-only")
     log(f"  ceilings: bf16 {ceil['bf16_matmul_tflops']:.0f} TFLOP/s, tf32 "
         f"{ceil['tf32_matmul_tflops']:.0f}, fp32 {ceil['fp32_matmul_tflops']:.0f}, copy "
         f"{ceil['copy_gb_s']:.0f} GB/s; MFU against {peak:.0f} TFLOP/s")
     for r in base_rows:
         log(f"  harness / naive {r['model']} resize224: {r['ratio_fp32']:.2f}x (both fp32), "
             f"{r[f'ratio_{cfg.precision}']:.2f}x (harness {cfg.precision}, naive fp32)")
+    for r in probe_rows:
+        key, goal = ("train_img_s", f"{GRAPHS_GOAL_IMG_S:,.0f} img/s") if r["probe"] == "graphs" \
+            else ("mfu", f"{COMPILE_GOAL_MFU:.0%} MFU")
+        log(f"  probe {r['probe']}: {r['model']} {r['strategy']} {key} "
+            f"{_fmt(r[key], '.1%' if key == 'mfu' else ',.0f')} (goal {goal}: "
+            f"{'met' if r['goal_met'] else 'missed'})")
     for line in summary_table(out / "gpu" / "runs.csv"):
         log(line)
     log(f"files: {out}")

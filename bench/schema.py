@@ -28,6 +28,11 @@ Version history (``schema_version`` column of runs.csv):
    ``ray`` and ``submitit``. Earlier files are read with both empty: every earlier row was
    trained by one process, alone on its device (under torchrun, each rank on its own GPU; on
    CPU the ranks split the cores, which the file does not say either).
+   It also adds ``graphs`` (the training and evaluation step replayed as CUDA graphs),
+   ``capture_s`` (their warm-up and capture, outside every timed window) and
+   ``fast_path_reason`` (why ``graphs`` and ``compile`` are on or off: the ``auto`` decision
+   or the fallback); ``compile`` now records the resolved value of ``compile = "auto"``.
+   Earlier files are read with these columns empty too (their cells ran eager, uncaptured).
 """
 
 from __future__ import annotations
@@ -103,7 +108,10 @@ RUNS: tuple[Column, ...] = (
        "under --ddp (evaluation uses twice this)"),
     _c("precision", "str", "", "fp32 | bf16 | fp16 (autocast)"),
     _c("channels_last", "bool", "", "NHWC memory layout"),
-    _c("compile", "bool", "", "torch.compile of the model"),
+    _c("compile", "bool", "", "torch.compile of the model (the resolved value of auto)"),
+    _c("graphs", "bool", "", "the whole training step (forward, loss, backward, optimizer) and "
+       "the evaluation step replayed as CUDA graphs on static buffers (the resolved value of "
+       "auto; false where it fell back)"),
     _c("optimizer", "str", "", "sgd | adamw"),
     _c("lr", "float", "", "peak learning rate of the effective recipe"),
     _c("train_size", "int", "images", "training subset size; 0 = the whole split"),
@@ -126,6 +134,10 @@ RUNS: tuple[Column, ...] = (
     _c("epoch_s", "float", "s", "median wall time of a training epoch, evaluation excluded"),
     _c("wall_s", "float", "s", "the whole cell: build, data, training, evaluation, profiler"),
     _c("compile_s", "float", "s", "first step minus a steady step when compile is on"),
+    _c("capture_s", "float", "s", "CUDA-graph warm-up and capture of the training and "
+       "evaluation steps, before the first epoch (never in a timed window); 0 without graphs"),
+    _c("fast_path_reason", "str", "", "why graphs and compile are on or off: the auto "
+       "decision from the cost model's estimates, or why a fast path fell back"),
     _c("peak_mem_mib", "float", "MiB", "peak bytes held by tensors on the device during the "
        "steady training steps of the profiler window (max(1, profile_steps) untimed steps "
        "after a settling one, the steps ops.csv covers), weights, gradients, optimizer state "
@@ -206,7 +218,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {k: tuple(c.name for c in v) for k, v in T
 
 # Earlier layouts, read by mapping onto the current one (new columns empty).
 _V3 = ("input_shape", "data_digest", "executor")
-_V4 = ("world_size", "concurrency")
+_V4 = ("world_size", "concurrency", "graphs", "capture_s", "fast_path_reason")
 LEGACY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "runs": (tuple(c for c in COLUMNS["runs"] if c not in (
         "test_count", "timed_windows", "eval_peak_mem_mib", "peak_rss_mib", "peak_fresh_tflops",
@@ -226,7 +238,8 @@ PROVENANCE = ("device", "device_name", "device_id", "host_cpu", "torch_version",
 CELL_KEY = ("dataset", "model", "strategy", "seed", "device_id")
 
 # The recipe columns of a runs row, from the effective config of the cell (bench.config.for_model).
-RECIPE = ("epochs", "batch_size", "precision", "channels_last", "compile", "optimizer", "lr",
+RECIPE = ("epochs", "batch_size", "precision", "channels_last", "compile", "graphs", "optimizer",
+          "lr",
           "train_size", "test_size", "target_acc")
 
 STRICT_ENV = "ADAPTBENCH_STRICT_SCHEMA"

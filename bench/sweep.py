@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as config_mod
-from bench import executors, progress, results
+from bench import executors, fastpath, progress, results
 from bench.config import Cell, Config, ConfigError
 from bench.executors import Executor, Job, make_executor
 from bench.executors.protocol import ChildOutcome, child_env, failure_row
@@ -244,8 +244,11 @@ def _run_locked(prep: Prepared, opts: SweepOptions, t0: float) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="adaptbench-") as tmp:
             workdir = Path(tmp)
-            with make_executor(cfg.executor, workdir,
-                               child_env(prep.device, dist.local_world), cfg) as executor:
+            # One on-disk compile cache for the sweep's cells: a second cell of a compiled
+            # model loads what the first compiled (bench.fastpath.compile_cache_env).
+            env = {**child_env(prep.device, dist.local_world),
+                   **fastpath.compile_cache_env(workdir)}
+            with make_executor(cfg.executor, workdir, env, cfg) as executor:
                 # A warm worker imports torch and the engine while this process writes its
                 # files and plans (~2 s of a small sweep's wall time on a 2-core CPU).
                 executor.prestart()

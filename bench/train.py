@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench import ddp, measure
+from bench import ddp, fastpath, measure
+from bench import step as step_mod
 from bench.config import Cell, Config, for_model, resolve_auto
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -155,12 +156,19 @@ def inspect_on_meta(cell: Cell, num_classes: int,
     }
 
 
-def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(cfg: Config, model: nn.Module, *, for_graphs: bool = False,
+                   device: torch.device | None = None) -> torch.optim.Optimizer:
+    """SGD or AdamW over two groups (no weight decay on biases and norm parameters);
+    ``for_graphs``: the capturable form, LR in a tensor on ``device``
+    (:func:`bench.step.graph_optimizer`)."""
     # No weight decay on biases and norm parameters: the usual, and it keeps BN models stable.
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
+    if for_graphs:
+        return step_mod.graph_optimizer(cfg.optimizer, groups, cfg.lr, cfg.momentum,
+                                        cfg.nesterov, device or torch.device("cpu"))
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                nesterov=cfg.nesterov and cfg.momentum > 0)
@@ -194,20 +202,24 @@ def _autocast(cfg: Config, device: torch.device):
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, mean: float,
-             std: float, num_classes: int, cfg: Config, device: torch.device
-             ) -> tuple[float, list[float], float]:
-    """Accuracy, per-class accuracy and eval throughput (img/s) over the whole split."""
+             std: float, num_classes: int, cfg: Config, device: torch.device,
+             eval_step: step_mod.EvalStep | None = None) -> tuple[float, list[float], float]:
+    """Accuracy, per-class accuracy and eval throughput (img/s) over the whole split;
+    ``eval_step``: count on its static (captured) buffers instead of eagerly."""
     from bench.data import batches
 
     model.eval()
     correct = torch.zeros(num_classes, dtype=torch.long, device=device)
     measure.synchronize(device)
     t0 = time.perf_counter()
-    with _autocast(cfg, device):
-        for xb, yb in batches(x, y, batch_size, mean=mean, std=std, shuffle=False,
-                              drop_last=False):
-            hit = model(xb).argmax(1) == yb
-            correct += torch.bincount(yb[hit], minlength=num_classes)
+    split = batches(x, y, batch_size, mean=mean, std=std, shuffle=False, drop_last=False)
+    if eval_step is not None:
+        correct = eval_step.count(split)
+    else:
+        with _autocast(cfg, device):
+            for xb, yb in split:
+                hit = model(xb).argmax(1) == yb
+                correct += torch.bincount(yb[hit], minlength=num_classes)
     measure.synchronize(device)
     elapsed = time.perf_counter() - t0
     model.train()
@@ -313,7 +325,6 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     model.train()
     group = ddp.active()  # this cell's --ddp group (bench/ddp.py), or None
     train_model = group.wrap(model) if group is not None else model
-    step_model = torch.compile(train_model) if cfg.compile else train_model
     shard = group.shard if group is not None else (0, 1)  # this rank's slice of every batch
 
     n_train = len(splits.train_y)
@@ -330,37 +341,36 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
         epochs = cfg.epochs
         total_steps = epochs * steps_per_epoch
 
-    opt = make_optimizer(cfg, model)
-    sched = make_schedule(cfg, opt, total_steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     scaler = torch.amp.GradScaler(dev.type) if cfg.precision == "fp16" else None
-    autocast = _autocast(cfg, dev)
     fault = _parse_fault()
-
-    def train_step(xb: torch.Tensor, yb: torch.Tensor, step: int,
-                   advance_schedule: bool = True) -> torch.Tensor:
-        with autocast:
-            loss = criterion(step_model(xb), yb)
-        loss = _inject(fault, step, loss)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-        if advance_schedule:  # the extra memory/profiler steps never move the schedule
-            sched.step()
-        return loss.detach()
+    eval_bs = cfg.batch_size * EVAL_BATCH_FACTOR
+    # graphs / compile "auto": decided for the cell as planned (all its epochs), so that a
+    # measure-only row measures what the full cell trains with (bench.fastpath).
+    fast = fastpath.resolve(cfg, dev.type, row["gflops_fwd_per_img"],
+                            cfg.epochs * steps_per_epoch,
+                            dynamic_shapes=bool(getattr(model, "dynamic_shapes", False)),
+                            fault_injection=fault is not None,
+                            distributed=group is not None)
+    cfg = cfg.replace(compile=fast.compile, graphs=fast.graphs)
+    step_model = (torch.compile(train_model, mode=fast.compile_mode) if fast.compile
+                  else train_model)
+    # A graph replays the step on static buffers; the extra memory/profiler steps never move
+    # the schedule (advance_schedule=False). Capture happens here, before any timed step.
+    steps = step_mod.build_steps(
+        model, step_model, lambda for_graphs: make_optimizer(cfg, model, for_graphs=for_graphs,
+                                                             device=dev),
+        lambda opt: make_schedule(cfg, opt, total_steps), criterion, cfg.precision, dev,
+        graphs=fast.graphs,
+        sample=_first_batch(data_mod, splits, cfg, mean, std) if fast.graphs else None,
+        eval_batch_size=eval_bs, num_classes=num_classes, grad_clip=cfg.grad_clip,
+        scaler=scaler,
+        loss_hook=None if fault is None else (lambda loss, i: _inject(fault, i, loss)))
+    train_step, eval_step = steps.train, steps.eval
+    row.update(compile=fast.compile, graphs=train_step.graphed, capture_s=steps.capture_s,
+               fast_path_reason="; ".join(filter(None, [fast.reason, steps.note])))
 
     meter = measure.ThroughputMeter(cfg.warmup_steps, cfg.window_steps, dev)
-    eval_bs = cfg.batch_size * EVAL_BATCH_FACTOR
     train_s = 0.0  # cumulative training seconds, evaluation excluded
     epoch_times: list[float] = []
     eval_rates: list[float] = []
@@ -379,7 +389,7 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
         if group is not None:
             group.sync_buffers(model)  # every rank evaluates rank 0's model
         acc, per_class, rate = evaluate(model, eval_x, eval_y, eval_bs, mean, std, num_classes,
-                                        cfg, dev)
+                                        cfg, dev, eval_step)
         eval_rates.append(rate)
         best_acc = max(best_acc, acc)
         mean_loss = loss_sum.item() / max(1, loss_count)
@@ -446,7 +456,7 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     row["final_train_loss"] = loss_sum.item() / max(1, loss_count)
     if not measure_only and result.history:
         row["test_acc"] = _final_test_acc(model, splits, eval_x, eval_bs, mean, std, num_classes,
-                                          cfg, dev, result.history[-1]["test_acc"])
+                                          cfg, dev, result.history[-1]["test_acc"], eval_step)
         row["test_count"] = len(splits.test_y)
         row["best_acc"] = best_acc
         # The first evaluation pays one-off costs (cuDNN autotuning for a new shape).
@@ -474,8 +484,12 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     row["peak_reserved_mib"] = mem.reserved_mib
     eval_xb = eval_x[:eval_bs]
     with measure.PeakMemory(dev) as mem:
-        evaluate(model, eval_xb, eval_y[:eval_bs], eval_bs, mean, std, num_classes, cfg, dev)
+        evaluate(model, eval_xb, eval_y[:eval_bs], eval_bs, mean, std, num_classes, cfg, dev,
+                 eval_step)
     row["eval_peak_mem_mib"] = mem.peak_mib
+    if train_step.graphed:  # a replay allocates nothing: the capture's peak is the step's
+        row["peak_mem_mib"] = max(row["peak_mem_mib"], train_step.capture_peak_mib)
+        row["eval_peak_mem_mib"] = max(mem.peak_mib, eval_step.capture_peak_mib)
 
     _record_mfu(row, cfg, dev)
     row["peak_rss_mib"] = measure.peak_rss_mib()
@@ -505,13 +519,21 @@ def _record_mfu(row: dict[str, Any], cfg: Config, dev: torch.device) -> None:
 
 
 def _final_test_acc(model, splits, eval_x, eval_bs, mean, std, num_classes, cfg, dev,
-                    last_eval_acc: float) -> float:
+                    last_eval_acc: float, eval_step=None) -> float:
     """Final accuracy on the test split (re-evaluated only when a validation split was used)."""
     if eval_x is splits.test_x:
         return last_eval_acc
     acc, _, _ = evaluate(model, splits.test_x, splits.test_y, eval_bs, mean, std, num_classes,
-                         cfg, dev)
+                         cfg, dev, eval_step)
     return acc
+
+
+def _first_batch(data_mod, splits, cfg: Config, mean: float, std: float
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch for allocating static buffers and warming up a capture (the weights
+    are restored afterwards, so which images it holds does not matter)."""
+    return next(iter(data_mod.batches(splits.train_x, splits.train_y, cfg.batch_size, mean=mean,
+                                      std=std, shuffle=False, drop_last=True)))
 
 
 def _endless_batches(data_mod, splits, cfg: Config, mean: float, std: float, seed: int,

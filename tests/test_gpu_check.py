@@ -26,10 +26,21 @@ def test_dry_run_writes_every_file_and_ends_with_the_summary(tmp_path: Path) -> 
     with open(out / "baseline.csv") as fh:
         (base,) = list(csv.DictReader(fh))
     assert float(base["naive_best_img_s"]) > 0 and float(base["ratio_fp32"]) > 0
+    # The speed-path probes ran and, on a CPU, say that they fell back and why.
+    probes = {p["probe"]: p for p in json.loads((out / "probes.json").read_text())}
+    assert set(probes) == {"graphs", "compile"}
+    assert probes["graphs"]["status"] == "ok" and probes["graphs"]["graphs"] is False
+    assert "graphs auto: off on CPU" in probes["graphs"]["fast_path_reason"]
+    assert probes["graphs"]["eager_img_s"] > 0 and probes["graphs"]["assumed_step_ms"] > 0
+    assert probes["compile"]["compile"] is False and probes["compile"]["mfu"] > 0
+    assert probes["compile"]["assumed_mfu"] == 0.528 and probes["compile"]["profile"] == "gpu"
     with open(out / "gpu" / "runs.csv") as fh:
-        (row,) = list(csv.DictReader(fh))
+        sweep_rows = list(csv.DictReader(fh))
+    # gpu-quick covers both datasets; a CPU cell records that no speed path ran.
+    assert {r["dataset"] for r in sweep_rows} == {"mnist", "fashion-mnist"}
+    row = sweep_rows[0]
     assert row["model"] == "resnet18" and row["status"] == "ok"
-    assert float(row["mfu"]) > 0
+    assert float(row["mfu"]) > 0 and row["graphs"] == "false" and row["capture_s"] == "0.0"
     tail = proc.stdout.strip().splitlines()
     assert any("resnet18" in line and "repeat3" in line for line in tail[-4:])
     assert (out / "gpu_check.log").read_text().count("== ") >= 4
@@ -38,13 +49,13 @@ def test_dry_run_writes_every_file_and_ends_with_the_summary(tmp_path: Path) -> 
     again = tmp_path / "again"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.gpu_check", "--dry-run", "--out", str(again),
-         "--only", "model=resnet18,strategy=repeat3", "--skip-baseline",
+         "--only", "model=resnet18,strategy=repeat3", "--skip-baseline", "--skip-probes",
          "--resume-from", str(out / "gpu")],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "resuming from" in proc.stdout and "0 cells to run, 1 already done" in proc.stdout
+    assert "resuming from" in proc.stdout and "0 cells to run, 2 already done" in proc.stdout
     with open(again / "gpu" / "runs.csv") as fh:
-        (kept,) = list(csv.DictReader(fh))
+        kept = list(csv.DictReader(fh))[0]
     assert kept["timestamp"] == row["timestamp"] and kept["cell_hash"] == row["cell_hash"]
 
 
@@ -131,3 +142,14 @@ def test_baseline_sides_share_layout_backend_flags_and_windows(
         assert row["naive_tf32"] == row["harness_tf32"]
         assert row["naive_precision"] == "fp32" and row["same_settings"] is True
         assert row["ratio_fp32"] == row["ratio_bf16"] == 2.0
+
+
+def test_probes_only_and_skip_probes_exclude_each_other(tmp_path: Path, capsys) -> None:
+    from bench import gpu_check
+
+    with pytest.raises(SystemExit) as exc:
+        gpu_check.main(["--dry-run", "--out", str(tmp_path / "o"), "--probes-only",
+                        "--skip-probes"])
+    assert exc.value.code == 2
+    assert "--skip-probes and --probes-only exclude each other" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

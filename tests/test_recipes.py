@@ -144,6 +144,29 @@ def test_compile_trains_and_reports_compile_time() -> None:
     assert res.row["train_img_s"] > 0
 
 
+@pytest.mark.slow  # one real (tiny) cell
+def test_graphs_and_compile_auto_fall_back_on_the_cpu_and_say_why() -> None:
+    res = run(TINY.replace(graphs=True, compile="auto", profile_steps=0))
+    row = res.row
+    # The row records what ran, not the setting: no capture, no compile on a CPU.
+    assert row["graphs"] is False and row["compile"] is False and row["capture_s"] == 0
+    assert "graphs: off, CUDA graphs need a CUDA device" in row["fast_path_reason"]
+    assert "compile auto: off on CPU" in row["fast_path_reason"]
+    assert row["compile_s"] == 0
+
+
+@pytest.mark.gpu
+def test_graphs_auto_captures_a_small_cell_on_cuda() -> None:
+    cfg = TINY.replace(graphs="auto", compile="auto", precision="bf16", peak_tflops=0.0)
+    row = train.run_cell(cfg, CELL, device="cuda").row
+    assert row["status"] == "ok", row["reason"]
+    assert row["graphs"] is True and row["capture_s"] > 0, row["fast_path_reason"]
+    assert row["test_acc"] > 0.1 and row["train_img_s"] > 0
+    eager = train.run_cell(cfg.replace(graphs=False), CELL, device="cuda").row
+    # The same step's memory, whether replayed or launched (the capture's peak counts).
+    assert 0.7 < row["peak_mem_mib"] / eager["peak_mem_mib"] < 1.5
+
+
 def test_eval_every_steps_adds_evaluation_points() -> None:
     res = run(TINY.replace(eval_every_steps=3, profile_steps=0))
     assert [h["step"] for h in res.history] == [3, 6, STEPS]  # plus the end of the epoch

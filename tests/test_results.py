@@ -22,7 +22,7 @@ def run_row(cell_hash: str, status: str = "ok", timestamp: str = "2025-01-01T00:
 
 def test_the_schema_is_the_contracts() -> None:
     assert RUN_COLUMNS[0] == "schema_version" and RUN_COLUMNS[-1] == "timestamp"
-    assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS) == 64
+    assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS) == 67
     for col in ("cell_hash", "status", "reason", "mode", "estimate_s", "git_sha", "git_dirty",
                 "config_hash", "device_name", "cudnn_version", "host_cpu"):
         assert col in RUN_COLUMNS
@@ -220,6 +220,22 @@ def test_a_version_2_file_is_read_onto_the_current_layout_without_loss(tmp_path)
     (row,) = results.read_csv(path, "runs")
     assert tuple(row) == RUN_COLUMNS and row["test_acc"] == "0.25"
     assert row["device_id"] == "cpu | X" and row["input_shape"] == row["data_digest"] == ""
+
+
+def test_a_version_3_file_reads_with_the_speed_path_columns_empty(tmp_path) -> None:
+    from bench import schema
+
+    old_columns = schema.LEGACY_COLUMNS["runs"][2]
+    assert "executor" in old_columns and "graphs" not in old_columns
+    old = {c: "" for c in old_columns}
+    old.update(schema_version="3", cell_hash="h3", dataset="mnist", model="m", strategy="s",
+               seed="0", status="ok", mode="full", compile="false", executor="warm",
+               timestamp="2026-01-01T00:00:00Z")
+    path = tmp_path / "runs.csv"
+    path.write_text(results.to_csv_text([old], old_columns))
+    (row,) = results.read_csv(path, "runs")
+    assert tuple(row) == RUN_COLUMNS and row["executor"] == "warm" and row["compile"] == "false"
+    assert row["graphs"] == row["capture_s"] == row["fast_path_reason"] == ""
 
 
 def test_the_current_row_of_a_cell_is_its_newest_for_every_reader(tmp_path) -> None:
