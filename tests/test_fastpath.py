@@ -49,7 +49,8 @@ def test_explicit_values_and_every_graphs_fallback_say_why() -> None:
     for kw, why in ((dict(precision="fp16"), "grad scaler"),
                     (dict(schedule="onecycle", optimizer="sgd"), "momentum"),
                     (dict(dynamic_shapes=True), "dynamic shapes"),
-                    (dict(fault_injection=True), "fault injection")):
+                    (dict(fault_injection=True), "fault injection"),
+                    (dict(distributed=True), "all-reduce")):
         d = decide(graphs=True, compile=False, **kw)
         assert not d.graphs and why in d.reason, kw
     assert decide(graphs=True, compile=False, schedule="onecycle", optimizer="adamw").graphs
