@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 from bench import measure
-from bench.config import Cell, Config
+from bench.config import Cell, Config, for_model
 from bench.train import make_optimizer, resolve_device, run_cell
 
 DEFAULT_CELLS = ("resnet18:repeat3:64", "vgg16:post-convtranspose:16")
@@ -141,7 +141,7 @@ def profile_cell_config(profile: Config, model_name: str, batch_size: int, warmu
     """:func:`cell_config`'s timing with ``profile``'s recipe for ``model_name`` on ``device``
     (per_model entries applied, ``"auto"`` precision and layout resolved): what that profile's
     cells train with, gradient clipping included, so both sides do the recipe's work."""
-    from bench.config import for_model, resolve_auto
+    from bench.config import resolve_auto
 
     recipe = resolve_auto(for_model(profile, model_name), device)
     base = cell_config(batch_size, warmup_steps, window_steps, windows, threads,
@@ -341,13 +341,15 @@ def engine_img_s(model_name: str, spec: str, cfg: Config, device: torch.device) 
 
 
 def parse_cell(text: str, default_batch: int = 32) -> tuple[str, str, int]:
-    """``model:strategy[:batch_size]`` -> (model, strategy, batch size; default
-    ``default_batch``)."""
+    """``model:strategy[:batch_size]`` -> (model, strategy, batch size; ``default_batch``
+    when the text gives none)."""
     parts = text.split(":")
     if len(parts) not in (2, 3) or not all(parts):
         raise ValueError(f"bad cell {text!r}: expected model:strategy[:batch_size]")
+    if len(parts) == 2:
+        return parts[0], parts[1], default_batch
     try:
-        bs = int(parts[2]) if len(parts) == 3 else default_batch
+        bs = int(parts[2])
     except ValueError:
         raise ValueError(f"bad cell {text!r}: batch size {parts[2]!r} is not an integer") from None
     if bs < 1:
@@ -428,10 +430,13 @@ def main(argv: list[str] | None = None) -> int:
             profile = config_mod.load(args.profile, args.overrides)
         except config_mod.ConfigError as exc:
             parser.error(str(exc))
-    default_batch = profile.batch_size if profile is not None else 32
     texts = args.cells or list(PROFILE_CELLS if profile is not None else DEFAULT_CELLS)
     try:
-        cells = [parse_cell(text, default_batch) for text in texts]
+        cells = [parse_cell(text, 0) for text in texts]  # 0: no batch size given
+        # A cell without one trains at the batch size its model gets from the profile
+        # (per_model entries may set it), else the tool's default.
+        cells = [(m, s, bs or (for_model(profile, m).batch_size if profile is not None else 32))
+                 for m, s, bs in cells]
         device = resolve_device(args.device)
         for model_name, spec, _ in cells:
             check_cell(model_name, spec)

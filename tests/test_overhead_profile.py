@@ -105,18 +105,20 @@ def test_profile_run_takes_the_recipe_and_divides_by_the_fastest_bare(
     monkeypatch.setattr(overhead, "bare_loop_img_s", bare)
     monkeypatch.setattr(overhead, "engine_img_s", engine)
     out = tmp_path / "ov.json"
-    assert overhead.main(["--profile", "cpu", "--set", "per_model=vgg*:grad_clip=1.0",
-                          "--rounds", "2", "--threads", "1", "--out", str(out)]) == 0
+    assert overhead.main(["--profile", "cpu", "--set",
+                          "per_model=vgg*:grad_clip=1.0,vgg*:batch_size=16", "--set",
+                          "batch_size=32", "--rounds", "2", "--threads", "1", "--out",
+                          str(out)]) == 0
     # Both contenders (within 10% of the fastest probe) run every round, interleaved with
     # the engine in alternating order; the dropped bf16 variant never runs.
     vgg = [side for side, model, _ in seen if model == "vgg16"]
     assert vgg == ["probe", "fp32 NCHW", "fp32 channels_last", "engine",
                    "engine", "fp32 channels_last", "fp32 NCHW"]
-    for model, clip in (("resnet18", 0.0), ("vgg16", 1.0)):
+    for model, clip, batch in (("resnet18", 0.0, 32), ("vgg16", 1.0, 16)):
         cfgs = {cfg for _, m, cfg in seen if m == model}
         assert len(cfgs) == 1, "the sides ran different recipes"
         (cfg,) = cfgs
-        assert cfg.batch_size == 32 and cfg.grad_clip == clip and cfg.precision == "fp32"
+        assert cfg.batch_size == batch and cfg.grad_clip == clip and cfg.precision == "fp32"
         assert cfg.window_steps >= 10 and cfg.num_threads == 1 and cfg.per_model == ()
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == "written: " + str(out)
