@@ -304,6 +304,51 @@ def _split_size(dataset: str) -> float:
     return float(count or _FALLBACK_TEST_COUNTS.get(dataset, math.nan))
 
 
+# A full cell whose mean test accuracy is less than this far above chance (1 / classes, as a
+# fraction) did not leave chance: the report says so, with the steps it trained.
+CHANCE_MARGIN = 0.05
+
+
+def _builtin(dataset: str, field: str) -> int:
+    """``field`` (num_classes, train_count) of a built-in dataset; 0 when unknown."""
+    try:
+        from bench.data import DATASETS
+    except ImportError:  # pragma: no cover - torch missing: the report still works
+        return 0
+    return int(getattr(DATASETS[dataset], field, 0) or 0) if dataset in DATASETS else 0
+
+
+def _steps_trained(row: pd.Series) -> str:
+    """'62 training steps (1 epoch of 2,000 images at batch 32)' from a runs row's recipe
+    columns, or '' when they are missing (an epoch is its full batches: drop_last)."""
+    try:
+        epochs, batch = int(row["epochs"]), int(row["batch_size"])
+        images = int(row["train_size"]) or _builtin(str(row["dataset"]), "train_count")
+    except (KeyError, TypeError, ValueError):
+        return ""
+    if epochs < 1 or batch < 1 or images < 1:
+        return ""
+    return (f"{epochs * (images // batch):,} training steps ({epochs} epoch"
+            f"{'s' if epochs > 1 else ''} of {images:,} images at batch {batch})")
+
+
+def chance_note(dataset: str, finished: pd.DataFrame, mean_acc: float) -> str:
+    """'' or, for a cell whose full runs' mean test accuracy (a fraction) is within
+    :data:`CHANCE_MARGIN` of chance, a sentence saying it did not leave chance and how many
+    steps it trained: the likely reason in a scaled-down profile."""
+    classes = _builtin(dataset, "num_classes")
+    if finished.empty or not classes or pd.isna(mean_acc):
+        return ""
+    chance = 1.0 / classes
+    if round(mean_acc - chance, 9) >= CHANCE_MARGIN:  # 0.15 - 0.1 < 0.05 in floats
+        return ""
+    steps = _steps_trained(finished.iloc[0])
+    return (f"did not leave chance: {_pct(mean_acc)}% against {_pct(chance)}% for {classes} "
+            f"classes{f' after {steps}' if steps else ''}. Too few steps for this model under "
+            "this recipe is the likely reason, not the strategy: more steps (train_size, "
+            "epochs) or a recipe that learns faster would tell")
+
+
 def _numeric_column(rows: pd.DataFrame, col: str) -> pd.Series:
     """``rows[col]`` as floats (NaN where absent, empty or not a number)."""
     if col not in rows.columns:
@@ -372,6 +417,7 @@ def _group_row(key: tuple, g: pd.DataFrame, confidence: float) -> dict:
         "status": status,
         "status_detail": detail,
         "reason": " | ".join(reasons),
+        "chance_note": chance_note(str(key[0]), finished, acc.mean),
         "estimate_s": _median(g.loc[g["mode"] == "measure-only", "estimate_s"]),
         "test_acc_mean": acc.mean,
         "test_acc_std": acc.std,
@@ -575,7 +621,7 @@ def winner_line(t: pd.DataFrame) -> str:
 def _status_cell(row: pd.Series, note: int | None) -> str:
     mark = f" [{note}]" if note else ""
     if row["status"] == "ok":
-        return "ok"
+        return f"ok{mark}"
     if row["status"] == "measure-only":
         return f"measure-only (full run est. {_fmt_duration(row['estimate_s'])}){mark}"
     if row["status"] == "mixed":
@@ -589,8 +635,9 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
     status_cells = []
     for _, r in t.iterrows():
         note = None
-        if r["reason"]:
-            note = notes.setdefault(r["reason"], len(notes) + 1)
+        text = "; ".join(t for t in (r["reason"], r.get("chance_note", "")) if t)
+        if text:
+            note = notes.setdefault(text, len(notes) + 1)
         status_cells.append(_status_cell(r, note))
 
     acc = []
@@ -691,6 +738,8 @@ def headline_table(df: pd.DataFrame) -> str:
         if r["is_best"] and competitors[tuple(r[k] for k in TABLE_KEYS)] > 1:
             acc = f"**{acc}**"
         status = r["status_detail"] if r["status"] == "mixed" else r["status"]
+        if r.get("chance_note"):
+            status += " (at chance)"
         mfu = ([_DASH if pd.isna(r["mfu_median"]) else f"{100 * r['mfu_median']:.1f}"]
                if with_mfu else [])
         cells = [*(r[c] for c in extra), r["model"], f"`{r['strategy']}`", acc,

@@ -355,6 +355,33 @@ def test_one_seed_at_chance_has_no_best(tmp_path):
     assert "| `droppools` | 9.60 (n=1) |" in md and "-1.00 [-3.66, +1.65] n.s." in md
 
 
+def test_a_full_cell_at_chance_says_so_with_the_steps_it_trained(tmp_path):
+    """10.6% and 14.9% on 10 classes did not leave chance (within 5 points of 10%); 15.0% and
+    a measure-only cell (no accuracy) get no such note."""
+    d = _runs_dir(tmp_path, [
+        {"model": "vgg16", "strategy": "post-convtranspose", "test_acc": 0.106,
+         "train_size": 2000, "batch_size": 32, "epochs": 1},
+        {"model": "vgg16", "strategy": "droppools", "test_acc": 0.149, "train_size": 2000,
+         "batch_size": 32, "epochs": 2},
+        {"model": "vgg16", "strategy": "resize32", "test_acc": 0.150, "train_size": 2000},
+        {"model": "vgg16", "strategy": "resize224", "test_acc": "", "mode": "measure-only",
+         "reason": "over budget"}])
+    table = comparison_table(read_runs(d)).set_index("strategy")
+    assert table.loc["post-convtranspose", "chance_note"].startswith(
+        "did not leave chance: 10.60% against 10.00% for 10 classes after 62 training steps "
+        "(1 epoch of 2,000 images at batch 32)")
+    assert "after 124 training steps (2 epochs of 2,000" in table.loc["droppools", "chance_note"]
+    assert table.loc["resize32", "chance_note"] == ""
+    assert table.loc["resize224", "chance_note"] == ""
+    md = _summary(d)
+    rows = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| `")}
+    assert rows["| `post-convtranspose`"].endswith("| ok [1] |")
+    assert rows["| `resize32`"].endswith("| ok |")
+    assert "[1] did not leave chance: 10.60% against 10.00%" in md
+    assert "Too few steps for this model under this recipe" in md
+    assert "| vgg16 | `droppools` | 14.90 |" in md and "| ok (at chance) |" in md
+
+
 def test_a_clear_one_seed_winner_is_still_bold(tmp_path):
     d = _runs_dir(tmp_path, [
         {"strategy": "resize32", "test_acc": 0.95, "test_size": 1000},
