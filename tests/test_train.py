@@ -128,7 +128,6 @@ def test_profiler_window_is_after_the_timed_windows(monkeypatch: pytest.MonkeyPa
     assert kinds[-1] == "profile" and "window" not in kinds[kinds.index("profile"):]
 
 
-@pytest.mark.slow
 def test_memory_and_profiler_share_one_window_of_extra_steps(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """After the timed steps a cell runs one settling step and max(1, profile_steps) measured
