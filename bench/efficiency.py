@@ -33,7 +33,7 @@ from bench import results
 from bench.executors import NAMES
 from bench.progress import training_s
 
-# The five-cell command of issue 14 (the fixed cost per cell dominates these cells).
+# Five small resnet18 cells: the fixed cost per cell dominates them.
 SWEEP = ["--profile", "smoke", "--set", "models=resnet18",
          "--set", "strategies=repeat3,resize32,droppools,cifarstem,pad32"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -51,10 +51,32 @@ def measure(executor: str, results_dir: Path, extra: list[str]) -> dict[str, flo
         raise SystemExit(f"error: the {executor} sweep failed (exit {proc.returncode}):\n"
                          f"{proc.stderr[-2000:]}")
     rows = results.read_dir(results_dir, "runs")
+    return summarize(executor, rows, wall, load)
+
+
+def summarize(executor: str, rows: list[dict[str, str]], wall_s: float,
+              load: float) -> dict[str, float | str]:
+    """One line of the table from a sweep's rows and its wall time (s).
+
+    ``concurrency`` is the most cells any row shared its device with: above 1 the cells' epochs
+    ran at the same time and slowed each other, so their sum may exceed the wall time and the
+    efficiency is not comparable with a one-at-a-time executor's (it is flagged, not hidden).
+    """
     train = training_s(rows)
+    conc = max((int(r["concurrency"]) for r in rows if str(r.get("concurrency", "")).isdigit()),
+               default=1)
     return {"executor": executor, "cells": len(rows),
-            "ok": sum(r["status"] == "ok" for r in rows), "training_s": train, "wall_s": wall,
-            "efficiency": train / wall if wall > 0 else float("nan"), "load_before": load}
+            "ok": sum(r["status"] == "ok" for r in rows), "training_s": train, "wall_s": wall_s,
+            "efficiency": train / wall_s if wall_s > 0 else float("nan"), "load_before": load,
+            "concurrency": conc}
+
+
+def line(m: dict[str, float | str]) -> str:
+    """A row of the printed table; a concurrent sweep's efficiency carries a warning."""
+    note = (f"  (cells ran {m['concurrency']} at once on one device: their epochs overlapped, "
+            "not comparable)" if int(m["concurrency"]) > 1 else "")
+    return (f"{m['executor']:<9} {m['cells']:>5} {m['ok']:>3} {m['training_s']:>10.1f} "
+            f"{m['wall_s']:>7.1f} {m['efficiency']:>10.2f} {m['load_before']:>5.2f}{note}")
 
 
 def _installed() -> list[str]:
@@ -87,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="adaptbench-efficiency-") as tmp:
         for name in names:
             m = measure(name, Path(tmp) / name, extra)
-            print(f"{m['executor']:<9} {m['cells']:>5} {m['ok']:>3} {m['training_s']:>10.1f} "
-                  f"{m['wall_s']:>7.1f} {m['efficiency']:>10.2f} {m['load_before']:>5.2f}",
-                  flush=True)
+            print(line(m), flush=True)
     return 0
 
 
