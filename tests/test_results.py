@@ -222,7 +222,9 @@ def test_a_version_2_file_is_read_onto_the_current_layout_without_loss(tmp_path)
     assert row["device_id"] == "cpu | X" and row["input_shape"] == row["data_digest"] == ""
 
 
-def test_a_version_3_file_reads_with_the_speed_path_columns_empty(tmp_path) -> None:
+def test_a_version_3_file_reads_with_every_version_4_column_empty(tmp_path) -> None:
+    """Every row before version 4 ran eager, alone on its device, in one process: the readers
+    take the empty graphs/concurrency/world_size as exactly that."""
     from bench import schema
 
     old_columns = schema.LEGACY_COLUMNS["runs"][2]
@@ -236,6 +238,7 @@ def test_a_version_3_file_reads_with_the_speed_path_columns_empty(tmp_path) -> N
     (row,) = results.read_csv(path, "runs")
     assert tuple(row) == RUN_COLUMNS and row["executor"] == "warm" and row["compile"] == "false"
     assert row["graphs"] == row["capture_s"] == row["fast_path_reason"] == ""
+    assert row["concurrency"] == row["world_size"] == ""
 
 
 def test_the_current_row_of_a_cell_is_its_newest_for_every_reader(tmp_path) -> None:
@@ -252,21 +255,3 @@ def test_the_current_row_of_a_cell_is_its_newest_for_every_reader(tmp_path) -> N
     assert {r["cell_hash"] for r in current} == {"new-recipe", "other-seed", "other-machine"}
     assert superseded == 1
     assert results.done_hashes(tmp_path) == {"new-recipe", "other-seed", "other-machine"}
-
-
-def test_a_version_3_file_is_read_with_concurrency_empty(tmp_path) -> None:
-    """Every row before version 4 ran alone on its device; the report reads an empty
-    concurrency as solo."""
-    from bench import schema
-
-    old_columns = schema.LEGACY_COLUMNS["runs"][2]
-    assert "executor" in old_columns and "concurrency" not in old_columns
-    old = {c: "" for c in old_columns}
-    old.update(schema_version="3", cell_hash="h1", dataset="mnist", model="m", strategy="s",
-               seed="0", status="ok", mode="full", train_img_s="120.5", executor="warm",
-               timestamp="2026-01-01T00:00:00Z")
-    path = tmp_path / "runs.csv"
-    path.write_text(results.to_csv_text([old], old_columns))
-    (row,) = results.read_csv(path, "runs")
-    assert tuple(row) == RUN_COLUMNS and row["train_img_s"] == "120.5"
-    assert row["executor"] == "warm" and row["concurrency"] == ""

@@ -110,6 +110,21 @@ class Executor(abc.ABC):
         self.close()
 
 
+def import_engine(module: str, executor: str, install_hint: str) -> Any:
+    """``import module`` for an executor that runs on an optional engine (ray, submitit), or a
+    :class:`~bench.config.ConfigError` (exit 2) naming the extra to install."""
+    import importlib
+
+    from bench.config import ConfigError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"executor {executor!r} needs {module}, which cannot be imported here "
+                          f"({exc}); {install_hint}, or choose another executor: warm, process"
+                          ) from None
+
+
 def child_env(device: str, local_world: int) -> dict[str, str]:
     """The environment of a cell's process: ours minus torchrun's, unbuffered, repo importable."""
     env = {k: v for k, v in os.environ.items()

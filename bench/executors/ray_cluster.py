@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.executors.protocol import ChildOutcome, Executor, Job
+from bench.executors.protocol import ChildOutcome, Executor, Job, import_engine
 
 INSTALL_HINT = "pip install '.[ray]'"
 CONNECT_TIMEOUT_ENV = "ADAPTBENCH_RAY_CONNECT_TIMEOUT_S"  # seconds to reach host:port (10)
@@ -68,15 +68,7 @@ _STARTED_HERE: list[bool] = [False]
 
 def _ray() -> Any:
     """``import ray``, or :class:`~bench.config.ConfigError` naming the extra to install."""
-    from bench.config import ConfigError
-
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError(f"executor 'ray' needs Ray, which cannot be imported here ({exc}); "
-                          f"{INSTALL_HINT}, or choose another executor: warm, process"
-                          ) from None
-    return ray
+    return import_engine("ray", "ray", INSTALL_HINT)
 
 
 def _probe(address: str) -> None:

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.executors.protocol import REPO_ROOT, ChildOutcome, Executor, Job
+from bench.executors.protocol import REPO_ROOT, ChildOutcome, Executor, Job, import_engine
 
 INSTALL_HINT = "pip install '.[slurm]'"
 POLL_S = 1.0  # seconds between looks at the tasks (submitit rate-limits sacct itself)
@@ -46,16 +46,8 @@ _LOG_CHARS = 20000
 
 
 def _submitit() -> Any:
-    """``import submitit``, or :class:`~bench.config.ConfigError` naming the extra."""
-    from bench.config import ConfigError
-
-    try:
-        import submitit
-    except ImportError as exc:
-        raise ConfigError(f"executor 'submitit' needs submitit, which cannot be imported here "
-                          f"({exc}); {INSTALL_HINT}, or choose another executor: warm, process"
-                          ) from None
-    return submitit
+    """``import submitit``, or :class:`~bench.config.ConfigError` naming the extra to install."""
+    return import_engine("submitit", "submitit", INSTALL_HINT)
 
 
 def _checkpointable() -> type:
