@@ -316,7 +316,11 @@ def test_sigterm_of_the_sweep_kills_the_cell_and_keeps_finished_rows(fake_copy,
     """Slurm's and kill's way to stop a run: exit 130, the cell's process group killed too."""
     rdir = fake_copy
     before = snapshot(rdir)
-    env = {**os.environ, "ADAPTBENCH_FAKE": "resnet18/sumrgb=hang"}
+    # The stand-in writes this file when it reaches its hang: a cell process existing is not
+    # enough (the warm worker starts before the sweep has planned anything).
+    mark = rdir.parent / f"hang-{executor}.pid"
+    env = {**os.environ, "ADAPTBENCH_FAKE": "resnet18/sumrgb=hang",
+           "ADAPTBENCH_FAKE_HANG_MARK": str(mark)}
     sweep = subprocess.Popen([sys.executable, "-m", "bench",
                               *argv(rdir, "repeat3,conv1,sumrgb", "--executor", executor)],
                              cwd=REPO, env=env,
@@ -324,11 +328,10 @@ def test_sigterm_of_the_sweep_kills_the_cell_and_keeps_finished_rows(fake_copy,
     cell = None
     try:
         deadline = time.monotonic() + 120
-        while not (children := _cell_children(sweep.pid)):
+        while not mark.is_file() or not (children := _cell_children(sweep.pid)):
             assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()
             time.sleep(0.1)
         cell = children[0]
-        time.sleep(0.5)  # let it reach the stand-in's hang
         sweep.send_signal(signal.SIGTERM)
         _, err = sweep.communicate(timeout=60)
     finally:

@@ -60,6 +60,8 @@ def fake_run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None)
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if action == "hang":
+        if mark := os.environ.get("ADAPTBENCH_FAKE_HANG_MARK"):  # tests wait for the hang
+            Path(mark).write_text(str(os.getpid()))
         time.sleep(600)
     if action == "raise":
         raise RuntimeError("boom from the stand-in")
@@ -519,3 +521,29 @@ def test_a_users_run_goes_to_runs_not_to_the_published_results() -> None:
     explicit = sweep.prepare(sweep.SweepOptions(profile="smoke", device="cpu",
                                                 results_dir="results/cpu"))
     assert explicit.results_dir == Path("results") / "cpu"
+
+
+def test_the_warm_worker_starts_before_the_sweep_imports_torch(tmp_path, fake) -> None:
+    """prepare() imports torch (the strategies validate the grid): the worker is already
+    importing its own by then, and that one worker runs the cells."""
+    from bench.executors import warm
+
+    started: list[str] = []
+    real_start, real_prepare = warm.WarmExecutor._start, sweep.prepare
+
+    def start(self):
+        started.append("worker")
+        return real_start(self)
+
+    def prepare(opts, dist=None):
+        started.append("prepare")
+        return real_prepare(opts, dist)
+
+    fake.setattr(warm.WarmExecutor, "_start", start)
+    fake.setattr(sweep, "prepare", prepare)
+    assert run(tmp_path, executor="warm") == 0
+    assert started == ["worker", "prepare"], started
+    assert {r["status"] for r in rows(tmp_path)} == {"ok"} and len(rows(tmp_path)) == 2
+    started.clear()
+    assert run(tmp_path / "p", executor="process") == 0  # nothing to start early
+    assert started == ["prepare"]
