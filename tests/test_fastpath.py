@@ -103,7 +103,10 @@ def test_the_cost_model_models_the_fast_paths() -> None:
     graphed = costmodel.CostModel("cuda").estimate(base.replace(graphs=True), cell).seconds
     # Every launch-bound step pays the assumed replay floor instead of the eager one: the
     # training steps, the evaluation batches and the memory/profiler steps; plus the capture.
-    steps = 6 * (60000 // 256 + 10000 / 512) + base.profile_steps + 2
+    from bench.train import EVAL_BATCH_FACTOR, extra_train_steps
+
+    steps = (6 * (60000 // 256 + 10000 / (EVAL_BATCH_FACTOR * 256))
+             + extra_train_steps(base.profile_steps))
     saved = steps * (FLOOR - fastpath.GRAPH_STEP_FLOOR_S)
     assert graphed == pytest.approx(eager - saved + fastpath.GRAPH_CAPTURE_S, abs=0.01)
     assert graphed < eager
