@@ -110,6 +110,23 @@ class Executor(abc.ABC):
         self.close()
 
 
+class BatchExecutor(Executor):
+    """An executor whose unit of work is :meth:`run_many` (ray, submitit): a single request is
+    a batch of one."""
+
+    def request(self, command: str, spec: dict[str, Any], timeout_s: float,
+                on_line: Callable[[str], None] | None = None) -> ChildOutcome:
+        got: list[ChildOutcome] = []
+        self.run_many([Job(None, command, spec, timeout_s, on_line)],
+                      lambda _job, outcome: got.append(outcome))
+        return got[0]
+
+    @abc.abstractmethod
+    def run_many(self, jobs: Iterable[Job], on_done: Callable[[Job, ChildOutcome], None],
+                 on_start: Callable[[Job], None] | None = None) -> None:
+        """As :meth:`Executor.run_many`; every request goes through it."""
+
+
 def import_engine(module: str, executor: str, install_hint: str) -> Any:
     """``import module`` for an executor that runs on an optional engine (ray, submitit), or a
     :class:`~bench.config.ConfigError` (exit 2) naming the extra to install."""

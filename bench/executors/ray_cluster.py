@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.executors.protocol import ChildOutcome, Executor, Job, import_engine
+from bench.executors.protocol import BatchExecutor, ChildOutcome, Job, import_engine
 
 INSTALL_HINT = "pip install '.[ray]'"
 CONNECT_TIMEOUT_ENV = "ADAPTBENCH_RAY_CONNECT_TIMEOUT_S"  # seconds to reach host:port (10)
@@ -192,7 +192,7 @@ class _Running:
     peak: int = 1  # most cells on its device at once while it ran
 
 
-class RayExecutor(Executor):
+class RayExecutor(BatchExecutor):
     """Cells on Ray actors, one per device slot, the next cell to the first free actor."""
 
     name = "ray"
@@ -290,13 +290,6 @@ class RayExecutor(Executor):
         return self._tomls[path]
 
     # -- running --
-
-    def request(self, command: str, spec: dict[str, Any], timeout_s: float,
-                on_line: Callable[[str], None] | None = None) -> ChildOutcome:
-        got: list[ChildOutcome] = []
-        self.run_many([Job(None, command, spec, timeout_s, on_line)],
-                      lambda _job, outcome: got.append(outcome))
-        return got[0]
 
     def run_many(self, jobs: Iterable[Job], on_done: Callable[[Job, ChildOutcome], None],
                  on_start: Callable[[Job], None] | None = None) -> None:

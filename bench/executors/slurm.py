@@ -38,7 +38,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.executors.protocol import REPO_ROOT, ChildOutcome, Executor, Job, import_engine
+from bench.executors.protocol import (
+    REPO_ROOT,
+    BatchExecutor,
+    ChildOutcome,
+    Job,
+    import_engine,
+)
 
 INSTALL_HINT = "pip install '.[slurm]'"
 POLL_S = 1.0  # seconds between looks at the tasks (submitit rate-limits sacct itself)
@@ -96,7 +102,7 @@ class CellTask(_checkpointable()):  # type: ignore[misc]
         return DelayedSubmission(self, request)
 
 
-class SubmititExecutor(Executor):
+class SubmititExecutor(BatchExecutor):
     """All the sweep's cells as one job array; rows written by the sweep as tasks finish."""
 
     name = "submitit"
@@ -131,13 +137,6 @@ class SubmititExecutor(Executor):
             params["slurm_partition"] = cfg.slurm_partition
         ex.update_parameters(**params)
         return ex
-
-    def request(self, command: str, spec: dict[str, Any], timeout_s: float,
-                on_line: Callable[[str], None] | None = None) -> ChildOutcome:
-        got: list[ChildOutcome] = []
-        self.run_many([Job(None, command, spec, timeout_s, on_line)],
-                      lambda _job, outcome: got.append(outcome))
-        return got[0]
 
     def run_many(self, jobs: Iterable[Job], on_done: Callable[[Job, ChildOutcome], None],
                  on_start: Callable[[Job], None] | None = None) -> None:
