@@ -22,6 +22,7 @@ run at once on this machine). ``ray`` starts its own Ray instance inside the swe
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -65,10 +66,37 @@ def summarize(executor: str, rows: list[dict[str, str]], wall_s: float,
     train = training_s(rows)
     conc = max((int(r["concurrency"]) for r in rows if str(r.get("concurrency", "")).isdigit()),
                default=1)
+    evals = evaluation_s(rows)
+    in_cells = sum(_number(r.get("wall_s")) for r in rows)
     return {"executor": executor, "cells": len(rows),
             "ok": sum(r["status"] == "ok" for r in rows), "training_s": train, "wall_s": wall_s,
             "efficiency": train / wall_s if wall_s > 0 else float("nan"), "load_before": load,
-            "concurrency": conc}
+            "concurrency": conc, "eval_s": evals,
+            # The rest of the cells' own wall time: building, the memory and profiler window,
+            # the FLOP count, writing nothing yet (rows are written by the driver).
+            "cell_other_s": max(0.0, in_cells - train - evals),
+            # Outside every cell: interpreter and imports, planning, worker start, row writes.
+            "outside_s": max(0.0, wall_s - in_cells)}
+
+
+def _number(value: object) -> float:
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return x if math.isfinite(x) else 0.0
+
+
+def evaluation_s(rows: list[dict[str, str]]) -> float:
+    """Seconds the cells spent evaluating: per row, one pass over the test split per epoch at
+    the row's ``eval_img_s`` (``epochs x test_count / eval_img_s``; measure-only rows, which do
+    not evaluate, count 0)."""
+    total = 0.0
+    for r in rows:
+        rate = _number(r.get("eval_img_s"))
+        if rate > 0:
+            total += _number(r.get("epochs")) * _number(r.get("test_count")) / rate
+    return total
 
 
 def line(m: dict[str, float | str]) -> str:
@@ -76,7 +104,17 @@ def line(m: dict[str, float | str]) -> str:
     note = (f"  (cells ran {m['concurrency']} at once on one device: their epochs overlapped, "
             "not comparable)" if int(m["concurrency"]) > 1 else "")
     return (f"{m['executor']:<9} {m['cells']:>5} {m['ok']:>3} {m['training_s']:>10.1f} "
+            f"{m['eval_s']:>6.1f} {m['cell_other_s']:>8.1f} {m['outside_s']:>9.1f} "
             f"{m['wall_s']:>7.1f} {m['efficiency']:>10.2f} {m['load_before']:>5.2f}{note}")
+
+
+HEADER = (f"{'executor':<9} {'cells':>5} {'ok':>3} {'training_s':>10} {'eval_s':>6} "
+          f"{'in-cell_s':>8} {'outside_s':>9} {'wall_s':>7} {'efficiency':>10} {'load':>5}")
+LEGEND = ("training_s: epochs x epoch_s summed; eval_s: the evaluation passes; in-cell_s: the "
+          "rest of the cells' wall_s (model build, FLOP count, memory and profiler window); "
+          "outside_s: the sweep's wall time outside every cell (interpreter, imports, planning, "
+          "worker start, row writes). training_s / (training_s + eval_s) is what the efficiency "
+          "would be if nothing else cost time.")
 
 
 def _installed() -> list[str]:
@@ -104,12 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     extra = [x for item in args.overrides for x in ("--set", item)]
     print(f"sweep: python -m bench run {' '.join(SWEEP)} {' '.join(extra)}".rstrip())
-    print(f"{'executor':<9} {'cells':>5} {'ok':>3} {'training_s':>10} {'wall_s':>7} "
-          f"{'efficiency':>10} {'load':>5}")
+    print(HEADER)
     with tempfile.TemporaryDirectory(prefix="adaptbench-efficiency-") as tmp:
         for name in names:
             m = measure(name, Path(tmp) / name, extra)
             print(line(m), flush=True)
+    print(LEGEND)
     return 0
 
 

@@ -24,3 +24,13 @@ def test_cells_run_at_once_are_flagged_not_compared() -> None:
     assert "5 at once" in efficiency.line(m) and "not comparable" in efficiency.line(m)
     legacy = efficiency.summarize("warm", [_row(1.0, "")], 2.0, 0.1)  # empty: ran alone
     assert legacy["concurrency"] == 1
+
+
+def test_the_wall_time_is_split_into_training_evaluation_in_cell_and_outside() -> None:
+    rows = [{**_row(4.0, "1"), "epochs": "2", "wall_s": "12.0", "test_count": "300",
+             "eval_img_s": "600"},
+            {**_row(1.0, "1"), "wall_s": "1.5", "test_count": "", "eval_img_s": ""}]
+    m = efficiency.summarize("warm", rows, 20.0, 0.2)
+    assert m["training_s"] == 9.0 and m["eval_s"] == 1.0  # 2 epochs x 300 img / 600 img/s
+    assert m["cell_other_s"] == 13.5 - 9.0 - 1.0 and m["outside_s"] == 20.0 - 13.5
+    assert efficiency.line(m).split()[4:7] == ["1.0", "3.5", "6.5"]

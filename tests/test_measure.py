@@ -278,3 +278,46 @@ def test_a_process_started_by_a_big_parent_reports_its_own_peak_rss() -> None:
     del blob
     child = float(out.split()[-1])
     assert 100 < child < 1000  # torch imported (~0.5 GB here), not the 1.2 GB the parent held
+
+
+def test_the_cpu_op_table_equals_torch_profilers_own() -> None:
+    """The CPU operator table is read from the raw events (fast); it must give what torch's
+    FunctionEvent tree and key averages give for the same window: names, calls, self times and
+    self memory, on a real training step (nested autograd and optimizer ranges included)."""
+    from torch.autograd.profiler_util import FunctionEventAvg
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8 * 26 * 26, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+
+    def step() -> None:
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()  # before the first marked step: left out of both tables
+        for i in range(2):
+            with torch.autograd.profiler.record_function(f"{measure.STEP_RANGE}#{i + 1}"):
+                step()
+    events = prof.events()
+    first = min(e.time_range.start for e in events if e.name.startswith(measure.STEP_RANGE))
+    ref: dict[str, FunctionEventAvg] = {}
+    for e in events:
+        if e.time_range.start >= first and not e.is_python_function:
+            ref.setdefault(e.key, FunctionEventAvg()).add(e)
+    ours = {s.key: s for s in measure.cpu_op_stats(prof.profiler.kineto_results.events())}
+    assert set(ours) == set(ref) and "aten::convolution_backward" in ours
+    for key, avg in ref.items():
+        got = ours[key]
+        assert got.count == avg.count, key
+        assert abs(got.self_cpu_time_total - avg.self_cpu_time_total) < 1e-3, key
+        assert got.self_cpu_memory_usage == avg.self_cpu_memory_usage, key
+    rows = measure._op_rows(ours.values(), torch.device("cpu"), 5)
+    assert [r["op"] for r in rows] == [r["op"] for r in measure._op_rows(
+        ref.values(), torch.device("cpu"), 5)]
