@@ -127,7 +127,9 @@ def device_identity(device: str | object) -> str:
 #   models=resnet18 --set strategies=repeat3 --set train_size=256 --set batch_size=32 --set
 #   num_threads=2 --set precision=P --set channels_last=L` (and test_size=64 epochs=1
 #   warmup_steps=1 window_steps=2 profile_steps=0 peak_tflops=1) gave train_img_s fp32 NCHW 176,
-#   fp32 channels_last 121, bf16 NCHW 4.5: both off is right there.
+#   fp32 channels_last 121, bf16 NCHW 4.5: both off is right there. Later, `python -m
+#   bench.overhead --profile cpu` on the same machine kind: fp32 NCHW and channels_last within
+#   the noise of each other (resnet18 112-119 vs 116-131 img/s; docs/micro-benchmarks.md).
 _NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
 _NATIVE_NHWC = ("avx512f",)
 
