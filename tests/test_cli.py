@@ -19,7 +19,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--profile", "nope"], "unknown profile 'nope'; valid profiles: cpu, gpu, gpu-quick"),
+    (["--profile", "nope"], "unknown profile 'nope'; valid profiles: cpu, gpu, gpu-crosses, gpu-quick"),
     (["--profile", "smoke", "--set", "epoch=1"], "unknown config key 'epoch'; valid keys:"),
     (["--profile", "smoke", "--set", "models=resnet18,vgg17"], "unknown model 'vgg17'"),
     (["--profile", "smoke", "--set", "strategies=repeat4"], "repeat4"),

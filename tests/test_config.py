@@ -9,7 +9,7 @@ import pytest
 from bench import config, costmodel, grid, plan
 from bench.config import Cell, Config, ConfigError
 
-PROFILES = ("smoke", "cpu", "gpu", "gpu-quick")
+PROFILES = ("smoke", "cpu", "gpu", "gpu-crosses", "gpu-quick")
 BRIEF_PRESETS = ("post-convtranspose", "resize224", "repeat3", "droppools")
 
 
@@ -63,9 +63,19 @@ def test_gpu_is_the_full_benchmark() -> None:
     assert set(cfg.datasets) == {"mnist", "fashion-mnist"}
     assert set(cfg.models) == {"vgg16", "vgg16_bn", "resnet18", "resnet50"}
     assert set(DEFAULT_PRESETS) <= set(cfg.strategies)
-    assert any("+" in s for s in cfg.strategies)  # channel x spatial crosses
     assert len(cfg.seeds) >= 3 and cfg.train_size == cfg.test_size == 0
     assert cfg.precision == "bf16" and cfg.channels_last and cfg.cell_budget_s == 0
+    assert _eta(cfg, "cuda") <= 90 * 60  # one lease, by the cost model
+
+
+def test_gpu_crosses_is_the_rest_of_the_grid_with_the_same_settings() -> None:
+    """The channel x spatial crosses, split off so each half fits a 90 min lease; everything
+    but the strategies is gpu's, so the two halves' rows compare."""
+    gpu, crosses = config.load("gpu"), config.load("gpu-crosses")
+    assert crosses.strategies and all("+" in s for s in crosses.strategies)
+    assert not set(crosses.strategies) & set(gpu.strategies)
+    assert crosses.replace(strategies=gpu.strategies) == gpu
+    assert _eta(crosses, "cuda") <= 90 * 60
 
 
 def test_gpu_quick_fits_a_lease() -> None:
