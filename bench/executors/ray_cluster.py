@@ -47,9 +47,11 @@ import collections
 import dataclasses
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -100,12 +102,18 @@ def connect(address: str) -> None:
     # Quiet: the sweep prints its own progress; Ray's logs stay in its session directory.
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "logging_level": "ERROR", "configure_logging": True}
+    # ray.init installs its own SIGTERM handler, which aborts the driver (exit -6) instead of
+    # ending the sweep the documented way (exit 130, finished rows kept): the sweep's handler
+    # is put back.
+    term = signal.getsignal(signal.SIGTERM)
     try:
         if address:
             ray.init(address=address, **kwargs)
         else:
             ray.init(**kwargs)
             _STARTED_HERE[0] = True
+        if term is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, term)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ConfigError(f"ray_address={address!r}: cannot connect to Ray ({first}); start a "

@@ -73,6 +73,8 @@ class CellTask(_checkpointable()):  # type: ignore[misc]
         from bench.executors.process import run_child
         from bench.executors.protocol import child_env
 
+        if request.get("driver_pid"):
+            _die_with_driver(int(request["driver_pid"]))
         if request.get("cwd") and os.path.isdir(request["cwd"]):
             os.chdir(request["cwd"])  # relative paths of the config (./data) as in the sweep
         workdir = Path(tempfile.mkdtemp(prefix="adaptbench-slurm-"))
@@ -100,6 +102,30 @@ class CellTask(_checkpointable()):  # type: ignore[misc]
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, request)
+
+
+def _die_with_driver(driver_pid: int, every_s: float = 0.5) -> None:
+    """submitit's local cluster: end this task (SIGKILL) once the sweep is gone.
+
+    The task runs under submitit's local controller, not under the sweep, so the kernel's
+    parent-death signal cannot tie it to the sweep; a watcher thread polls the sweep's pid. The
+    cell process dies with the task (its own ``PR_SET_PDEATHSIG``), so ``kill -9`` of the sweep
+    leaves nothing running, as with the other executors.
+    """
+    import signal
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                os.kill(driver_pid, 0)
+            except ProcessLookupError:
+                os.kill(os.getpid(), signal.SIGKILL)
+            except PermissionError:
+                pass  # alive, someone else's: not ours to judge
+
+    threading.Thread(target=watch, name="adaptbench-driver-watch", daemon=True).start()
 
 
 class SubmititExecutor(BatchExecutor):
@@ -151,7 +177,9 @@ class SubmititExecutor(BatchExecutor):
             path = job.spec["config_path"]
             tomls.setdefault(path, Path(path).read_text())
             requests.append({"command": job.command, "toml": tomls[path], "spec": job.spec,
-                             "timeout_s": job.timeout_s, "env": env, "cwd": os.getcwd()})
+                             "timeout_s": job.timeout_s, "env": env, "cwd": os.getcwd(),
+                             # On Slurm a killed driver leaves the array running (scancel it).
+                             "driver_pid": os.getpid() if self.cluster == "local" else 0})
         with _importable_repo():
             submitted = ex.map_array(CellTask(), requests)
         started = time.monotonic()
