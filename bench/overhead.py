@@ -355,7 +355,7 @@ def paired_ratio(engine: list[float], bare: dict[Variant, list[float]]
         # max() keeps the first of equals: the variant the probe found faster.
         chosen.append(max(variants, key=others))
     against = [bare[v][r] for r, v in enumerate(chosen)]
-    ratio = statistics.median(e / b for e, b in zip(engine, against))
+    ratio = statistics.median(e / b for e, b in zip(engine, against, strict=True))
     return ratio, against, chosen
 
 
