@@ -136,6 +136,11 @@ def prepare(opts: SweepOptions, dist: Dist | None = None) -> Prepared:
         raise ConfigError(f"--ddp trains each cell with every torchrun rank, but WORLD_SIZE is "
                           f"{os.environ.get('WORLD_SIZE') or 'unset'}; launch it with torchrun "
                           "--nproc_per_node N (N >= 2) -m bench run ... --ddp, or drop --ddp")
+    if dist.world > 1 and cfg.executor in ("ray", "submitit"):
+        # Each rank would hand the whole grid to the engine again: N copies of every cell.
+        raise ConfigError(f"executor {cfg.executor!r} schedules the cells over its own cluster, "
+                          f"but this is one of {dist.world} torchrun ranks; run it without "
+                          "torchrun, or use --executor warm or process under torchrun")
     only = parse_only(opts.only, cfg)
     shard = parse_shard(opts.shard)
     chosen = select_cells(cfg, only, shard)

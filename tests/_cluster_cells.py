@@ -31,6 +31,8 @@ def _action(cell) -> str:
 def run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
     action = _action(cell)
     kind, _, arg = action.partition(":")
+    # What the engine prints after each epoch: the executor relays it to the sweep's progress.
+    print(f"  epoch 0.5: stand-in {cell.model}/{cell.strategy}", flush=True)
     if kind == "sleep":
         time.sleep(float(arg))
     if kind == "killparent" and not (arg and Path(arg).exists()):

@@ -84,6 +84,33 @@ def test_the_ray_actors_serve_request_after_request(tmp_path, stand_in, ray_inst
 
 
 @pytest.mark.slow
+def test_a_ray_cell_prints_its_epoch_lines_through_the_driver_while_it_runs(
+        tmp_path, stand_in, ray_instance) -> None:
+    """The warm executor relays a cell's epoch lines as they come; on Ray they once stayed in
+    the actor. Now each arrives within a poll (~1 s), before the cell's result."""
+    import time
+
+    from bench import config
+    from bench.executors import make_executor
+    from bench.executors.protocol import Job, child_env
+
+    stand_in.setenv("ADAPTBENCH_TEST_CELLS", "resnet18/repeat3=sleep:4")
+    cfg = config.load("smoke", [*GRID, "executor=ray"])
+    (tmp_path / "config.toml").write_text(config.to_toml(cfg))
+    spec = {"config_path": str(tmp_path / "config.toml"), "device": "cpu",
+            "cell": {"dataset": "mnist", "model": "resnet18", "strategy": "repeat3", "seed": 0},
+            "measure_only": False, "out_dir": None}
+    seen: list[tuple[float, str]] = []
+    done: list[float] = []
+    with make_executor("ray", tmp_path, child_env("cpu", 1), cfg) as ex:
+        ex.run_many([Job(None, "run", spec, 60, lambda line: seen.append((time.monotonic(),
+                                                                           line)))],
+                    lambda _job, outcome: done.append(time.monotonic()))
+    assert [line.strip() for _, line in seen] == ["epoch 0.5: stand-in resnet18/repeat3"]
+    assert done and done[0] - seen[0][0] > 2.0  # relayed while the cell still slept
+
+
+@pytest.mark.slow
 def test_a_cell_whose_ray_actor_dies_is_retried_once_then_recorded(tmp_path, stand_in,
                                                                    ray_instance) -> None:
     marker = tmp_path / "killed-once"

@@ -139,6 +139,21 @@ def test_ddp_refuses_a_global_batch_the_ranks_cannot_split(tmp_path, monkeypatch
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("executor", ["ray", "submitit"])
+def test_an_engine_executor_under_torchrun_is_refused(tmp_path, monkeypatch, capsys,
+                                                      executor) -> None:
+    """Every rank would submit the whole grid to Ray or Slurm: refused before anything runs."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ADAPTBENCH_CELL_IMPL", SLEEPY_IMPL)  # should anything start a cell
+    code = main(["run", "--profile", "smoke", "--results-dir", str(tmp_path / "r"), "--device",
+                 "cpu", "--executor", executor, *_sets(["models=resnet18"])])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"executor '{executor}'" in err and "one of 2 torchrun ranks" in err
+    assert "--executor warm or process" in err
+    assert not (tmp_path / "r").exists()
+
+
 # --- torchrun ----------------------------------------------------------------------------------
 
 SHORT = ("conv1", "sumrgb", "native1", "pad32")

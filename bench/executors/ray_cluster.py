@@ -151,6 +151,9 @@ class CellSlot:
         child.update(env)
         self.executor = WarmExecutor(self.dir, child)
         self.executor.prestart()
+        # The running cell's printed lines (its epochs), until the driver takes them with
+        # lines(): the actor runs two calls at once (max_concurrency=2) for that.
+        self._lines: collections.deque[str] = collections.deque()
 
     def where(self) -> dict[str, Any]:
         """Which device this slot is: node, GPU ids (Ray's), host and pid."""
@@ -170,11 +173,18 @@ class CellSlot:
             spec["device"] = "cuda:0"  # Ray's CUDA_VISIBLE_DEVICES: the slot's GPU is device 0
         if spec.get("out_dir") and not os.path.isdir(spec["out_dir"]):
             spec["out_dir"] = None  # the results directory is not on this node: no traces
-        out = self.executor.request(command, spec, timeout_s)
+        out = self.executor.request(command, spec, timeout_s, on_line=self._lines.append)
         log = "" if out.payload is not None else \
             out.stderr_path.read_text(errors="replace")[-_LOG_CHARS:]
         return {"payload": out.payload, "returncode": out.returncode,
                 "timed_out": out.timed_out, "wall_s": out.wall_s, "log": log}
+
+    def lines(self) -> list[str]:
+        """The lines the running (or just finished) cell printed since the last call."""
+        out = []
+        while self._lines:
+            out.append(self._lines.popleft())
+        return out
 
     def close(self) -> None:
         self.executor.close()
@@ -249,7 +259,8 @@ class RayExecutor(BatchExecutor):
             where = NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)
             for _ in range(n):
                 out.append({"num_cpus": num_cpus, "num_gpus": 1 / self.pack if cuda else 0,
-                            "scheduling_strategy": where, "max_restarts": 0})
+                            "scheduling_strategy": where, "max_restarts": 0,
+                            "max_concurrency": 2})  # run() and the driver's lines() polls
         if not out:
             from bench.config import ConfigError
 
@@ -354,6 +365,7 @@ class RayExecutor(BatchExecutor):
                 if not running:
                     return
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                self._relay(running.values(), lost_errors)  # live epoch lines, and the last
                 now = time.monotonic()
                 for ref, run in list(running.items()):
                     if ref not in ready and now - run.started > run.job.timeout_s + LOST_GRACE_S:
@@ -391,6 +403,24 @@ class RayExecutor(BatchExecutor):
                     pass
             self._slots = [s for s in self._slots if id(s) not in busy]
             raise
+
+    def _relay(self, running: Iterable[_Running], lost_errors: tuple[type, ...]) -> None:
+        """Print what the running cells printed since the last poll, through each job's
+        ``on_line``, as the warm executor does for a cell on this machine (a second ~1 s after
+        the cell printed it). A cell's last lines come before its row: run() has returned, and
+        its lines are all in the actor's buffer, when its ref is ready."""
+        ray = _ray()
+        polls = [(run, run.slot.actor.lines.remote()) for run in running
+                 if run.job.on_line is not None]
+        for run, ref in polls:
+            try:
+                lines = ray.get(ref, timeout=30)
+            except lost_errors:
+                continue  # the actor is gone: its run ref says so
+            except Exception:  # noqa: BLE001 - progress is best-effort; results are not
+                continue
+            for line in lines:
+                run.job.on_line(line)  # type: ignore[misc]
 
     def _log_path(self, text: str) -> Path:
         self._logs += 1
