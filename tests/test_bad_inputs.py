@@ -249,6 +249,24 @@ def call(args: list[str]) -> int:
         return int(exc.code or 0)
 
 
+def test_the_failures_doc_lists_every_case_with_its_message() -> None:
+    """docs/failures.md's "Bad input" table has a row per case, named by the case's id, whose
+    message holds the text the case checks ({inputs} written IN): a changed message or a new
+    case cannot leave the table behind (two rows had gone stale and five were missing)."""
+    doc = (REPO / "docs" / "failures.md").read_text()
+    start = doc.index("## Bad input")
+    table = doc[start:doc.index("\n## ", start + 1)]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].isdigit():
+            rows[cells[1]] = "|".join(cells[3:]).replace("`", "")
+    for case in CASES:
+        name, needle = case.id, case.values[1].replace("{inputs}/", "IN/")
+        assert name in rows, f"docs/failures.md has no row {name!r}"
+        assert needle.replace("`", "") in rows[name], (name, needle, rows[name])
+
+
 def test_there_are_at_least_twenty_cases() -> None:
     assert len(CASES) >= 20
     ids = [c.id for c in CASES]
