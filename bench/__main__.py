@@ -54,7 +54,8 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
                    help="rerun cells that already have a final row (replacing it)")
     p.add_argument("--executor", metavar="NAME",
                    help="how cells get a process: warm (default: one long-lived worker runs "
-                        "cell after cell) or process (a fresh process per cell); also the "
+                        "cell after cell), process (a fresh process per cell), ray (warm "
+                        "workers in Ray actors) or submitit (a Slurm job array); also the "
                         "profile key `executor`")
 
 
@@ -77,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     _grid_args(plan)
     plan.add_argument("--fast", action="store_true",
                       help="cost model only (FLOPs on the meta device), no timed steps")
+    plan.add_argument("--ddp", type=int, default=0, metavar="N",
+                      help="plan the cells as `torchrun --nproc_per_node N -m bench run --ddp` "
+                           "runs them: each on N ranks (their own cell hashes; batch_size must "
+                           "split N ways); estimates stay one device's")
     plan.add_argument("--json", action="store_true",
                       help="print the plan as one JSON document (per cell: dataset, model, "
                            "strategy, seed, cell_hash, mode, estimate_s, done)")
@@ -202,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         command_line=shlex.join([sys.executable, "-m", "bench", *argv]))
     try:
         if args.command == "plan":
-            return sweep.run_plan(opts, fast=args.fast, as_json=args.json)
+            return sweep.run_plan(opts, fast=args.fast, as_json=args.json,
+                                  ddp_world=args.ddp)
         return sweep.run_sweep(opts)
     except Exception as exc:
         if not isinstance(exc, _known_errors()):

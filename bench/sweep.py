@@ -536,8 +536,16 @@ def _summary(prep: Prepared, rdir: Path) -> None:
 
 # --- plan --------------------------------------------------------------------------------------
 
-def run_plan(opts: SweepOptions, *, fast: bool, as_json: bool = False) -> int:
-    """``python -m bench plan``: every cell with its estimate and the total ETA (or ``--json``)."""
+def run_plan(opts: SweepOptions, *, fast: bool, as_json: bool = False,
+             ddp_world: int = 0) -> int:
+    """``python -m bench plan``: every cell with its estimate and the total ETA (or ``--json``).
+
+    ``ddp_world`` N > 0: the plan of ``torchrun --nproc_per_node N -m bench run --ddp``, with
+    that run's cell hashes and batch check (each cell is one row trained by N ranks).
+    """
+    if ddp_world and ddp_world < 2:
+        raise ConfigError(f"plan --ddp N takes the ranks that train each cell together, N >= 2; "
+                          f"got {ddp_world}")
     _, why = resolve_profile(opts.profile)
     info = sys.stderr if as_json else sys.stdout  # --json: stdout is the document alone
     if why:
@@ -547,7 +555,10 @@ def run_plan(opts: SweepOptions, *, fast: bool, as_json: bool = False) -> int:
     cuda_elsewhere = fast and opts.device.startswith("cuda") and not _cuda_available()
     if cuda_elsewhere:
         opts = dataclasses.replace(opts, device="cpu")
-    prep = prepare(opts, Dist())
+    if ddp_world:
+        opts = dataclasses.replace(opts, ddp=True)
+    # As one process (no group is joined), or as rank 0 of the --ddp world being planned.
+    prep = prepare(opts, Dist(world=ddp_world or 1, local_world=ddp_world or 1))
     device = "cuda" if cuda_elsewhere else prep.device
     cfg = prep.cfg
     source = ("cost model" if fast else "cost model; cells near the budget timed for a few "
@@ -563,7 +574,8 @@ def run_plan(opts: SweepOptions, *, fast: bool, as_json: bool = False) -> int:
     rdir = None if cuda_elsewhere else prep.results_dir
     show = None if as_json else (lambda p: print(plan_line(p), flush=True))
     if fast:
-        planned = make_plan(cfg, cells, device, results_dir=rdir, force=opts.force, on_cell=show)
+        planned = make_plan(cfg, cells, device, results_dir=rdir, force=opts.force, on_cell=show,
+                            ddp_world=prep.ddp_world)
     else:
         executors.preflight(cfg.executor, cfg)
         with tempfile.TemporaryDirectory(prefix="adaptbench-plan-") as tmp:
@@ -574,7 +586,7 @@ def run_plan(opts: SweepOptions, *, fast: bool, as_json: bool = False) -> int:
                                cfg) as executor:
                 planned = make_plan(cfg, cells, device, results_dir=rdir, force=opts.force,
                                     timer=executor_timer(executor, prep, cfg_path),
-                                    on_cell=show)
+                                    on_cell=show, ddp_world=prep.ddp_world)
     if as_json:
         print(json.dumps(plan_json(cfg, prep.profile, device, cfg.executor, planned), indent=2))
     else:

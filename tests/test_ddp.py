@@ -154,6 +154,33 @@ def test_an_engine_executor_under_torchrun_is_refused(tmp_path, monkeypatch, cap
     assert not (tmp_path / "r").exists()
 
 
+def test_plan_ddp_prints_the_hashes_run_ddp_writes_and_checks_the_batch(tmp_path,
+                                                                       capsys) -> None:
+    """`plan --ddp N` is the plan of `torchrun --nproc_per_node N ... run --ddp`: the cells'
+    hashes are those of N ranks training each cell (device key "| ddp xN"), not one process's."""
+    import json
+
+    from bench import config
+    from bench.ranks import device_key
+
+    argv = ["plan", "--profile", "smoke", "--results-dir", str(tmp_path / "r"), "--device",
+            "cpu", "--fast", "--json", *_sets(["models=resnet18", "batch_size=32"])]
+    assert main([*argv, "--ddp", "2"]) == 0
+    planned = json.loads(capsys.readouterr().out)["cells"]
+    cfg = config.load("smoke", ["models=resnet18", "batch_size=32"])
+    cells = {c.strategy: c for c in config.cells(cfg)}
+    assert planned and all(p["cell_hash"] == config.cell_hash(cfg, cells[p["strategy"]],
+                                                               device_key("cpu", 2))
+                           for p in planned)
+    assert main(argv) == 0  # one process: other hashes
+    single = json.loads(capsys.readouterr().out)["cells"]
+    assert {p["cell_hash"] for p in single}.isdisjoint(p["cell_hash"] for p in planned)
+    for n, needle in ((3, "multiple of 3"), (1, "N >= 2; got 1")):
+        assert main([*argv, "--ddp", str(n)]) == 2
+        assert needle in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 # --- torchrun ----------------------------------------------------------------------------------
 
 SHORT = ("conv1", "sumrgb", "native1", "pad32")
