@@ -231,6 +231,29 @@ class SubmititExecutor(BatchExecutor):
                 sj.cancel(check=False)
             except Exception:  # noqa: BLE001 - already finished or gone
                 pass
+        if self.cluster == "local":
+            _reap_local(pending)
+
+
+def _reap_local(jobs: Iterable[Any], grace_s: float = 5.0) -> None:
+    """submitit's local cluster: wait for the cancelled tasks' controller processes to end, and
+    SIGKILL any still there after ``grace_s``. They are this process's children and hold its
+    stdout and stderr: one left behind outlives the sweep (a reader of the sweep's output then
+    never sees it end), with its task and cell."""
+    procs = [p for p in (getattr(sj, "_process", None) for sj in jobs) if p is not None]
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception:  # noqa: BLE001 - still running (or not a Popen): killed below
+            pass
+    for proc in procs:
+        try:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - gone already
+            pass
 
 
 class _importable_repo:
