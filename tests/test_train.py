@@ -95,12 +95,16 @@ def test_a_stall_in_the_input_step_lowers_throughput_in_proportion(
 
     cfg = TINY.replace(batch_size=16, train_size=160, profile_steps=0, warmup_steps=1,
                        window_steps=window_steps)
-    plain = train.run_cell(cfg, cell(), device="cpu").row
-    monkeypatch.setattr(data, "batches", stalled)
-    slow = train.run_cell(cfg, cell(), device="cpu").row
-    assert plain["status"] == slow["status"] == "ok", (plain["reason"], slow["reason"])
-    expected = cfg.batch_size / (cfg.batch_size / plain["train_img_s"] + stall_s)
-    assert slow["train_img_s"] == pytest.approx(expected, rel=0.2)
+    # The step time without the stall is measured before and after the stalled cell: a shared
+    # machine drifts between runs (once 37.2 img/s against 30.9 expected from one earlier run).
+    plain = [train.run_cell(cfg, cell(), device="cpu").row]
+    with monkeypatch.context() as mp:
+        mp.setattr(data, "batches", stalled)
+        slow = train.run_cell(cfg, cell(), device="cpu").row
+    plain.append(train.run_cell(cfg, cell(), device="cpu").row)
+    assert {r["status"] for r in [*plain, slow]} == {"ok"}, [r["reason"] for r in [*plain, slow]]
+    expected = [cfg.batch_size / (cfg.batch_size / r["train_img_s"] + stall_s) for r in plain]
+    assert 0.8 * min(expected) <= slow["train_img_s"] <= 1.2 * max(expected), (slow, expected)
 
 
 def test_profiler_window_is_after_the_timed_windows(monkeypatch: pytest.MonkeyPatch) -> None:

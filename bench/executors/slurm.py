@@ -226,34 +226,62 @@ class SubmititExecutor(BatchExecutor):
 
     def close(self) -> None:
         pending, self._pending = self._pending, {}
+        if self.cluster == "local":
+            _kill_local(pending)
+            return
         for sj in pending:
             try:
                 sj.cancel(check=False)
             except Exception:  # noqa: BLE001 - already finished or gone
                 pass
-        if self.cluster == "local":
-            _reap_local(pending)
 
 
-def _reap_local(jobs: Iterable[Any], grace_s: float = 5.0) -> None:
-    """submitit's local cluster: wait for the cancelled tasks' controller processes to end, and
-    SIGKILL any still there after ``grace_s``. They are this process's children and hold its
-    stdout and stderr: one left behind outlives the sweep (a reader of the sweep's output then
-    never sees it end), with its task and cell."""
+def _kill_local(jobs: Iterable[Any]) -> None:
+    """submitit's local cluster: SIGKILL each unfinished task's process tree (its controller,
+    the task, the cell), now. Not submitit's ``cancel``: that is a SIGINT, which a sweep started
+    in the background by a shell (``bench run ... &``) passes on ignored, so the controllers
+    lived on, holding the sweep's stdout, with their tasks and cells. Nothing is lost: the rows
+    are the sweep's to write, and a cell stopped here has none."""
+    import signal
+
     procs = [p for p in (getattr(sj, "_process", None) for sj in jobs) if p is not None]
-    deadline = time.monotonic() + grace_s
     for proc in procs:
+        if proc.poll() is not None:
+            continue
+        for pid in [*_descendants(proc.pid), proc.pid]:  # listed before any is killed
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except Exception:  # noqa: BLE001 - still running (or not a Popen): killed below
+            proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - reaped elsewhere
             pass
-    for proc in procs:
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (Linux ``/proc``; elsewhere none: only the controller
+    is killed), children before grandchildren."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in entries:
+        if not name.isdigit():
+            continue
         try:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=5)
-        except Exception:  # noqa: BLE001 - gone already
-            pass
+            with open(f"/proc/{name}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        out.append(child)
+        todo += children.get(child, [])
+    return out
 
 
 class _importable_repo:
