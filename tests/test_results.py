@@ -206,18 +206,24 @@ def test_a_version_1_file_is_read_onto_version_2_without_loss(tmp_path) -> None:
         "1", str(results.SCHEMA_VERSION)}
 
 
+def _read_legacy_row(tmp_path, columns, **values: str) -> dict[str, str]:
+    """One finished row written in an older layout (``columns``), read back as today's."""
+    old = {c: "" for c in columns}
+    old.update(dataset="mnist", model="m", strategy="s", seed="0", status="ok", mode="full",
+               timestamp="2026-01-01T00:00:00Z", **values)
+    path = tmp_path / "runs.csv"
+    path.write_text(results.to_csv_text([old], columns))
+    (row,) = results.read_csv(path, "runs")
+    return row
+
+
 def test_a_version_2_file_is_read_onto_the_current_layout_without_loss(tmp_path) -> None:
     from bench import schema
 
     old_columns = schema.LEGACY_COLUMNS["runs"][1]
     assert "device_id" in old_columns and "input_shape" not in old_columns
-    old = {c: "" for c in old_columns}
-    old.update(schema_version="2", cell_hash="h1", dataset="mnist", model="m", strategy="s",
-               seed="0", status="ok", mode="full", test_acc="0.25", device_id="cpu | X",
-               timestamp="2026-01-01T00:00:00Z")
-    path = tmp_path / "runs.csv"
-    path.write_text(results.to_csv_text([old], old_columns))
-    (row,) = results.read_csv(path, "runs")
+    row = _read_legacy_row(tmp_path, old_columns, schema_version="2", cell_hash="h1",
+                           test_acc="0.25", device_id="cpu | X")
     assert tuple(row) == RUN_COLUMNS and row["test_acc"] == "0.25"
     assert row["device_id"] == "cpu | X" and row["input_shape"] == row["data_digest"] == ""
 
@@ -229,13 +235,8 @@ def test_a_version_3_file_reads_with_every_version_4_column_empty(tmp_path) -> N
 
     old_columns = schema.LEGACY_COLUMNS["runs"][2]
     assert "executor" in old_columns and "graphs" not in old_columns
-    old = {c: "" for c in old_columns}
-    old.update(schema_version="3", cell_hash="h3", dataset="mnist", model="m", strategy="s",
-               seed="0", status="ok", mode="full", compile="false", executor="warm",
-               timestamp="2026-01-01T00:00:00Z")
-    path = tmp_path / "runs.csv"
-    path.write_text(results.to_csv_text([old], old_columns))
-    (row,) = results.read_csv(path, "runs")
+    row = _read_legacy_row(tmp_path, old_columns, schema_version="3", cell_hash="h3",
+                           compile="false", executor="warm")
     assert tuple(row) == RUN_COLUMNS and row["executor"] == "warm" and row["compile"] == "false"
     assert row["graphs"] == row["capture_s"] == row["fast_path_reason"] == ""
     assert row["concurrency"] == row["world_size"] == ""
