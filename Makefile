@@ -44,10 +44,10 @@ bench-micro: setup ## pytest-benchmark micro suite; JSON saved under runs/micro/
 	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=runs/micro --benchmark-autosave --benchmark-columns=min,median,max,rounds $(ARGS)
 
 bench-gpu: data ## one-shot GPU check: ceilings, graphs/compile probes, naive baseline, gpu-quick, report
-	$(PY) -m bench.gpu_check $(ARGS)
+	$(PY) -m bench.tools.gpu_check $(ARGS)
 
 bench-gpu-dry: data ## the same script on CPU, tiny and fast, to prove it before a GPU is spent
-	$(PY) -m bench.gpu_check --dry-run $(ARGS)
+	$(PY) -m bench.tools.gpu_check --dry-run $(ARGS)
 
 doctor: setup ## compatibility matrix of the torchvision zoo x strategies (meta device)
 	$(PY) -m bench doctor $(ARGS)

@@ -1,10 +1,17 @@
-"""adaptbench's harness: run, measure, sweep and report adaptation strategies.
+"""adaptbench's harness: plan, run, measure and report adaptation strategies.
 
-Layout: ``config`` (profiles), ``data`` (datasets on the device), ``train`` (one cell),
-``measure`` (timing, memory, FLOPs, profiler), ``grid`` (selection), ``costmodel`` and
-``plan`` (the one plan), ``executors`` (warm worker | process per cell), ``sweep`` (runs the
-plan, resume), ``progress`` (output), ``results`` (CSV store), ``report`` (tables, charts),
-``doctor`` (compatibility matrix).
+Data flows one way: ``config`` (profiles -> one frozen Config) -> ``plan`` (grid, cost model,
+fast-path decision: the plan) -> ``sweep`` with an executor from ``executors`` (warm worker,
+process per cell, Ray, Slurm; the worker, torchrun ranks, DDP) -> ``engine`` (one cell: train
+step, measurement windows) -> a row of ``schema`` -> ``results`` (the atomic store) ->
+``report`` (tables, charts, page, advice). ``data`` puts datasets on the device; ``device``
+names the machine; ``progress`` prints; ``tools`` holds the standalone checks (doctor,
+overhead, gpu_check, efficiency, calibrate).
 """
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+# The checkout this package runs from: children get it on PYTHONPATH, provenance reads its git.
+REPO_ROOT = Path(__file__).resolve().parent.parent

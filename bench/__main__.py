@@ -27,10 +27,10 @@ import sys
 
 # Subcommands owned by other modules: their main(argv) gets the rest of the command line.
 DISPATCH = {
-    "doctor": ("bench.doctor", "compatibility matrix of torchvision (or timm) models x "
+    "doctor": ("bench.tools.doctor", "compatibility matrix of torchvision (or timm) models x "
                                "strategies"),
     "report": ("bench.report", "tables and charts from a results directory"),
-    "advise": ("bench.advise", "which strategy to use (accuracy, accuracy per second, memory), "
+    "advise": ("bench.report.advise", "which strategy to use (accuracy, accuracy per second, memory), "
                                "from a results directory"),
     "data": ("bench.data", "fetch or inspect the datasets (data fetch | data info)"),
 }
@@ -144,7 +144,7 @@ def cmd_list(source: str | None = None) -> int:
         shape = "x".join(str(d) for d in user.get("shape", []))
         print(f"  {user.get('name', user['path'])}  {shape}, {len(user['classes'])} classes "
               "(imported)")
-    print("  your images:   folder:PATH[?size=N&test=F&seed=S], npz:PATH (see bench/userdata.py)")
+    print("  your images:   folder:PATH[?size=N&test=F&seed=S], npz:PATH (see bench/data/user.py)")
     try:
         import strategies
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import hashlib
 import json
 import math
 import sys
@@ -28,15 +27,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+from bench.errors import ConfigError  # noqa: F401 - re-exported: bench.config.ConfigError
 from bench.executors import NAMES as EXECUTOR_NAMES  # noqa: E402 - light: no torch
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 SECTIONS = ("grid", "recipe", "data", "measure")
-
-
-class ConfigError(ValueError):
-    """A bad profile, key or value. The CLI turns it into exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -72,11 +68,11 @@ class Config:
     precision: str = "fp32"
     channels_last: bool | str = False  # NHWC layout; "auto" as for precision
     # torch.compile (true | false | auto: on for CUDA cells where the cost model expects the
-    # compile time to be bought back, bench.fastpath); compile time is reported as compile_s,
+    # compile time to be bought back, bench.plan.fastpath); compile time is reported as compile_s,
     # never in throughput; the row records the resolved value
     compile: bool | str = False
     # CUDA graphs of the whole training and evaluation step (true | false | auto: on for CUDA
-    # cells the cost model finds launch-bound, bench.fastpath); capture time is capture_s, never
+    # cells the cost model finds launch-bound, bench.plan.fastpath); capture time is capture_s, never
     # in throughput; the row records the resolved value and fast_path_reason says why
     graphs: bool | str = False
     deterministic: bool = False  # deterministic algorithms, for reproducible CPU tests
@@ -192,7 +188,7 @@ def _coerce(key: str, value: Any) -> Any:
 
 
 # Keys that take "auto": precision and channels_last resolve per device (resolve_auto),
-# compile and graphs per cell from the cost model (bench.fastpath).
+# compile and graphs per cell from the cost model (bench.plan.fastpath).
 _AUTO_KEYS = ("precision", "channels_last", "compile", "graphs")
 
 _CHOICES = {
@@ -529,36 +525,6 @@ def _check_one_weights(weights: str, model: str, dataset: str, strategy: str,
             raise strategies.StrategyError(
                 f"the AdaptedModel checkpoint {weights} does not fit {model} with {net.spec}: "
                 f"{' '.join(str(exc).split())[:500]}") from None
-
-
-def cell_hash(cfg: Config, cell: Cell, device_kind: str = "") -> str:
-    """Short hash naming one experiment: the cell, every setting that affects it, the hardware.
-
-    Resume keys on it, so changing the recipe or the device re-runs the cell.
-    """
-    # Hash the recipe the cell really trains with, so adding a per_model entry re-runs only
-    # the cells it changes.
-    cfg = for_model(cfg, cell.model)
-    payload = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED | {"per_model"}}
-    if payload.get("graphs") is False:
-        # graphs=false is how every cell ran before the key existed: the same experiment, so
-        # its hash is unchanged and earlier rows still resume.
-        del payload["graphs"]
-    payload.update(dataclasses.asdict(cell), device_kind=device_kind)
-    from bench import data as data_mod
-
-    if data_mod.userdata.is_user_dataset(cell.dataset):
-        # A user's files can change under the same name: a re-imported dataset is a new
-        # experiment, never resumed from rows of the old files (built-ins are fixed by checksum).
-        info = data_mod.get_info(cell.dataset, cfg.data_root or None)
-        payload["data_fingerprint"] = (info.user or {}).get("fingerprint", "")
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def config_hash(cfg: Config) -> str:
-    blob = json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def to_toml(cfg: Config) -> str:

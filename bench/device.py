@@ -9,7 +9,7 @@ same hardware either. So the identity that goes into a cell's hash (``device_id`
 - CUDA: the GPU's name, its memory in MiB and how many GPUs the process sees.
 
 ``device_name`` is the short, human-readable form shown in tables; ``device_id`` is exact.
-A row measured under one identity is never resumed as another's (``bench.ranks.device_key``).
+A row measured under one identity is never resumed as another's (``bench.executors.ranks.device_key``).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def device_identity(device: str | object) -> str:
 #   num_threads=2 --set precision=P --set channels_last=L` (and test_size=64 epochs=1
 #   warmup_steps=1 window_steps=2 profile_steps=0 peak_tflops=1) gave train_img_s fp32 NCHW 176,
 #   fp32 channels_last 121, bf16 NCHW 4.5: both off is right there. Later, `python -m
-#   bench.overhead --profile cpu` on the same machine kind: fp32 NCHW and channels_last within
+#   bench.tools.overhead --profile cpu` on the same machine kind: fp32 NCHW and channels_last within
 #   the noise of each other (resnet18 112-119 vs 116-131 img/s; docs/micro-benchmarks.md).
 _NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
 _NATIVE_NHWC = ("avx512f",)

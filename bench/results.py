@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import schema
+from bench import REPO_ROOT, schema
 from bench.schema import FINAL_STATUSES, MODES, SCHEMA_VERSION, STATUSES  # noqa: F401 - re-exported
 
 RUN_COLUMNS: tuple[str, ...] = schema.COLUMNS["runs"]
@@ -367,7 +367,7 @@ def git_info(repo_dir: Path | None = None) -> dict[str, str]:
     Outside a checkout (a copied working tree, e.g. on a lent GPU machine) the commit can be
     named by ``$ADAPTBENCH_GIT_SHA``; its dirty flag is then unknown ("").
     """
-    repo_dir = Path(repo_dir or Path(__file__).resolve().parent.parent)
+    repo_dir = Path(repo_dir or REPO_ROOT)
 
     def git(*args: str) -> str | None:
         try:

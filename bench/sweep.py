@@ -13,8 +13,8 @@
     torchrun --standalone --nproc_per_node 8 -m bench run --profile gpu   # ranks pull cells
     torchrun --standalone --nproc_per_node 8 -m bench run --profile gpu --ddp  # 8 ranks per cell
 
-The modules, in the order data flows: :mod:`bench.grid` (selection and validation),
-:mod:`bench.costmodel` and :mod:`bench.plan` (THE plan, shared by ``plan`` and ``run``),
+The modules, in the order data flows: :mod:`bench.plan.grid` (selection and validation),
+:mod:`bench.plan.costmodel` and :mod:`bench.plan.planner` (THE plan, shared by ``plan`` and ``run``),
 :mod:`bench.executors` (a process to run each cell in: ``warm``, the default, ``process``,
 ``ray`` or ``submitit``; the rows are written here, as results arrive),
 :mod:`bench.results` (the atomic store), :mod:`bench.progress` (what is printed). This module
@@ -28,20 +28,20 @@ without running anything (executor ``none`` on its row).
 
 **Resume.** A cell is identified by :func:`bench.config.cell_hash` (the cell, every setting that
 affects it, the device identity; not the executor). A rerun skips cells the plan says are done
-(see :mod:`bench.plan`); ``error`` and ``timeout`` are retried; ``--force`` reruns the selected
+(see :mod:`bench.plan.planner`); ``error`` and ``timeout`` are retried; ``--force`` reruns the selected
 cells, replacing their rows.
 
 **Scale-out.** ``--shard k/n`` (1-based) keeps cells ``i % n == k - 1`` and writes
 ``runs.shard-k-of-n.csv`` (static: a Slurm array task knows its cells without talking to the
 others). Under ``torchrun`` rank 0 makes THE plan and every rank gets it (so resume skips the
 same cells everywhere); then each rank pulls the next unclaimed cell from a counter in the
-ranks' c10d store, longest expected first (:mod:`bench.ranks`), and runs it on
+ranks' c10d store, longest expected first (:mod:`bench.executors.ranks`), and runs it on
 ``cuda:LOCAL_RANK`` (CPU: the cores are split between local ranks) with its own executor,
 writing ``runs.rank<r>.csv``; after a barrier (gloo) rank 0 merges the rank files into
 ``runs.csv`` and deletes them. Together the ranks run each planned cell exactly once. Readers
 take every ``runs*.csv``; the newest row per ``cell_hash`` wins. ``--ddp`` instead trains every
 cell with all ranks together, DistributedDataParallel, ``batch_size`` the global batch; rank 0
-writes the one row (:mod:`bench.ddp`).
+writes the one row (:mod:`bench.executors.ddp`).
 
 **Locks.** Each set of files has its writer's ``fcntl.flock`` (``runs.lock``,
 ``runs.shard-k-of-n.lock``, ``runs.rank<r>.lock``): a second run on the same files is refused
@@ -49,7 +49,7 @@ naming the holder's pid; shards of one grid can share a directory.
 
 **Efficiency.** At its end a run prints the sweep efficiency: the seconds its cells spent
 training epochs (sum of ``epochs x epoch_s``) over the sweep's wall time. ``python -m
-bench.efficiency`` measures it for every executor side by side.
+bench.tools.efficiency`` measures it for every executor side by side.
 """
 
 from __future__ import annotations
@@ -67,12 +67,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import REPO_ROOT, executors, identity, progress, results
 from bench import config as config_mod
-from bench import executors, fastpath, progress, results
 from bench.config import Cell, Config, ConfigError
 from bench.executors import Executor, Job, make_executor
 from bench.executors.protocol import ChildOutcome, child_env, failure_row
-from bench.grid import (
+from bench.executors.ranks import (
+    Dist,
+    longest_first,
+    parent_env,
+    resolve_device,
+)
+from bench.identity import device_key, parent_device
+from bench.plan import fastpath
+from bench.plan.grid import (
     parse_only,
     parse_shard,
     resolve_profile,
@@ -80,18 +88,17 @@ from bench.grid import (
     validate_data,
     validate_grid,
 )
-from bench.plan import TIMED_OUT, PlannedCell, Timer, make_plan, plan_json, plan_line, print_plan
-from bench.progress import Reporter, fmt_s
-from bench.ranks import (
-    Dist,
-    device_key,
-    longest_first,
-    parent_device,
-    parent_env,
-    resolve_device,
+from bench.plan.planner import (
+    TIMED_OUT,
+    PlannedCell,
+    Timer,
+    make_plan,
+    plan_json,
+    plan_line,
+    print_plan,
 )
+from bench.progress import Reporter, fmt_s
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS_ROOT = Path("runs")
 
 
@@ -145,7 +152,7 @@ def prepare(opts: SweepOptions, dist: Dist | None = None) -> Prepared:
     shard = parse_shard(opts.shard)
     chosen = select_cells(cfg, only, shard)
     if opts.ddp:
-        from bench.ddp import check_batch
+        from bench.executors.ddp import check_batch
 
         for model in sorted({c.model for c in chosen}):  # per_model may change the batch
             bad = check_batch(config_mod.for_model(cfg, model).batch_size, dist.world,
@@ -176,7 +183,7 @@ def _make_dir(path: Path) -> None:
 
 
 def _spec(prep: Prepared, cfg_path: Path, cell: Cell, measure_only: bool) -> dict[str, Any]:
-    """A request of the child protocol (:mod:`bench.cell`)."""
+    """A request of the child protocol (:mod:`bench.executors.worker`)."""
     return {"config_path": str(cfg_path), "cell": dataclasses.asdict(cell),
             "device": prep.device, "measure_only": measure_only,
             "out_dir": str(prep.results_dir)}
@@ -321,7 +328,7 @@ def _run_with(executor: Executor, workdir: Path, prep: Prepared, opts: SweepOpti
     env_name = f"env{prep.suffix}.json"
     env_info = results.environment(prep.device, REPO_ROOT)
     git = {"git_sha": env_info["git_sha"], "git_dirty": env_info["git_dirty"]}
-    cfg_hash = config_mod.config_hash(cfg)
+    cfg_hash = identity.config_hash(cfg)
     toml_text = config_mod.to_toml(cfg)
     if lead:
         print(f"# resolved config (profile {prep.profile}, config_hash {cfg_hash})")
@@ -406,7 +413,7 @@ def _run_cells(todo: Iterable[PlannedCell], prep: Prepared, cfg_path: Path, exec
             measure_only = p.mode == "measure-only"
             spec = _spec(prep, cfg_path, p.cell, measure_only)
             if prep.ddp_world > 1:  # the cell's own group, met through the sweep's store
-                from bench import ddp
+                from bench.executors import ddp
 
                 spec["ddp"] = ddp.cell_spec(prep.dist.rank, prep.dist.world, prep.dist.token,
                                             p.cell_hash, prep.cfg.cell_timeout_s)
@@ -459,7 +466,7 @@ def _run_one(p: PlannedCell, prep: Prepared, outcome: ChildOutcome, executor: Ex
     history = [{**h, **extra} for h in history]
     ops = [{**o, **extra} for o in ops]
     if prep.ddp_world > 1:  # one row for all ranks: a rank that failed fails the cell
-        from bench import ddp
+        from bench.executors import ddp
 
         row.update(ddp.merge_statuses(prep.dist.gather(
             {"status": row.get("status"), "reason": row.get("reason")})))
@@ -514,7 +521,7 @@ def build_row(row: dict[str, Any], prep: Prepared, p: PlannedCell, provenance: d
     for key in ("device", "device_name", "device_id"):
         out[key] = provenance.get(key) or out.get(key) or here[key]
     if prep.ddp_world > 1:  # W devices trained it: not the same experiment as on one
-        from bench.ddp import device_suffix
+        from bench.identity import device_suffix
 
         out["device_id"] += device_suffix(prep.ddp_world)
     for key in ("host_cpu", "torch_version", "torchvision_version", "cuda_version",
@@ -527,7 +534,7 @@ def build_row(row: dict[str, Any], prep: Prepared, p: PlannedCell, provenance: d
 
 
 def _summary(prep: Prepared, rdir: Path) -> None:
-    wanted = {config_mod.cell_hash(prep.cfg, c, device_key(prep.device, prep.ddp_world)): c
+    wanted = {identity.cell_hash(prep.cfg, c, device_key(prep.device, prep.ddp_world)): c
               for c in prep.cells}
     rows = {r["cell_hash"]: r for r in results.read_dir(rdir, "runs") if r["cell_hash"] in wanted}
     progress.print_summary(rows, wanted, rdir / results.file_name("runs", prep.suffix),
@@ -593,12 +600,12 @@ def run_plan(opts: SweepOptions, *, fast: bool, as_json: bool = False,
         print_plan(cfg, prep.profile, device, planned)
         if rdir is not None and (rdir / "runs.csv").is_file():
             # How far to trust that ETA: the estimates of the rows already in this directory
-            # against what those cells took (bench.calibrate).
-            from bench import calibrate
+            # against what those cells took (bench.tools.calibrate).
+            from bench.tools import calibrate
 
             rows, _ = results.read_current_runs(rdir)
             print(f"last run in {rdir}: {calibrate.estimate_errors(rows).line()} "
-                  f"(python -m bench.calibrate {rdir})")
+                  f"(python -m bench.tools.calibrate {rdir})")
     return 0
 
 

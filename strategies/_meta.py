@@ -104,3 +104,25 @@ def first_conv(module: nn.Module, in_channels: int = 3, px: int = 224) -> tuple[
             h.remove()
     conv, name = next(iter(names.items()))
     return name, conv
+
+
+def forward_gflops_per_img(model: nn.Module, image_shape: tuple[int, ...] | None = None,
+                           batch: int = 2) -> float:
+    """Forward GFLOPs per image counted by ``FlopCounterMode`` (2 FLOPs per multiply-add).
+
+    ``image_shape`` (C, H, W): default the shape an AdaptedModel was built for
+    (``in_channels`` x ``input_px`` x ``input_px``), else 1x28x28. Runs on whatever device
+    ``model`` is on: give it a meta-device model to count for free.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if image_shape is None:
+        px = getattr(model, "input_px", 28)
+        image_shape = (getattr(model, "in_channels", 1), px, px)
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = torch.zeros((batch, *image_shape), device=device)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() / batch / 1e9

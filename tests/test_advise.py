@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import advise, report
-from bench.stats import pick_best, ratio_interval
+from bench import report
+from bench.report import advise
+from bench.report.stats import pick_best, ratio_interval
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 ROOT = Path(__file__).resolve().parents[1]

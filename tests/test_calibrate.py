@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench import calibrate
+from bench.tools import calibrate
 
 
 def row(**kw) -> dict:

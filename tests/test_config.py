@@ -6,8 +6,10 @@ import dataclasses
 
 import pytest
 
-from bench import config, costmodel, grid, plan
+from bench import config, identity
 from bench.config import Cell, Config, ConfigError
+from bench.plan import costmodel, grid
+from bench.plan import planner as plan
 
 PROFILES = ("smoke", "cpu", "gpu", "gpu-crosses", "gpu-quick")
 BRIEF_PRESETS = ("post-convtranspose", "resize224", "repeat3", "droppools")
@@ -133,19 +135,19 @@ def test_the_saved_config_loads_back_identical(tmp_path) -> None:
     again = config.load(str(path))
     assert again == cfg
     cell = config.cells(cfg)[0]
-    assert config.cell_hash(again, cell, "cpu") == config.cell_hash(cfg, cell, "cpu")
-    assert config.config_hash(again) == config.config_hash(cfg)
+    assert identity.cell_hash(again, cell, "cpu") == identity.cell_hash(cfg, cell, "cpu")
+    assert identity.config_hash(again) == identity.config_hash(cfg)
 
 
 def test_cell_hash_names_the_experiment_not_the_run() -> None:
     cfg = config.load("smoke")
     cell = Cell("mnist", "resnet18", "repeat3", 0)
-    h = config.cell_hash(cfg, cell, "cpu")
-    assert config.cell_hash(cfg.replace(cell_timeout_s=5.0, models=("x",)), cell, "cpu") == h
-    assert config.cell_hash(cfg.replace(peak_tflops=775.3), cell, "cpu") == h  # mfu's denominator
-    assert config.cell_hash(cfg.replace(lr=0.01), cell, "cpu") != h
-    assert config.cell_hash(cfg, cell, "cuda") != h
-    assert config.cell_hash(cfg, dataclasses.replace(cell, seed=1), "cpu") != h
+    h = identity.cell_hash(cfg, cell, "cpu")
+    assert identity.cell_hash(cfg.replace(cell_timeout_s=5.0, models=("x",)), cell, "cpu") == h
+    assert identity.cell_hash(cfg.replace(peak_tflops=775.3), cell, "cpu") == h  # mfu's denominator
+    assert identity.cell_hash(cfg.replace(lr=0.01), cell, "cpu") != h
+    assert identity.cell_hash(cfg, cell, "cuda") != h
+    assert identity.cell_hash(cfg, dataclasses.replace(cell, seed=1), "cpu") != h
 
 
 def test_cells_are_in_grid_order() -> None:
@@ -178,15 +180,15 @@ def test_cell_hash_follows_the_effective_recipe() -> None:
     vgg, resnet = Cell("mnist", "vgg16", "droppools", 0), Cell("mnist", "resnet18", "repeat3", 0)
     clipped = cfg.replace(per_model=("vgg*:grad_clip=1.0",))
     # A VGG-only entry re-runs VGG cells and leaves the others' results valid for resume ...
-    assert config.cell_hash(clipped, vgg, "cpu") != config.cell_hash(cfg, vgg, "cpu")
-    assert config.cell_hash(clipped, resnet, "cpu") == config.cell_hash(cfg, resnet, "cpu")
+    assert identity.cell_hash(clipped, vgg, "cpu") != identity.cell_hash(cfg, vgg, "cpu")
+    assert identity.cell_hash(clipped, resnet, "cpu") == identity.cell_hash(cfg, resnet, "cpu")
     # ... and the same recipe reached either way is the same experiment.
-    assert (config.cell_hash(clipped, vgg, "cpu")
-            == config.cell_hash(cfg.replace(grad_clip=1.0), vgg, "cpu"))
+    assert (identity.cell_hash(clipped, vgg, "cpu")
+            == identity.cell_hash(cfg.replace(grad_clip=1.0), vgg, "cpu"))
 
 
 def test_a_cell_trains_with_its_models_recipe(monkeypatch) -> None:
-    from bench import train
+    from bench.engine import train
 
     seen = {}
 
@@ -268,7 +270,8 @@ def test_auto_resolves_to_what_the_cpu_runs_natively(flags, precision, channels_
 
 
 def test_auto_is_a_value_of_both_keys_and_the_row_records_the_choice(monkeypatch) -> None:
-    from bench import device, train
+    from bench import device
+    from bench.engine import train
 
     cfg = config.load("smoke", ["precision=auto", "channels_last=auto", "models=resnet18",
                                 "strategies=cifarstem+droppools9", "train_size=64",
@@ -283,7 +286,7 @@ def test_auto_is_a_value_of_both_keys_and_the_row_records_the_choice(monkeypatch
     assert row["status"] == "incompatible"
     assert (row["precision"], row["channels_last"]) == ("bf16", True)
     # the hash keeps "auto": device_id (flags included) decides the resolution
-    assert config.cell_hash(cfg, cell, "x") != config.cell_hash(resolved, cell, "x")
+    assert identity.cell_hash(cfg, cell, "x") != identity.cell_hash(resolved, cell, "x")
 
 
 def test_a_bad_auto_value_names_the_choices() -> None:

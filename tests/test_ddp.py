@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import ddp, results
+from bench import identity, results
 from bench.__main__ import main
-from bench.ranks import Dist, longest_first
+from bench.executors import ddp
+from bench.executors.ranks import Dist, longest_first
 
 REPO = Path(__file__).resolve().parent.parent
 SLEEPY_IMPL = f"{Path(__file__).resolve()}:sleepy_run_cell"
@@ -161,7 +162,7 @@ def test_plan_ddp_prints_the_hashes_run_ddp_writes_and_checks_the_batch(tmp_path
     import json
 
     from bench import config
-    from bench.ranks import device_key
+    from bench.identity import device_key
 
     argv = ["plan", "--profile", "smoke", "--results-dir", str(tmp_path / "r"), "--device",
             "cpu", "--fast", "--json", *_sets(["models=resnet18", "batch_size=32"])]
@@ -169,7 +170,7 @@ def test_plan_ddp_prints_the_hashes_run_ddp_writes_and_checks_the_batch(tmp_path
     planned = json.loads(capsys.readouterr().out)["cells"]
     cfg = config.load("smoke", ["models=resnet18", "batch_size=32"])
     cells = {c.strategy: c for c in config.cells(cfg)}
-    assert planned and all(p["cell_hash"] == config.cell_hash(cfg, cells[p["strategy"]],
+    assert planned and all(p["cell_hash"] == identity.cell_hash(cfg, cells[p["strategy"]],
                                                                device_key("cpu", 2))
                            for p in planned)
     assert main(argv) == 0  # one process: other hashes
@@ -247,8 +248,9 @@ def test_ddp_trains_one_cell_with_both_ranks_like_one_process(tmp_path) -> None:
     evaluates with rank 0's running statistics, so a BN model trains a slightly different
     model (resnet18, 256 images, 8 steps, near chance: loss 1.749 vs 1.712, accuracy 0.133
     vs 0.227; docs/scaling.md). That is why this test uses a model without it."""
-    from bench import config, train
+    from bench import config
     from bench.config import Cell
+    from bench.engine import train
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("ADAPTBENCH_CELL_IMPL", None)

@@ -1,4 +1,4 @@
-"""bench/doctor.py: the model × strategy compatibility matrix (meta device)."""
+"""bench/tools/doctor.py: the model × strategy compatibility matrix (meta device)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import strategies
-from bench import doctor
+from bench.tools import doctor
 from strategies.explain import min_input_px
 
 
@@ -122,7 +122,7 @@ def test_other_input_size(tmp_path: Path) -> None:
 def test_python_m_bench_doctor(tmp_path: Path) -> None:
     out = tmp_path / "c.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.doctor", "--models", "resnet18", "alexnet", "--strategies",
+        [sys.executable, "-m", "bench.tools.doctor", "--models", "resnet18", "alexnet", "--strategies",
          "repeat3", "--out", str(out), "--no-png"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

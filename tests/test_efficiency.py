@@ -1,8 +1,8 @@
-"""bench.efficiency: the table's figures from a sweep's rows, and the concurrency flag."""
+"""bench.tools.efficiency: the table's figures from a sweep's rows, and the concurrency flag."""
 
 from __future__ import annotations
 
-from bench import efficiency
+from bench.tools import efficiency
 
 
 def _row(epoch_s: float, concurrency: str) -> dict[str, str]:

@@ -36,7 +36,7 @@ class ProbeResult:
 
 
 def _peak_rss_mib() -> float:
-    from bench.measure import peak_rss_mib
+    from bench.engine.measure import peak_rss_mib
 
     return peak_rss_mib()
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import config, costmodel, fastpath
+from bench import config, identity
 from bench.config import Cell, ConfigError
+from bench.plan import costmodel, fastpath
 
-FLOOR = 0.0091  # the CUDA launch floor of bench.costmodel.SPEEDS, s
+FLOOR = 0.0091  # the CUDA launch floor of bench.plan.costmodel.SPEEDS, s
 
 
 def decide(**kw):
@@ -79,9 +80,9 @@ def test_config_takes_auto_for_graphs_and_compile_and_refuses_the_rest() -> None
     with pytest.raises(ConfigError, match=r"'graphs'.*true/false or auto"):
         config.load("smoke", ["graphs=sometimes"])
     cell = Cell("mnist", "resnet18", "repeat3", 0)
-    h = config.cell_hash(cfg, cell, "cuda")
-    off = config.cell_hash(cfg.replace(graphs=False), cell, "cuda")
-    assert len({h, off, config.cell_hash(cfg.replace(graphs=True), cell, "cuda")}) == 3
+    h = identity.cell_hash(cfg, cell, "cuda")
+    off = identity.cell_hash(cfg.replace(graphs=False), cell, "cuda")
+    assert len({h, off, identity.cell_hash(cfg.replace(graphs=True), cell, "cuda")}) == 3
     # graphs=false is the experiment every earlier row ran: its hash is the one without the key.
     import dataclasses
     import hashlib
@@ -103,7 +104,7 @@ def test_the_cost_model_models_the_fast_paths() -> None:
     graphed = costmodel.CostModel("cuda").estimate(base.replace(graphs=True), cell).seconds
     # Every launch-bound step pays the assumed replay floor instead of the eager one: the
     # training steps, the evaluation batches and the memory/profiler steps; plus the capture.
-    from bench.train import EVAL_BATCH_FACTOR, extra_train_steps
+    from bench.plan.steps import EVAL_BATCH_FACTOR, extra_train_steps
 
     steps = (6 * (60000 // 256 + 10000 / (EVAL_BATCH_FACTOR * 256))
              + extra_train_steps(base.profile_steps))

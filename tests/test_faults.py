@@ -4,7 +4,7 @@ Each test injects one fault and checks what is left on disk: every finished cell
 byte for byte; no row appears twice or half-written; a failed cell is a row whose status and
 reason say what happened; a rerun redoes exactly the cells that have no final row.
 
-How the faults are made (test hooks, documented in :mod:`bench.cell` and :mod:`bench.train`):
+How the faults are made (test hooks, documented in :mod:`bench.executors.worker` and :mod:`bench.engine.train`):
 
 - ``ADAPTBENCH_INJECT_FAULT="model/strategy=kind@step;..."`` -- the real engine misbehaves at a
   training step of the named cells only: ``kill`` (SIGKILL to itself), ``oom`` (a
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import config, results
+from bench import config, identity, results
 from bench.__main__ import main
 
 TESTS = Path(__file__).resolve().parent
@@ -144,9 +144,9 @@ def test_faulty_cells_cost_one_row_each_and_the_sweep_runs_to_its_end(faulty_swe
     code, rdir = faulty_sweep
     assert code == 0  # failed cells are results, not errors
     cfg = config.load(str(rdir / "config.toml"))
-    from bench.ranks import device_key
+    from bench.identity import device_key
 
-    expected = [config.cell_hash(cfg, c, device_key("cpu")) for c in config.cells(cfg)]
+    expected = [identity.cell_hash(cfg, c, device_key("cpu")) for c in config.cells(cfg)]
     got = rows(rdir)
     executor = json.loads((rdir / "env.json").read_text())["executor"]
     # One row per cell, none invented, none lost; in plan order where cells ran one at a
@@ -237,7 +237,7 @@ def _cell_children(pid: int) -> list[int]:
         child = todo.pop(0)
         todo += parents.get(child, [])
         try:
-            if b"bench.cell" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"bench.executors.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
                 found.append(child)
         except OSError:
             pass

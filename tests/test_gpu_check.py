@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_dry_run_writes_every_file_and_ends_with_the_summary(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.gpu_check", "--dry-run", "--out", str(out),
+        [sys.executable, "-m", "bench.tools.gpu_check", "--dry-run", "--out", str(out),
          "--only", "model=resnet18,strategy=repeat3", "--budget-s", "300"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -48,7 +48,7 @@ def test_dry_run_writes_every_file_and_ends_with_the_summary(tmp_path: Path) -> 
     # The next lease resumes from these rows: the finished cell is not trained again.
     again = tmp_path / "again"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.gpu_check", "--dry-run", "--out", str(again),
+        [sys.executable, "-m", "bench.tools.gpu_check", "--dry-run", "--out", str(again),
          "--only", "model=resnet18,strategy=repeat3", "--skip-baseline", "--skip-probes",
          "--resume-from", str(out / "gpu")],
         cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -60,7 +60,7 @@ def test_dry_run_writes_every_file_and_ends_with_the_summary(tmp_path: Path) -> 
 
 
 def test_resume_from_needs_a_results_directory(tmp_path: Path, capsys) -> None:
-    from bench import gpu_check
+    from bench.tools import gpu_check
 
     with pytest.raises(SystemExit) as exc:
         gpu_check.main(["--dry-run", "--out", str(tmp_path / "o"), "--resume-from",
@@ -75,13 +75,13 @@ def test_without_cuda_the_real_run_refuses_cleanly(tmp_path: Path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    from bench import gpu_check
+    from bench.tools import gpu_check
 
     assert gpu_check.main(["--out", str(tmp_path)]) == 2
 
 
 def test_bad_budget_is_refused(tmp_path: Path) -> None:
-    from bench import gpu_check
+    from bench.tools import gpu_check
 
     with pytest.raises(SystemExit) as exc:
         gpu_check.main(["--dry-run", "--budget-s", "0", "--out", str(tmp_path)])
@@ -94,9 +94,9 @@ def test_baseline_sides_share_layout_backend_flags_and_windows(
     """The naive pipeline and the harness are timed under the same settings, recorded per side."""
     import torch
 
-    from bench import gpu_check
     from bench.config import Config
-    from bench.train import CellResult
+    from bench.engine.train import CellResult
+    from bench.tools import gpu_check
 
     naive_calls: list[dict] = []
     harness_cfgs: list[Config] = []
@@ -145,7 +145,7 @@ def test_baseline_sides_share_layout_backend_flags_and_windows(
 
 
 def test_probes_only_and_skip_probes_exclude_each_other(tmp_path: Path, capsys) -> None:
-    from bench import gpu_check
+    from bench.tools import gpu_check
 
     with pytest.raises(SystemExit) as exc:
         gpu_check.main(["--dry-run", "--out", str(tmp_path / "o"), "--probes-only",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench import measure
+from bench.engine import measure
+from strategies._meta import forward_gflops_per_img
 
 
 class FakeClock:
@@ -182,13 +183,13 @@ def test_peak_rss_is_absolute() -> None:
 def test_flop_count_matches_the_arithmetic() -> None:
     # Conv 1->8, 3x3, on 28x28, padding 1: 28*28*8*9 MACs = 56,448 MACs = 112,896 FLOPs.
     model = nn.Conv2d(1, 8, 3, padding=1, bias=False)
-    assert abs(measure.forward_gflops_per_img(model) * 1e9 - 112_896) < 1
+    assert abs(forward_gflops_per_img(model) * 1e9 - 112_896) < 1
 
 
 def test_flops_counted_on_meta_cost_nothing() -> None:
     with torch.device("meta"):
         model = nn.Sequential(nn.Flatten(), nn.Linear(784, 100))
-    assert abs(measure.forward_gflops_per_img(model) * 1e9 - 2 * 784 * 100) < 1
+    assert abs(forward_gflops_per_img(model) * 1e9 - 2 * 784 * 100) < 1
 
 
 def test_matmul_and_copy_ceilings_are_positive() -> None:
@@ -246,8 +247,8 @@ def test_a_peak_cached_on_a_busy_machine_is_replaced_by_a_better_one(tmp_path, m
 def test_a_cell_never_reports_mfu_above_one_against_a_stale_peak(tmp_path, monkeypatch):
     import json
 
-    from bench import train
     from bench.config import Cell, Config
+    from bench.engine import train
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     _small_peak_sizes(monkeypatch)
@@ -272,7 +273,7 @@ def test_a_process_started_by_a_big_parent_reports_its_own_peak_rss() -> None:
 
     blob = bytearray(1200 * 2**20)
     blob[::4096] = b"\x01" * len(range(0, len(blob), 4096))  # resident: the parent's peak
-    code = "from bench.measure import peak_rss_mib; print(peak_rss_mib())"
+    code = "from bench.engine.measure import peak_rss_mib; print(peak_rss_mib())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     del blob

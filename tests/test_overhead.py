@@ -1,4 +1,4 @@
-"""bench.overhead: engine vs bare loop, side by side, ratio on the last line.
+"""bench.tools.overhead: engine vs bare loop, side by side, ratio on the last line.
 
 The measurement must be apples to apples: both sides get the same recipe (batches, windows of
 >= 10 whole steps, warm-up, threads), rounds interleave, and the bare loop's windows include
@@ -12,8 +12,8 @@ import itertools
 import pytest
 import torch
 
-from bench import overhead
 from bench.config import Config
+from bench.tools import overhead
 
 
 @pytest.mark.slow

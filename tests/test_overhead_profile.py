@@ -1,4 +1,4 @@
-"""bench.overhead --profile: the engine at a profile's recipe against the fastest plain loop.
+"""bench.tools.overhead --profile: the engine at a profile's recipe against the fastest plain loop.
 
 What must hold: the engine and every bare variant run the profile's recipe for the model
 (batch, optimizer, clipping); the bare side keeps the fastest variant, and a variant is only
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import overhead
 from bench.config import Config
-from bench.overhead import Probe, Variant
+from bench.tools import overhead
+from bench.tools.overhead import Probe, Variant
 
 A = Variant("a", "fp32", False)
 B = Variant("b", "fp32", True)

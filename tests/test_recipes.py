@@ -1,4 +1,4 @@
-"""Every recipe option, through the real cell runner (:func:`bench.train.run_cell`) on the CPU.
+"""Every recipe option, through the real cell runner (:func:`bench.engine.train.run_cell`) on the CPU.
 
 One tiny cell each (ResNet-18 with a one-channel first conv, 256 MNIST images, 8 steps of 32,
 a 2-step timed window and a 2-step profiler window): enough to prove the option reaches the
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import torch
 
-from bench import train
 from bench.config import Cell, Config
+from bench.engine import train
 
 TINY = Config(batch_size=32, train_size=256, test_size=100, epochs=1, warmup_steps=1,
               window_steps=2, profile_steps=2, peak_tflops=1.0)

@@ -16,7 +16,7 @@ import pytest
 
 from bench import report
 from bench.report import ReportError, build_report, comparison_table, headline_table, read_runs
-from bench.stats import mean_ci, pareto_mask, t_quantile, welch_diff_ci
+from bench.report.stats import mean_ci, pareto_mask, t_quantile, welch_diff_ci
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 RESULT_FILES = ("runs.csv", "runs.shard-1-of-2.csv", "history.csv", "ops.csv")
@@ -242,7 +242,7 @@ def test_headline_table_is_compact(tmp_path):
 
 
 def _gpu_check_files(d: Path, ceilings: str | None = None) -> None:
-    """What python -m bench.gpu_check leaves beside the sweep's CSVs."""
+    """What python -m bench.tools.gpu_check leaves beside the sweep's CSVs."""
     (d / "ceilings.json").write_text(ceilings or (
         '{"bf16_matmul_tflops": 700.4, "tf32_matmul_tflops": 350.0, "fp32_matmul_tflops": 50.0,'
         ' "copy_gb_s": 2900.0, "device_name": "Fixture GPU"}'))
@@ -542,13 +542,13 @@ def _two_panel_table(tmp_path: Path) -> pd.DataFrame:
 
 
 def _palette(table):
-    from bench import report_charts
+    from bench.report import charts as report_charts
     return (report_charts.strategy_palette(table["strategy"]),
             report_charts.strategy_markers(table["strategy"]))
 
 
 def test_accuracy_panels_share_one_axis_by_default(tmp_path):
-    from bench import report_charts
+    from bench.report import charts as report_charts
     table = _two_panel_table(tmp_path)
     fig = report_charts.accuracy_vs_throughput(table, *_palette(table))
     shared = {tuple(round(v, 6) for v in ax.get_ylim()) for ax in fig.axes}
@@ -563,7 +563,7 @@ def test_accuracy_panels_share_one_axis_by_default(tmp_path):
 def test_every_point_has_interval_bars_and_created_layers_are_ringed(tmp_path):
     from matplotlib.container import ErrorbarContainer
 
-    from bench import report_charts
+    from bench.report import charts as report_charts
     table = _two_panel_table(tmp_path)
     fig = report_charts.accuracy_vs_throughput(table, *_palette(table))
     bars = [c for ax in fig.axes for c in ax.containers if isinstance(c, ErrorbarContainer)]

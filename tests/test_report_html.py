@@ -20,8 +20,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from bench import report, report_html
+from bench import report
 from bench.__main__ import build_parser
+from bench.report import html as report_html
 from bench.sweep import parse_only
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench import step as step_mod
-from bench import train
 from bench.config import Config
+from bench.engine import step as step_mod
+from bench.engine import train
 
 CFG = Config(batch_size=8, lr=0.05, warmup_frac=0.5, schedule="cosine", grad_clip=1.0)
 STEPS = 6

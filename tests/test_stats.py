@@ -1,4 +1,4 @@
-"""bench.stats: binomial (Wilson, Newcombe) intervals and the combined accuracy intervals.
+"""bench.report.stats: binomial (Wilson, Newcombe) intervals and the combined accuracy intervals.
 
 Known values are from Newcombe (1998), "Two-sided confidence intervals for the single
 proportion" and "Interval estimation for the difference between independent proportions"
@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from bench import stats
+from bench.report import stats
 
 
 @pytest.mark.parametrize(("successes", "n", "lo", "hi"), [

@@ -583,8 +583,8 @@ def test_droppools_removes_as_many_pools_as_this_size_needs() -> None:
 
 
 def test_flops_are_counted_at_the_models_input_shape() -> None:
-    from bench.measure import forward_gflops_per_img
     from strategies import build
+    from strategies._meta import forward_gflops_per_img
 
     small = forward_gflops_per_img(build("resnet18", "conv1", input_px=28, device="meta"))
     large = forward_gflops_per_img(build("resnet18", "conv1", input_px=56, device="meta"))

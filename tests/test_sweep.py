@@ -1,6 +1,6 @@
 """The sweep: grid selection, the cost model, one subprocess per cell, failures, resume, locks.
 
-Most tests run the real sweep and real child processes (``python -m bench.cell``) with a stand-in
+Most tests run the real sweep and real child processes (``python -m bench.executors.worker``) with a stand-in
 cell, :func:`fake_run_cell` below, chosen through ``ADAPTBENCH_CELL_IMPL``: a child then costs a
 fraction of a second instead of a torch import and a training run. ``ADAPTBENCH_FAKE`` tells the
 stand-in how to misbehave for a ``model/strategy`` (``crash``, ``kill``, ``hang``, ``raise``,
@@ -26,9 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import config, costmodel, grid, plan, progress, results, sweep
+from bench import config, progress, results, sweep
 from bench.config import Cell, Config, ConfigError
 from bench.executors import protocol
+from bench.plan import costmodel, grid
+from bench.plan import planner as plan
 
 FAKE_IMPL = f"{Path(__file__).resolve()}:fake_run_cell"
 REPO = Path(__file__).resolve().parent.parent
@@ -271,7 +273,8 @@ def test_rows_of_a_machine_differing_only_in_cores_or_isa_are_not_resumed(
     """Two machines that both say "AMD EPYC" -- one with 2 cores and AVX2, one with 64 cores,
     or with AVX-512 BF16, or another stepping -- are different hardware: the second runs every
     cell itself instead of taking the first one's rows as its own."""
-    from bench import device, ranks
+    from bench import device
+    from bench.executors import ranks
 
     assert run(tmp_path) == 0
     capsys.readouterr()

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 import strategies
-from bench import config, doctor
+from bench import config
 from bench.__main__ import main
+from bench.tools import doctor
 from strategies import NotApplicableError, StrategyError, build, build_backbone, sources
 from strategies._init import family_rule, init_like_family
 from strategies._meta import first_conv, meta_forward

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from bench import measure, train
 from bench.config import Cell, Config
+from bench.engine import measure, train
+from bench.plan.steps import extra_train_steps
 
 TINY = Config(batch_size=32, train_size=320, test_size=100, epochs=1, warmup_steps=2,
               window_steps=2, profile_steps=1, peak_tflops=1.0)
@@ -164,12 +165,12 @@ def test_memory_and_profiler_share_one_window_of_extra_steps(
     res = train.run_cell(cfg, cell(), device="cpu")
     assert res.row["status"] == "ok", res.row["reason"]
     timed = cfg.train_size // cfg.batch_size
-    assert forwards["train"] == timed + 1 + profile_steps == timed + train.extra_train_steps(2)
+    assert forwards["train"] == timed + 1 + profile_steps == timed + extra_train_steps(2)
     assert forwards["eval"] == 1 + 1  # all 40 test images in one batch of 4 x 16, then the
     # memory window's batch (in batches of 2 x 16 the test split took two)
     assert inference and all(inference)
     assert res.ops and res.row["peak_mem_mib"] > 0
-    assert train.extra_train_steps(0) == 2  # no profiler: still a settling and a measured step
+    assert extra_train_steps(0) == 2  # no profiler: still a settling and a measured step
 
 
 def test_nan_loss_stops_the_cell_as_diverged(monkeypatch: pytest.MonkeyPatch) -> None:

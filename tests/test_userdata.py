@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench import data, userdata
+from bench import data, identity
 from bench.__main__ import main
+from bench.data import cache
+from bench.data import user as userdata
 
 
 def gray_folder(root: Path, *, classes: int = 3, per_class: int = 10, px: int = 40,
@@ -116,15 +118,15 @@ def test_a_changed_source_is_refused_until_rebuilt_and_its_cells_rehash(tmp_path
     cfg = config.load("smoke", [f"datasets={name}", f"data_root={root}", "models=resnet18",
                                 "strategies=conv1"])
     (cell,) = config.cells(cfg)
-    before = config.cell_hash(cfg, cell, "cpu")
+    before = identity.cell_hash(cfg, cell, "cpu")
     img = np.asarray(Image.open(src / "c0" / "0.png")).copy()
     img[0, 0] ^= 0xFF
     Image.fromarray(img, "L").save(src / "c0" / "0.png")
-    data._USER_INFOS.clear()  # a new process would not have verified it yet
+    cache._USER_INFOS.clear()  # a new process would not have verified it yet
     with pytest.raises(data.UserDatasetError, match="changed since they were imported.*--rebuild"):
         data.get_info(name, root)
     assert main(["data", "fetch", "--dataset", name, "--data-root", str(root), "--rebuild"]) == 0
-    assert config.cell_hash(cfg, cell, "cpu") != before  # the old rows are not resumed
+    assert identity.cell_hash(cfg, cell, "cpu") != before  # the old rows are not resumed
 
 
 def test_data_info_lists_imported_user_datasets(tmp_path, capsys) -> None:

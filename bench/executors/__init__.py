@@ -14,9 +14,9 @@ it a cell spec (a JSON file naming the saved config, the cell, the device, the m
 ended (exit code, signal, timeout) -- which the sweep turns into exactly one row. An executor
 never writes results: rows are committed by the sweep's atomic writer (:mod:`bench.results`).
 
-- ``process`` (:mod:`bench.executors.process`): ``python -m bench.cell run`` per cell. Every
+- ``process`` (:mod:`bench.executors.process`): ``python -m bench.executors.worker run`` per cell. Every
   cell pays a Python start, the torch import and the data load (~2-4 s on a 2-core CPU).
-- ``warm`` (:mod:`bench.executors.warm`): one ``python -m bench.cell serve`` worker per device
+- ``warm`` (:mod:`bench.executors.warm`): one ``python -m bench.executors.worker serve`` worker per device
   runs cell after cell with torch imported and the data tensors loaded; it is replaced by a fresh
   one after any cell that did not end ``ok`` (failure, OOM, non-finite loss, timeout, crash).
 - ``ray`` (:mod:`bench.executors.ray_cluster`, ``pip install '.[ray]'``): one Ray actor per
@@ -24,7 +24,7 @@ never writes results: rows are committed by the sweep's atomic writer (:mod:`ben
   executor; the next cell goes to whichever actor is free, on this machine or a Ray cluster
   (``ray_address``). A cell whose actor is lost is retried once on a fresh one.
 - ``submitit`` (:mod:`bench.executors.slurm`, ``pip install '.[slurm]'``): the cells as one
-  Slurm job array through submitit, each task one cell in a fresh ``python -m bench.cell``;
+  Slurm job array through submitit, each task one cell in a fresh ``python -m bench.executors.worker``;
   a preempted task is requeued and its cell restarts from scratch.
 
 Whatever runs the cell, the payload comes back to the sweep, which writes the row (order of

@@ -1,9 +1,9 @@
-"""The ``process`` executor: a fresh ``python -m bench.cell`` process per request.
+"""The ``process`` executor: a fresh ``python -m bench.executors.worker`` process per request.
 
 The most isolated way to run a cell, and the slowest for small ones: every cell pays a Python
 start, the torch import and the data load (~2-4 s on a 2-core CPU) before its own work. The
 child gets its own session, so a timeout kills it and anything it started; it asks the kernel
-to be killed when the sweep dies (``PR_SET_PDEATHSIG``, see :mod:`bench.cell`).
+to be killed when the sweep dies (``PR_SET_PDEATHSIG``, see :mod:`bench.executors.worker`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.executors.proctree import kill_group
 from bench.executors.protocol import (
     ChildOutcome,
     Executor,
     cell_command,
-    kill_group,
     pump_lines,
     read_result,
 )
@@ -38,7 +38,7 @@ class ProcessExecutor(Executor):
 
 def run_child(command: str, spec: dict[str, Any], workdir: Path, timeout_s: float,
               env: dict[str, str], on_line: Callable[[str], None] | None = None) -> ChildOutcome:
-    """Run ``python -m bench.cell <command>`` and wait for it, relaying its stdout lines."""
+    """Run ``python -m bench.executors.worker <command>`` and wait for it, relaying its stdout lines."""
     spec_path, result_path = workdir / "spec.json", workdir / "result.json"
     stderr_path = workdir / "stderr.log"
     spec_path.write_text(json.dumps(spec))

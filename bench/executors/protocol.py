@@ -1,6 +1,6 @@
 """The child protocol every executor speaks, and what a child that left no result means.
 
-A request is a spec file (JSON, see :mod:`bench.cell`) and a command: ``run`` (train and measure
+A request is a spec file (JSON, see :mod:`bench.executors.worker`) and a command: ``run`` (train and measure
 the cell; its result is ``{"row", "history", "ops", "provenance"}``) or ``estimate`` (time a few
 steps; ``{"estimate_s"}``). The result file is written atomically at the very end, so its
 presence means the request finished; a process that dies first leaves none, and
@@ -14,7 +14,6 @@ import json
 import os
 import queue
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+from bench import REPO_ROOT
 
 # torchrun's variables: a cell's process is not a rank (it would try to join the group).
 _RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
@@ -132,7 +131,7 @@ def import_engine(module: str, executor: str, install_hint: str) -> Any:
     :class:`~bench.config.ConfigError` (exit 2) naming the extra to install."""
     import importlib
 
-    from bench.config import ConfigError
+    from bench.errors import ConfigError
 
     try:
         return importlib.import_module(module)
@@ -155,22 +154,8 @@ def child_env(device: str, local_world: int) -> dict[str, str]:
 
 
 def cell_command(*args: str) -> list[str]:
-    """``python -m bench.cell ARGS``: the child entry point (:mod:`bench.cell`)."""
-    return [sys.executable, "-m", "bench.cell", *args]
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the child's process group, then SIGKILL after 5 s."""
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            proc.wait(timeout=grace or None)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """``python -m bench.executors.worker ARGS``: the child entry point (:mod:`bench.executors.worker`)."""
+    return [sys.executable, "-m", "bench.executors.worker", *args]
 
 
 def tail(path: Path, n: int = 20) -> list[str]:

@@ -76,7 +76,7 @@ def _ray() -> Any:
 def _probe(address: str) -> None:
     """host:port must accept a TCP connection within the connect timeout: ``ray.init`` itself
     retries an unreachable address for minutes."""
-    from bench.config import ConfigError
+    from bench.errors import ConfigError
 
     host, _, port = address.removeprefix("ray://").rpartition(":")
     timeout = float(os.environ.get(CONNECT_TIMEOUT_ENV, "10"))
@@ -92,7 +92,7 @@ def _probe(address: str) -> None:
 
 def connect(address: str) -> None:
     """Connect this process to Ray: a new local instance (``""``) or a running cluster."""
-    from bench.config import ConfigError
+    from bench.errors import ConfigError
 
     ray = _ray()
     if address not in ("", "auto"):
@@ -262,7 +262,7 @@ class RayExecutor(BatchExecutor):
                             "scheduling_strategy": where, "max_restarts": 0,
                             "max_concurrency": 2})  # run() and the driver's lines() polls
         if not out:
-            from bench.config import ConfigError
+            from bench.errors import ConfigError
 
             raise ConfigError(f"the Ray cluster has no {'GPU' if device != 'cpu' else 'CPU'} "
                               f"for device {device}; nodes: "

@@ -8,7 +8,7 @@
 The sweep stays where it was started (a login node, or a small job of its own) and submits the
 cells it has to run as one array (``map_array``): at most ``slurm_parallelism`` tasks at once,
 ``gpus_per_node=1`` on CUDA, ``timeout_min`` from ``cell_timeout_s``. Each array task runs one
-cell through the child protocol in a fresh ``python -m bench.cell run`` process (as the
+cell through the child protocol in a fresh ``python -m bench.executors.worker run`` process (as the
 ``process`` executor does: a task is a new allocation, there is nothing to keep warm), on files
 of its own in a temporary directory of its node, and returns the payload (row, history, ops,
 provenance) to the sweep, which writes the row as each task finishes. Job files and task logs
@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from bench.executors.proctree import kill_tree
 from bench.executors.protocol import (
     REPO_ROOT,
     BatchExecutor,
@@ -67,7 +68,7 @@ def _checkpointable() -> type:
 
 
 class CellTask(_checkpointable()):  # type: ignore[misc]
-    """One array task: one cell in a fresh ``python -m bench.cell`` process on this node."""
+    """One array task: one cell in a fresh ``python -m bench.executors.worker`` process on this node."""
 
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         from bench.executors.process import run_child
@@ -242,46 +243,16 @@ def _kill_local(jobs: Iterable[Any]) -> None:
     in the background by a shell (``bench run ... &``) passes on ignored, so the controllers
     lived on, holding the sweep's stdout, with their tasks and cells. Nothing is lost: the rows
     are the sweep's to write, and a cell stopped here has none."""
-    import signal
-
     procs = [p for p in (getattr(sj, "_process", None) for sj in jobs) if p is not None]
     for proc in procs:
         if proc.poll() is not None:
             continue
-        for pid in [*_descendants(proc.pid), proc.pid]:  # listed before any is killed
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        kill_tree(proc.pid)
         try:
             proc.wait(timeout=5)
         except Exception:  # noqa: BLE001 - reaped elsewhere
             pass
 
-
-def _descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (Linux ``/proc``; elsewhere none: only the controller
-    is killed), children before grandchildren."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for name in entries:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(name))
-    out, todo = [], list(children.get(pid, []))
-    while todo:
-        child = todo.pop(0)
-        out.append(child)
-        todo += children.get(child, [])
-    return out
 
 
 class _importable_repo:

@@ -1,10 +1,10 @@
 """The ``warm`` executor: one long-lived worker process runs cell after cell.
 
-The worker is ``python -m bench.cell serve TOKEN`` (:func:`bench.cell.serve`): torch, the engine
+The worker is ``python -m bench.executors.worker serve TOKEN`` (:func:`bench.executors.worker.serve`): torch, the engine
 and the strategies are imported once, and the data tensors of the last cell stay loaded for the
 next cell with the same data, so a small cell pays for building its model and little else.
 
-Isolation stays honest (what :mod:`bench.cell` does before each cell):
+Isolation stays honest (what :mod:`bench.executors.worker` does before each cell):
 
 - the environment, torch's thread count, deterministic and cuDNN/TF32 flags are restored to the
   worker's start-up values and then set from the cell's config; the seed is the cell's;
@@ -39,11 +39,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.executors.proctree import kill_group
 from bench.executors.protocol import (
     ChildOutcome,
     Executor,
     cell_command,
-    kill_group,
     pump_lines,
     read_result,
 )

@@ -71,7 +71,7 @@ class MicroSet:
     pipeline_rounds: int
     pipeline_warmup: int
     # torch.backends.cudnn.benchmark for every benchmark of the set: the harness's choice on
-    # the hardware the set is for (bench.train sets it on CUDA unless deterministic).
+    # the hardware the set is for (bench.engine.train sets it on CUDA unless deterministic).
     cudnn_benchmark: bool
 
 
@@ -264,8 +264,8 @@ def peak_mem_mib(fn: Callable[[], Any], device: torch.device, resident: Any = ()
 @functools.cache
 def gflops_fwd_per_img(model_name: str, strategy: str) -> float:
     """Forward GFLOPs per 28 px image, counted on a weightless meta-device copy (free)."""
-    from bench.measure import forward_gflops_per_img
     from strategies import build
+    from strategies._meta import forward_gflops_per_img
 
     return forward_gflops_per_img(build(model_name, strategy, num_classes=10, device="meta"))
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from bench.config import Config
-from bench.train import make_optimizer
+from bench.engine.train import make_optimizer
 
 
 def _group(cell, micro, device) -> str:
@@ -52,7 +52,7 @@ def test_forward(benchmark, cell, adapted_model, micro, device, mnist_like_batch
 def test_train_step(benchmark, cell, adapted_model, micro, device, mnist_like_batch, measure):
     """zero_grad + forward + cross-entropy + backward + optimizer step on one batch.
 
-    The optimizer is the harness's (``bench.train.make_optimizer`` with the default recipe:
+    The optimizer is the harness's (``bench.engine.train.make_optimizer`` with the default recipe:
     SGD, Nesterov momentum, weight decay). Gradients are cleared first, so none are alive
     during the forward pass.
     """

@@ -8,11 +8,11 @@
 
 :func:`make_plan` is the one producer of a plan: ``bench plan`` prints what it returns and
 ``bench run`` executes exactly the cells it returns that are not done, in its order (under
-torchrun the ranks pull them longest expected first, :func:`bench.ranks.longest_first`).
+torchrun the ranks pull them longest expected first, :func:`bench.executors.ranks.longest_first`).
 
-**Estimates and modes.** Each cell gets a cost-model estimate (:mod:`bench.costmodel`, instant).
+**Estimates and modes.** Each cell gets a cost-model estimate (:mod:`bench.plan.costmodel`, instant).
 With ``cell_budget_s`` set, a cell estimated above the budget runs measure-only. Where the cost
-model is within a factor :data:`~bench.costmodel.SURE_FACTOR` of the budget (too close to decide
+model is within a factor :data:`~bench.plan.costmodel.SURE_FACTOR` of the budget (too close to decide
 alone) the cell is timed for a few steps by the sweep's executor, in a cell process, never in the
 planner's (so its memory cannot disturb anything): the same timing for ``plan`` and ``run``, so
 both decide the same mode. ``plan --fast`` skips that timing and says so (a near-budget cell may
@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bench import config as config_mod
-from bench import results
+from bench import identity, results
 from bench.config import Cell, Config
-from bench.costmodel import SPEEDS, SURE_FACTOR, CostModel, Estimate
+from bench.identity import device_key
+from bench.plan.costmodel import SPEEDS, SURE_FACTOR, CostModel, Estimate
 from bench.progress import fmt_s
-from bench.ranks import device_key
 
 # A timer times a cell for a few steps: (seconds of the cell's work, "") or (None, why not).
 # "timed out" as the why means it took longer than the budget: the cell is over budget.
@@ -104,7 +104,7 @@ def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
     timings: dict[tuple[str, str, str], tuple[float | None, str]] = {}
     planned = []
     for index, cell in cells:
-        h = config_mod.cell_hash(cfg, cell, hw)
+        h = identity.cell_hash(cfg, cell, hw)
         est = model.estimate(cfg, cell)
         # A final full row is done whatever the mode: no need to time the cell to know it.
         done_anyway = not force and h in done and h not in mo_rows
@@ -170,6 +170,6 @@ def plan_json(cfg: Config, profile: str, device: str, executor: str,
     todo = [p for p in planned if not p.done]
     return {"profile": config_mod.profile_name(profile), "device": device,
             "device_id": device_key(device), "executor": executor,
-            "cell_budget_s": cfg.cell_budget_s, "config_hash": config_mod.config_hash(cfg),
+            "cell_budget_s": cfg.cell_budget_s, "config_hash": identity.config_hash(cfg),
             "cells_to_run": len(todo), "eta_s": round(sum(p.expected_s for p in todo), 3),
             "cells": [p.as_json() for p in planned]}

@@ -3,11 +3,11 @@
     python -m bench advise --model vgg16 [--dataset mnist] [--results results/cpu]
 
 For each dataset × model × device it answers three questions, each only where an interval
-separates one strategy from every other candidate (:func:`bench.stats.pick_best`); otherwise the
+separates one strategy from every other candidate (:func:`bench.report.stats.pick_best`); otherwise the
 answer is "no clear winner" with the tied set:
 
 (a) **best accuracy** — mean test accuracy with the report's 95% interval
-    (:func:`bench.stats.accuracy_ci`: Wilson over the test images for one seed, the wider of
+    (:func:`bench.report.stats.accuracy_ci`: Wilson over the test images for one seed, the wider of
     Student t over seeds and Wilson for several).
 (b) **best accuracy per training second** — ``test_acc / (epochs × epoch_s)``: accuracy (in %)
     over the seconds of training, evaluation excluded (``epoch_s`` is the median training epoch).
@@ -38,10 +38,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import report
-from bench.stats import Pick, pick_best, ratio_interval
+from bench import REPO_ROOT
+from bench.report.aggregate import comparison_table, numeric_column
+from bench.report.fmt import md_escape
+from bench.report.load import TABLE_KEYS, ReportError, read_history, read_runs
+from bench.report.markdown import display_path
+from bench.report.stats import Pick, pick_best, ratio_interval
 
-DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "results" / "cpu"
+DEFAULT_RESULTS = REPO_ROOT / "results" / "cpu"
 MEMORY_RESOLUTION = 0.01  # fraction: peak memories closer than this are not told apart
 
 # (key, title, unit, higher is better)
@@ -119,20 +123,20 @@ def _why_not_scored(row: pd.Series) -> str:
 def _train_seconds(seeds: pd.DataFrame) -> tuple[float, float, float]:
     """(median, lo, hi) training seconds over seeds, from epochs × epoch_s and the p10/p90
     throughput spread of each seed's timed windows (NaN bounds when a seed lacks them)."""
-    t = report._numeric_column(seeds, "epochs") * report._numeric_column(seeds, "epoch_s")
+    t = numeric_column(seeds, "epochs") * numeric_column(seeds, "epoch_s")
     t = t[t > 0]
     if t.empty:
         return math.nan, math.nan, math.nan
-    img_s = report._numeric_column(seeds, "train_img_s")[t.index]
-    lo = t * img_s / report._numeric_column(seeds, "train_img_s_p90")[t.index]
-    hi = t * img_s / report._numeric_column(seeds, "train_img_s_p10")[t.index]
+    img_s = numeric_column(seeds, "train_img_s")[t.index]
+    lo = t * img_s / numeric_column(seeds, "train_img_s_p90")[t.index]
+    hi = t * img_s / numeric_column(seeds, "train_img_s_p10")[t.index]
     if lo.isna().any() or hi.isna().any():
         return float(t.median()), math.nan, math.nan
     return float(t.median()), float(lo.min()), float(hi.max())
 
 
 def _memory(seeds: pd.DataFrame) -> tuple[float, float, float]:
-    mem = report._numeric_column(seeds, "peak_mem_mib").dropna()
+    mem = numeric_column(seeds, "peak_mem_mib").dropna()
     if mem.empty:
         return math.nan, math.nan, math.nan
     return (float(mem.median()), float(mem.min()) * (1 - MEMORY_RESOLUTION),
@@ -181,7 +185,7 @@ def advise(runs: pd.DataFrame, table: pd.DataFrame,
     """One :class:`Advice` per dataset × model × device of a comparison table, in table order."""
     out = []
     cache: dict[str, int | None] = {}
-    for key, t in table.groupby(report.TABLE_KEYS, sort=False):
+    for key, t in table.groupby(TABLE_KEYS, sort=False):
         dataset, model, device_name = key
         if dataset not in cache:
             cache[dataset] = num_classes(dataset, history)
@@ -258,9 +262,9 @@ def advice_markdown(items: list[Advice]) -> list[str]:
              "| dataset | model | device | " + " | ".join(t for _, t, _, _ in CRITERIA) + " |",
              "|---|---|---|" + "---|" * len(CRITERIA)]
     for a in items:
-        cells = [report._md_escape(verdict_text(v)) for v in a.verdicts]
-        lines.append("| " + " | ".join([report._md_escape(a.dataset), report._md_escape(a.model),
-                                        report._md_escape(a.device_name), *cells]) + " |")
+        cells = [md_escape(verdict_text(v)) for v in a.verdicts]
+        lines.append("| " + " | ".join([md_escape(a.dataset), md_escape(a.model),
+                                        md_escape(a.device_name), *cells]) + " |")
     return lines
 
 
@@ -270,7 +274,7 @@ def advice_markdown(items: list[Advice]) -> list[str]:
 
 def _choose(name: str, value: str | None, valid: list[str], results_dir: Path) -> None:
     if value is not None and value not in valid:
-        raise report.ReportError(f"{name} {value!r} is not in {report._display_path(results_dir)}"
+        raise ReportError(f"{name} {value!r} is not in {display_path(results_dir)}"
                                  f"; valid: {', '.join(valid)}")
 
 
@@ -287,19 +291,19 @@ def main(argv: list[str] | None = None) -> int:
                              "results/cpu of this checkout)")
     args = parser.parse_args(argv)
     try:
-        runs = report.read_runs(args.results)
+        runs = read_runs(args.results)
         _choose("model", args.model, list(dict.fromkeys(runs["model"])), args.results)
         runs = runs[runs["model"] == args.model]
         _choose("dataset", args.dataset, list(dict.fromkeys(runs["dataset"])), args.results)
         if args.dataset is not None:
             runs = runs[runs["dataset"] == args.dataset]
         runs = runs.reset_index(drop=True)
-        table = report.comparison_table(runs)
-        history = report.read_history(args.results, runs)
-    except report.ReportError as exc:
+        table = comparison_table(runs)
+        history = read_history(args.results, runs)
+    except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{report._display_path(args.results)}:")
+    print(f"{display_path(args.results)}:")
     print(advice_text(advise(runs, table, history)), end="")
     return 0
 

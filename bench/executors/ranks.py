@@ -6,7 +6,7 @@ unclaimed cell from a counter in the c10d store of the ranks' gloo group (:meth:
 longest expected cell first, on ``cuda:LOCAL_RANK`` (CPU: the cores are split between local
 ranks). A rank that drew short cells takes more of them, so the slowest rank no longer sets the
 sweep's wall time, as a fixed ``i % W`` split would. Under ``--ddp`` every rank runs every cell
-together instead (:mod:`bench.ddp`). The group is also used to agree on start-up and for the
+together instead (:mod:`bench.executors.ddp`). The group is also used to agree on start-up and for the
 final barrier.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bench import results
-from bench.config import ConfigError
+from bench.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -166,33 +166,6 @@ def resolve_device(device: str, dist: Dist) -> str:
         raise ConfigError(f"LOCAL_RANK={dist.local_rank} but only {count} CUDA device(s); use "
                           f"--nproc_per_node <= {count}")
     return f"cuda:{dist.local_rank}"
-
-
-def device_key(device: str, ddp_world: int = 1) -> str:
-    """What a cell's hash knows of the hardware: its exact identity (:mod:`bench.device`).
-
-    The same machine resumes its own rows; another machine -- another CPU model, stepping,
-    core count or ISA, another GPU or GPU count -- runs every cell itself and adds its rows
-    beside them, even with published results in the directory. A cell trained by
-    ``ddp_world`` > 1 ranks together (``--ddp``) is another experiment: `` | ddp xW`` is added.
-    """
-    from bench.ddp import device_suffix
-
-    return parent_device(device)["device_id"] + device_suffix(ddp_world)
-
-
-_DEVICES: dict[str, dict[str, str]] = {}
-
-
-def parent_device(device: str) -> dict[str, str]:
-    """device, device_name and device_id of ``device`` as this (the sweep's) process sees it."""
-    if device not in _DEVICES:
-        try:
-            _DEVICES[device] = results.device_info(device)
-        except Exception:  # noqa: BLE001
-            _DEVICES[device] = {"device": device.split(":")[0], "device_name": "unknown",
-                                "device_id": f"{device.split(':')[0]} | unknown"}
-    return _DEVICES[device]
 
 
 _PARENT_ENV: dict[str, str] = {}

@@ -3,9 +3,9 @@
 A cell runs in a process of its own, never in the sweep's, so that a crash, an OOM kill or a
 hang costs one cell, not the sweep. The executor (:mod:`bench.executors`) decides which::
 
-    python -m bench.cell run SPEC.json RESULT.json       # one cell, then exit (process)
-    python -m bench.cell estimate SPEC.json RESULT.json  # {"estimate_s": ...} -> RESULT.json
-    python -m bench.cell serve TOKEN                     # requests on stdin, cell after cell (warm)
+    python -m bench.executors.worker run SPEC.json RESULT.json       # one cell, then exit (process)
+    python -m bench.executors.worker estimate SPEC.json RESULT.json  # {"estimate_s": ...} -> RESULT.json
+    python -m bench.executors.worker serve TOKEN                     # requests on stdin, cell after cell (warm)
 
 ``serve`` is the warm worker: the protocol, and what it resets before every cell so that each
 cell's measurements are its own, are in :mod:`bench.executors.warm` and :class:`_Baseline`.
@@ -16,7 +16,7 @@ cell's measurements are its own, are in :mod:`bench.executors.warm` and :class:`
      "strategy": ..., "seed": 0}, "device": "cpu" | "cuda:0", "measure_only": false,
      "out_dir": "results/cpu" | null,
      "ddp": {"rank": 0, "world": 2, "master_addr": ..., "master_port": ..., "prefix": ...,
-             "timeout_s": ...}}   # only under run --ddp: the cell's group (bench.ddp)
+             "timeout_s": ...}}   # only under run --ddp: the cell's group (bench.executors.ddp)
 
 ``RESULT.json``: ``{"row": {...}, "history": [...], "ops": [...], "provenance": {...}}``. It is
 written atomically at the very end, so its presence means the child finished. Everything the
@@ -29,16 +29,16 @@ GPU or the CPU while the rerun measures.
 Test hooks (only the tests set them):
 
 - ``ADAPTBENCH_CELL_IMPL="module:function"`` (or ``"/path/file.py:function"``) swaps
-  :func:`bench.train.run_cell` for a stand-in with the same signature; that module's
-  ``estimate_cell_s``, if it has one, replaces :func:`bench.train.estimate_cell_s` too.
-- ``ADAPTBENCH_INJECT_FAULT="kind@step[:arg]"`` is read by :mod:`bench.train` (``nan``, ``oom``,
+  :func:`bench.engine.train.run_cell` for a stand-in with the same signature; that module's
+  ``estimate_cell_s``, if it has one, replaces :func:`bench.engine.train.estimate_cell_s` too.
+- ``ADAPTBENCH_INJECT_FAULT="kind@step[:arg]"`` is read by :mod:`bench.engine.train` (``nan``, ``oom``,
   ``slow``, ``kill``, ``hang``). Here it may also name cells:
   ``"resnet18/repeat3=kill@1;resnet18/conv1=oom@1"`` gives each named ``model/strategy`` its
   fault and the other cells none (the child narrows it to the plain form before the cell runs).
 - ``ADAPTBENCH_CELL_RLIMIT_AS_MIB="N"`` caps the cell's address space (``setrlimit(RLIMIT_AS)``)
   at N MiB; ``"+N"`` at N MiB above what the process has mapped once torch and the engine are
   imported (the CUDA libraries alone map gigabytes, so a relative cap is what a test can use).
-  A soft limit, set just before :func:`~bench.train.run_cell` and lifted after it, so the
+  A soft limit, set just before :func:`~bench.engine.train.run_cell` and lifted after it, so the
   result is still written; per-cell form as above (``"resnet18/pad32=+64"``). A CPU tool:
   CUDA needs far more address space than memory.
 """
@@ -74,7 +74,7 @@ def _load_impl() -> tuple[Callable[..., Any], Callable[..., float]]:
 
 def _import_impl(spec: str) -> tuple[Callable[..., Any], Callable[..., float]]:
     if not spec:
-        from bench import train
+        from bench.engine import train
 
         return train.run_cell, train.estimate_cell_s
     target, _, func = spec.rpartition(":")
@@ -92,7 +92,7 @@ def _import_impl(spec: str) -> tuple[Callable[..., Any], Callable[..., float]]:
     run = getattr(module, func)
     estimate = getattr(module, "estimate_cell_s", None)
     if estimate is None:
-        from bench import train
+        from bench.engine import train
 
         estimate = train.estimate_cell_s
     return run, estimate
@@ -236,12 +236,12 @@ def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -
 
 
 def _cell_group(spec: dict[str, Any]) -> Any:
-    """The cell's ``--ddp`` group (:mod:`bench.ddp`) when its spec has one, else nothing to join."""
+    """The cell's ``--ddp`` group (:mod:`bench.executors.ddp`) when its spec has one, else nothing to join."""
     if not spec.get("ddp"):
         from contextlib import nullcontext
 
         return nullcontext()
-    from bench import ddp
+    from bench.executors import ddp
 
     return ddp.cell_group(spec["ddp"], spec["device"])
 
@@ -349,7 +349,7 @@ def _malloc_trim() -> None:
 
 
 def _reset_peak_rss() -> bool:
-    """Linux: reset this process's VmHWM (what :func:`bench.measure.peak_rss_mib` reads) to its
+    """Linux: reset this process's VmHWM (what :func:`bench.engine.measure.peak_rss_mib` reads) to its
     current RSS."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -370,7 +370,7 @@ def _engine_imports() -> None:
     if os.environ.get(IMPL_ENV, "").strip():
         return  # a test stand-in: nothing heavy to import
     import strategies  # noqa: F401 - torchvision, the registries
-    from bench import data, measure  # noqa: F401
+    from bench import data  # noqa: F401
 
 
 def _warm_imports() -> None:
@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve(argv[1])
     commands = {"run": run, "estimate": estimate}
     if len(argv) != 3 or argv[0] not in commands:
-        print("usage: python -m bench.cell run|estimate SPEC.json RESULT.json | serve TOKEN",
+        print("usage: python -m bench.executors.worker run|estimate SPEC.json RESULT.json | serve TOKEN",
               file=sys.stderr)
         return 2
     return commands[argv[0]](Path(argv[1]), Path(argv[2]))

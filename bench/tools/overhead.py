@@ -1,10 +1,10 @@
 """How much does the harness cost? Engine throughput vs a bare training loop, side by side.
 
-The engine is :func:`bench.train.run_cell` in measure-only mode. The bare loop is what a user
+The engine is :func:`bench.engine.train.run_cell` in measure-only mode. The bare loop is what a user
 would write: take the next batch from ``bench.data.batches`` (the same generator, the same
 uint8 data on the device, the same seed, so the same indexing and normalisation work), then
 forward, loss, ``zero_grad``, backward, optimizer step. Everything else is shared: model,
-strategy, batch size, optimizer (``bench.train.make_optimizer``), precision (fp32), backend
+strategy, batch size, optimizer (``bench.engine.train.make_optimizer``), precision (fp32), backend
 flags, thread count, warm-up steps excluded, and timing windows of ``--window-steps``
 consecutive whole steps (batch preparation included), each bounded by a device sync and a
 clock read. What the engine adds on top (LR schedule, loss accumulator, finiteness check, the
@@ -33,9 +33,9 @@ the other rounds (:func:`paired_ratio`: picking the best median over the very ro
 divides into would favour the bare side by luck alone), and the ratio is the median of the
 per-round engine/bare ratios. Goal for the ratio: >= 0.9 (:data:`PROFILE_GOAL`).
 
-    python -m bench.overhead                       # resnet18 repeat3 and vgg16 post-convtranspose
-    python -m bench.overhead --cells resnet18:repeat3 --rounds 5 --windows 5
-    python -m bench.overhead --profile cpu         # resnet18 repeat3 and vgg16 resize32, batch 32
+    python -m bench.tools.overhead                       # resnet18 repeat3 and vgg16 post-convtranspose
+    python -m bench.tools.overhead --cells resnet18:repeat3 --rounds 5 --windows 5
+    python -m bench.tools.overhead --profile cpu         # resnet18 repeat3 and vgg16 resize32, batch 32
 
 The last line printed is the worst (lowest) engine/bare ratio. Exit codes: 0 measured, 2 bad
 input (including ``--window-steps`` under 10: shorter windows are dominated by the clock reads
@@ -61,9 +61,9 @@ from typing import NoReturn
 import torch
 from torch import nn
 
-from bench import measure
 from bench.config import Cell, Config, for_model
-from bench.train import make_optimizer, resolve_device, run_cell
+from bench.engine import measure
+from bench.engine.train import make_optimizer, resolve_device, run_cell
 
 DEFAULT_CELLS = ("resnet18:repeat3:64", "vgg16:post-convtranspose:16")
 # With --profile: the profile's cheapest native-size cell of each model (batch from the profile).
@@ -154,7 +154,7 @@ def profile_cell_config(profile: Config, model_name: str, batch_size: int, warmu
 class BareLoop:
     """A plain training loop: what a user would write around the engine's batches.
 
-    Same model build, seed, optimizer (:func:`bench.train.make_optimizer`), loss and batches
+    Same model build, seed, optimizer (:func:`bench.engine.train.make_optimizer`), loss and batches
     (``bench.data.batches`` over the engine's uint8 subset, epoch 0 first) as the engine; the
     precision and layout are the ``variant``'s, and it clips where ``cfg`` clips.
     """
@@ -163,7 +163,7 @@ class BareLoop:
                  variant: Variant = FP32_NCHW) -> None:
         import strategies
         from bench import data as data_mod
-        from bench.train import _seed_everything
+        from bench.engine.train import _seed_everything
 
         info = data_mod.DATASETS["mnist"]
         if cfg.num_threads:
@@ -231,7 +231,7 @@ def bare_loop_window_img_s(model_name: str, spec: str, cfg: Config, device: torc
     """img/s of each timed window of a plain loop (warm-up excluded), in window order.
 
     Windows are ``cfg.window_steps`` consecutive whole steps between boundaries, as in
-    :class:`bench.measure.ThroughputMeter`: a boundary (device sync, clock read) falls before a
+    :class:`bench.engine.measure.ThroughputMeter`: a boundary (device sync, clock read) falls before a
     step fetches its batch, and one boundary closes a window and opens the next. Batches come
     from ``bench.data.batches`` over the same uint8 subset, seed and epoch as the engine's, made
     inside the window as the engine makes them.
@@ -391,7 +391,7 @@ def check_cell(model_name: str, spec: str) -> None:
     """Raise ValueError, with the explanation, when the cell cannot run on MNIST (unknown model
     or strategy, or a forward that fails at 28 px): a meta-device build, no memory spent."""
     import strategies
-    from bench.train import Incompatible, inspect_on_meta
+    from bench.engine.train import Incompatible, inspect_on_meta
 
     try:
         inspect_on_meta(Cell("mnist", model_name, spec, SEED), 10)
@@ -404,7 +404,7 @@ def _rates(values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m bench.overhead", description=__doc__,
+    parser = OneLineParser(prog="python -m bench.tools.overhead", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", nargs="+", default=None,
                         help="model:strategy[:batch_size] (default: "
@@ -548,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench import device as device_mod
         from bench import results
 
-        doc = {"command": " ".join(["python -m bench.overhead", *(argv or sys.argv[1:])]),
+        doc = {"command": " ".join(["python -m bench.tools.overhead", *(argv or sys.argv[1:])]),
                "measured_at": results.now_iso(), "device_id": device_mod.device_identity(device),
                "device_name": measure.device_name(device), "torch_version": torch.__version__,
                **results.git_info(), "threads": threads, "rounds": args.rounds,

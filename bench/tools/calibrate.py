@@ -6,7 +6,7 @@ Two questions, answered from a results directory's current rows (``bench.results
    wrote ``estimate_s`` into the row before the cell ran). Measure-only rows are left out: their
    ``estimate_s`` is the full cell's, which they never ran. ``bench plan`` prints this line for
    its results directory, so a user sees how far to trust the ETA.
-2. *What should the cost model say?* The :class:`bench.costmodel.DeviceSpeed` constants fitted
+2. *What should the cost model say?* The :class:`bench.plan.costmodel.DeviceSpeed` constants fitted
    to the rows of one device kind and precision:
 
    - CPU (steps are compute plus overhead): seconds per training image
@@ -21,12 +21,12 @@ Two questions, answered from a results directory's current rows (``bench.results
 
 Command line::
 
-    python -m bench.calibrate results/cpu [results/gpu ...] [--profile cpu --device cpu]
+    python -m bench.tools.calibrate results/cpu [results/gpu ...] [--profile cpu --device cpu]
 
 prints, per (device, precision), the estimate error of the last run and the fitted constants;
-with ``--profile``, also what *today's* cost model (:data:`bench.costmodel.SPEEDS`) estimates for
+with ``--profile``, also what *today's* cost model (:data:`bench.plan.costmodel.SPEEDS`) estimates for
 the same cells (each row's recipe on top of the profile) against what they took, which is how
-the constants in :mod:`bench.costmodel` were checked.
+the constants in :mod:`bench.plan.costmodel` were checked.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def cost_model_errors(rows: list[dict[str, Any]], profile: str, device: str) -> 
     """``wall_s`` over today's cost-model estimate for the full-mode ``ok`` rows, each cell
     estimated with the row's own recipe (epochs, batch, subset sizes, precision) on ``profile``."""
     from bench import config
-    from bench.costmodel import CostModel
+    from bench.plan.costmodel import CostModel
 
     cfg, model = config.load(profile), CostModel(device)
     redone = []
@@ -171,7 +171,7 @@ def cost_model_errors(rows: list[dict[str, Any]], profile: str, device: str) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.calibrate",
+    parser = argparse.ArgumentParser(prog="python -m bench.tools.calibrate",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="results directories")
     parser.add_argument("--profile", default=None,

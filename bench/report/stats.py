@@ -352,7 +352,7 @@ def pareto_mask(xs: Sequence[float], ys: Sequence[float]) -> list[bool]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Picking a winner among named candidates (used by bench.advise)
+# Picking a winner among named candidates (used by bench.report.advise)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def autocast_for(precision: str, device: torch.device, *, capture: bool = False
 def graph_optimizer(name: str, groups: list[dict[str, Any]], lr: float, momentum: float,
                     nesterov: bool, device: torch.device) -> torch.optim.Optimizer:
     """The optimizer of a captured step: the LR in a device tensor, fused kernels that read it
-    there (SGD or AdamW; ``groups`` as :func:`bench.train.make_optimizer` builds them)."""
+    there (SGD or AdamW; ``groups`` as :func:`bench.engine.train.make_optimizer` builds them)."""
     lr_t = torch.tensor(lr, dtype=torch.float32, device=device)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr_t, momentum=momentum,
@@ -130,7 +130,7 @@ class StaticTrainStep(TrainStep):
 
     ``capture``: record a CUDA graph in :meth:`prepare` (needs a CUDA device); without it the
     same buffers and copies run eagerly. The optimizer must come from :func:`graph_optimizer`
-    when capturing. No grad scaler and no loss hook: :mod:`bench.fastpath` falls back to
+    when capturing. No grad scaler and no loss hook: :mod:`bench.plan.fastpath` falls back to
     :class:`TrainStep` for those.
     """
 

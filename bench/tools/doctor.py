@@ -327,7 +327,7 @@ def resolve_strategies(values: Sequence[str] | None) -> list[str]:
 
 def parse_input(text: str) -> tuple[int, int]:
     """``1x28x28`` -> (1, 28): channels and side in px. Square images, 1 to 4 channels (as
-    the datasets, :mod:`bench.userdata`)."""
+    the datasets, :mod:`bench.data.user`)."""
     match = re.fullmatch(r"\s*(\d+)\s*[x×,]\s*(\d+)\s*[x×,]\s*(\d+)\s*", text)
     if not match:
         raise StrategyError(f"bad --input {text!r}: expected CxHxW, e.g. 1x28x28")

@@ -33,7 +33,8 @@ def resolve_profile(profile: str) -> tuple[str, str]:
 
 def validate_grid(cfg: Config) -> None:
     """Every dataset, model and strategy of the grid exists; raise naming the bad one."""
-    from bench.data import DATASETS, userdata
+    from bench.data import DATASETS
+    from bench.data import user as userdata
 
     bad = [d for d in cfg.datasets if d not in DATASETS and not userdata.is_user_dataset(d)]
     if bad:
@@ -71,7 +72,7 @@ def validate_data(cfg: Config) -> None:
     for dataset in cfg.datasets:
         info = data_mod.get_info(dataset, cfg.data_root or None)  # imports a user dataset
         if info.train_count and info.test_count:
-            data_mod._check_sizes(info, info.train_count, info.test_count, cfg.train_size,
+            data_mod.check_sizes(info, info.train_count, info.test_count, cfg.train_size,
                                   cfg.test_size, cfg.val_size)
             n_train = cfg.train_size or info.train_count - cfg.val_size
             if cfg.batch_size > n_train:

@@ -1,9 +1,9 @@
 """Sweep efficiency, executor by executor, measured side by side in one sitting::
 
-    python -m bench.efficiency                       # the five-cell resnet18 smoke sweep
-    python -m bench.efficiency --executors process   # one of them
-    python -m bench.efficiency --executors warm,ray  # ray: Ray's start-up is in its wall time
-    python -m bench.efficiency --set epochs=2        # more --set items for every sweep
+    python -m bench.tools.efficiency                       # the five-cell resnet18 smoke sweep
+    python -m bench.tools.efficiency --executors process   # one of them
+    python -m bench.tools.efficiency --executors warm,ray  # ray: Ray's start-up is in its wall time
+    python -m bench.tools.efficiency --set epochs=2        # more --set items for every sweep
 
 Sweep efficiency = seconds the sweep's cells spent training epochs (sum over its rows of
 ``epochs x epoch_s``) / the sweep's wall time (the whole ``python -m bench run`` command, from
@@ -30,14 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import results
+from bench import REPO_ROOT, results
 from bench.executors import NAMES
 from bench.progress import training_s
 
 # Five small resnet18 cells: the fixed cost per cell dominates them.
 SWEEP = ["--profile", "smoke", "--set", "models=resnet18",
          "--set", "strategies=repeat3,resize32,droppools,cifarstem,pad32"]
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def measure(executor: str, results_dir: Path, extra: list[str]) -> dict[str, float | str]:
@@ -126,7 +125,7 @@ def _installed() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.efficiency",
+    parser = argparse.ArgumentParser(prog="python -m bench.tools.efficiency",
                                      description=__doc__.split("\n\n")[0])
     default = ",".join(_installed())
     parser.add_argument("--executors", default=default,

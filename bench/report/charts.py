@@ -29,7 +29,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from bench.stats import pareto_mask
+from bench.report.stats import pareto_mask
 
 FIG_WIDTH_IN = 10.0
 DPI = 150

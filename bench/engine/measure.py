@@ -407,28 +407,6 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def forward_gflops_per_img(model: nn.Module, image_shape: tuple[int, ...] | None = None,
-                           batch: int = 2) -> float:
-    """Forward GFLOPs per image counted by ``FlopCounterMode`` (2 FLOPs per multiply-add).
-
-    ``image_shape`` (C, H, W): default the shape an AdaptedModel was built for
-    (``in_channels`` x ``input_px`` x ``input_px``), else 1x28x28. Runs on whatever device
-    ``model`` is on: give it a meta-device model to count for free.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    if image_shape is None:
-        px = getattr(model, "input_px", 28)
-        image_shape = (getattr(model, "in_channels", 1), px, px)
-
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    x = torch.zeros((batch, *image_shape), device=device)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(x)
-    return counter.get_total_flops() / batch / 1e9
-
-
 def _peak_cache_path() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "adaptbench" / "peaks.json"

@@ -1,7 +1,7 @@
 """Which speed paths a cell takes: the ``graphs`` and ``compile`` decisions and their reasons.
 
 Both keys take ``true | false | "auto"``. ``auto`` is decided per cell from cost-model estimates
-(:mod:`bench.costmodel`), so the decision is a pure function of numbers and can be tested
+(:mod:`bench.plan.costmodel`), so the decision is a pure function of numbers and can be tested
 without a GPU (:func:`decide`); :func:`resolve` reads those numbers off a config and the cell's
 forward FLOPs. The row records what was decided (``graphs``, ``compile``) and why
 (``fast_path_reason``).
@@ -30,7 +30,7 @@ Figures (units in the names): :data:`COMPILE_S`, :data:`EAGER_MFU` and :data:`CO
 come from one H100 (vgg16 ``resize224``, bf16, channels_last): the eager MFU is in
 ``results/gpu/runs.csv``; the compiled MFU and the compile time are from a follow-up probe whose
 files did not come back (``results/gpu/README.md``), so they are assumptions until
-``python -m bench.gpu_check`` records its compile probe. :data:`GRAPH_STEP_FLOOR_S` and
+``python -m bench.tools.gpu_check`` records its compile probe. :data:`GRAPH_STEP_FLOOR_S` and
 :data:`GRAPH_CAPTURE_S` are assumptions, never measured yet: ``gpu_check`` prints them next to
 what it measures.
 """
@@ -41,6 +41,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.plan.speeds import SPEEDS
 
 # ASSUMED, not measured: the floor of one replayed training step (one graph launch, the
 # batch gather and copy into the static buffers, the schedule's LR update; the kernels
@@ -149,9 +151,7 @@ def _graph_blocker(precision: str, schedule: str, optimizer: str, dynamic_shapes
 def step_compute_s(device_kind: str, precision: str, gflops_fwd_per_img: float,
                    batch_size: int) -> tuple[float, float]:
     """(arithmetic of one training step, the eager per-step launch floor), seconds, from
-    :data:`bench.costmodel.SPEEDS` (training = 3 x forward FLOPs)."""
-    from bench.costmodel import SPEEDS
-
+    :data:`bench.plan.speeds.SPEEDS` (training = 3 x forward FLOPs)."""
     speed = SPEEDS.get((device_kind, precision)) or SPEEDS[(device_kind, "fp32")]
     compute = batch_size * (3 * gflops_fwd_per_img * 1e9 / (speed.tflops * 1e12))
     return compute, speed.per_step_s
@@ -185,7 +185,7 @@ def compile_cache_env(workdir: Path) -> dict[str, str]:
     """Environment for a sweep's cell processes: one on-disk inductor cache for the sweep.
 
     The warm worker resets torch.compile's in-memory state before every cell
-    (``torch._dynamo.reset()`` in :class:`bench.cell._Baseline`), so without an on-disk cache a
+    (``torch._dynamo.reset()`` in :class:`bench.executors.worker._Baseline`), so without an on-disk cache a
     second vgg16 cell would compile again from nothing. Inductor's FX graph cache and
     AOTAutograd cache live under ``TORCHINDUCTOR_CACHE_DIR``: pointing every cell of the sweep
     at one directory of its own (``workdir/inductor-cache``, or ``$ADAPTBENCH_COMPILE_CACHE``)

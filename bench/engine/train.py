@@ -9,7 +9,7 @@
     memory + profiler window      -> peak_mem_mib, ops rows (extra steps after the timed ones),
                                      then one evaluation batch -> eval_peak_mem_mib
 
-Under ``run --ddp`` the cell is one rank of a group (:mod:`bench.ddp`): the model is wrapped in
+Under ``run --ddp`` the cell is one rank of a group (:mod:`bench.executors.ddp`): the model is wrapped in
 DistributedDataParallel, each rank trains its slice of every global batch, and throughput,
 memory and loss are reduced over the ranks before the row is returned.
 
@@ -32,26 +32,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench import ddp, fastpath, measure
-from bench import step as step_mod
 from bench.config import Cell, Config, for_model, resolve_auto
+from bench.engine import measure
+from bench.engine import step as step_mod
+from bench.executors import ddp
+from bench.plan import fastpath
+from bench.plan.steps import EVAL_BATCH_FACTOR
+from strategies._meta import forward_gflops_per_img
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# Untimed training steps after the timed ones, in one profiler session: one settles (and
-# warms the profiler up), then max(1, profile_steps) are measured for peak memory and, when
-# profile_steps > 0, for the operator table (see measure.step_window); one evaluation batch
-# follows for eval_peak_mem_mib.
-SETTLE_STEPS = 1
-# Evaluation batch = this x batch_size images: no activations are kept for backward, so the
-# larger batch fits where training did, and on a CPU small batches evaluate far slower per image.
-EVAL_BATCH_FACTOR = 4
-
-
-def extra_train_steps(profile_steps: int) -> int:
-    """Training steps a cell runs after its timed ones (memory and profiler window)."""
-    return SETTLE_STEPS + max(1, profile_steps)
-
-
 @dataclass
 class CellResult:
     """What one cell produced: a results row (no provenance), history rows, profiler rows."""
@@ -139,7 +128,7 @@ def inspect_on_meta(cell: Cell, num_classes: int,
     except strategies.StrategyError as exc:
         raise Incompatible(str(exc)) from exc
     try:
-        gflops = measure.forward_gflops_per_img(model, shape)
+        gflops = forward_gflops_per_img(model, shape)
     except RuntimeError as exc:
         from strategies.explain import explain_error
 
@@ -160,7 +149,7 @@ def make_optimizer(cfg: Config, model: nn.Module, *, for_graphs: bool = False,
                    device: torch.device | None = None) -> torch.optim.Optimizer:
     """SGD or AdamW over two groups (no weight decay on biases and norm parameters);
     ``for_graphs``: the capturable form, LR in a tensor on ``device``
-    (:func:`bench.step.graph_optimizer`)."""
+    (:func:`bench.engine.step.graph_optimizer`)."""
     # No weight decay on biases and norm parameters: the usual, and it keeps BN models stable.
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
@@ -323,7 +312,7 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    group = ddp.active()  # this cell's --ddp group (bench/ddp.py), or None
+    group = ddp.active()  # this cell's --ddp group (bench/executors/ddp.py), or None
     train_model = group.wrap(model) if group is not None else model
     shard = group.shard if group is not None else (0, 1)  # this rank's slice of every batch
 
@@ -346,7 +335,7 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     fault = _parse_fault()
     eval_bs = cfg.batch_size * EVAL_BATCH_FACTOR
     # graphs / compile "auto": decided for the cell as planned (all its epochs), so that a
-    # measure-only row measures what the full cell trains with (bench.fastpath).
+    # measure-only row measures what the full cell trains with (bench.plan.fastpath).
     fast = fastpath.resolve(cfg, dev.type, row["gflops_fwd_per_img"],
                             cfg.epochs * steps_per_epoch,
                             dynamic_shapes=bool(getattr(model, "dynamic_shapes", False)),

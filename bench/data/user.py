@@ -45,6 +45,8 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
+from bench.data.splits import stratified_indices  # the same rule as every subset in the harness
+
 KINDS = ("folder", "npz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 OPTIONS = {"folder": ("size", "test", "seed"), "npz": ()}
@@ -305,7 +307,6 @@ def _import_folder(spec: UserSpec) -> tuple[dict[str, np.ndarray], tuple[str, ..
         return arrays, tuple(classes), tfiles + vfiles, "folders"
     classes = [p.name for p in _class_dirs(spec, root)]
     x, y, files = _read_split(spec, root, classes)
-    from bench.data import stratified_indices  # the same rule as every subset in the harness
 
     n_test = round(len(y) * spec.test)
     counts = np.bincount(y, minlength=len(classes))

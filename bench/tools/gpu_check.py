@@ -9,7 +9,7 @@ goes, and a summary table printed last. Steps:
    ``repeat3`` at 28 px with the profile's recipe (``graphs = "auto"`` captures it: goal
    >= 100,000 img/s) against the same cell eager, and vgg16 ``resize224`` with the full ``gpu``
    profile's recipe (``compile = "auto"`` turns on for its six epochs: goal >= 50% MFU). Each
-   is printed next to what the cost model assumed (:mod:`bench.fastpath`: the replayed-step
+   is printed next to what the cost model assumed (:mod:`bench.plan.fastpath`: the replayed-step
    floor and capture time are assumptions until measured here; the compiled MFU and compile
    time come from one unrecorded probe). ``probes.json`` keeps the figures.
 3. The naive baseline side by side with the harness: the original write-up's pipeline
@@ -26,13 +26,13 @@ goes, and a summary table printed last. Steps:
 5. A short table: per cell accuracy, img/s, MFU, peak memory, the speed paths taken.
 
 Compiled code is cached on disk for the whole check (one temporary directory for the probes
-and every cell of the sweep, :func:`bench.fastpath.compile_cache_env`), never under ``--out``.
+and every cell of the sweep, :func:`bench.plan.fastpath.compile_cache_env`), never under ``--out``.
 
-    python -m bench.gpu_check                       # on a GPU: everything, into runs/gpu-check/
-    python -m bench.gpu_check --out $OUT --probes-only   # ceilings + probes: about 2 minutes
-    python -m bench.gpu_check --out $OUT --budget-s 420
-    python -m bench.gpu_check --dry-run             # on CPU: tiny subset, two steps per cell
-    python -m bench.gpu_check --out $OUT --resume-from results/gpu --set seeds=0,1,2
+    python -m bench.tools.gpu_check                       # on a GPU: everything, into runs/gpu-check/
+    python -m bench.tools.gpu_check --out $OUT --probes-only   # ceilings + probes: about 2 minutes
+    python -m bench.tools.gpu_check --out $OUT --budget-s 420
+    python -m bench.tools.gpu_check --dry-run             # on CPU: tiny subset, two steps per cell
+    python -m bench.tools.gpu_check --out $OUT --resume-from results/gpu --set seeds=0,1,2
                                                     # a later lease: only what is missing
 
 Files written to ``--out``: ``ceilings.json``, ``probes.json``, ``baseline.csv``, ``gpu/`` (runs.csv, history.csv,
@@ -47,7 +47,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -58,9 +57,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench import fastpath, measure
 from bench.config import Cell, Config, load
-from bench.train import resolve_device, run_cell
+from bench.engine import measure
+from bench.engine.train import resolve_device, run_cell
+from bench.executors.proctree import kill_group
+from bench.plan import fastpath
 
 BASELINE_MODELS = ("vgg16", "resnet50")
 
@@ -131,8 +132,8 @@ def naive_img_s(model_name: str, device: torch.device, batch_size: int, steps: i
     """Training img/s of the write-up's pipeline: DataLoader + Resize(224) + Grayscale(3), fp32.
 
     Everything but the input pipeline matches the harness's cell, so that the ratio is the
-    pipeline's: ``channels_last`` is applied to the model (as ``bench.train`` does), the
-    backend flags are set as ``bench.train`` sets them on CUDA (``cudnn_benchmark``, ``tf32``
+    pipeline's: ``channels_last`` is applied to the model (as ``bench.engine.train`` does), the
+    backend flags are set as ``bench.engine.train`` sets them on CUDA (``cudnn_benchmark``, ``tf32``
     for matmuls and convolutions; untouched on CPU, as there), the optimizer is the harness's
     (``make_optimizer(recipe)``), and the first ``warmup`` steps are excluded. ``steps`` (a
     multiple of ``window_steps``) are timed in windows of ``window_steps`` whole steps, each
@@ -143,7 +144,7 @@ def naive_img_s(model_name: str, device: torch.device, batch_size: int, steps: i
     from torchvision import transforms
 
     from bench import data as data_mod
-    from bench.train import make_optimizer
+    from bench.engine.train import make_optimizer
 
     if window_steps < 1 or steps < window_steps or steps % window_steps:
         raise ValueError(f"steps={steps} must be a positive multiple of "
@@ -212,8 +213,8 @@ def baseline(cfg: Config, device: torch.device, dry_run: bool, log: Tee,
     train_size = 64 if dry_run else bs * (warmup + steps + 2)
     workers = (0, 2) if dry_run else (0, min(8, os.cpu_count() or 1))
     layout = cfg.channels_last if channels_last is None else channels_last
-    cudnn_benchmark = not cfg.deterministic  # what bench.train sets on CUDA
-    tf32 = device.type == "cuda"  # bench.train enables TF32 on CUDA (what a user chooses)
+    cudnn_benchmark = not cfg.deterministic  # what bench.engine.train sets on CUDA
+    tf32 = device.type == "cuda"  # bench.engine.train enables TF32 on CUDA (what a user chooses)
     rows = []
     for model_name in models:
         row: dict[str, Any] = {"model": model_name, "strategy": "resize224", "batch_size": bs,
@@ -393,12 +394,7 @@ def run_sweep(profile: str, sets: list[str], results_dir: Path, device: str, bud
     except subprocess.TimeoutExpired:
         log(f"  time budget of {budget_s:.0f} s reached: stopping the sweep; rows already "
             "written are complete (atomic writes), the remaining cells are not run")
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_group(proc, grace_s=20.0)
         return -1
 
 
@@ -428,7 +424,7 @@ def summary_table(runs_csv: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.tools.gpu_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.environ.get("OUT") or "runs/gpu-check",
                         help="folder for the files (default: $OUT or runs/gpu-check)")

@@ -3,13 +3,13 @@
 A cell's estimate (:class:`Estimate`, seconds) is its forward GFLOPs per image (a meta-device
 build, no memory, no data) times a per-device throughput (:data:`SPEEDS`), plus fixed costs per
 image, per step and per cell. It is within ~2x of measured throughput, which is enough to rank
-cells and to decide far from a budget; near one, :mod:`bench.plan` times the cell for real.
+cells and to decide far from a budget; near one, :mod:`bench.plan.planner` times the cell for real.
 
-Where a cell takes a fast path (:mod:`bench.fastpath`: ``graphs`` / ``compile``, ``auto`` decided
+Where a cell takes a fast path (:mod:`bench.plan.fastpath`: ``graphs`` / ``compile``, ``auto`` decided
 the same way as the cell will), the estimate models it: compile runs compute-bound arithmetic at
 the compiled MFU and adds the compile time; graphs replace the eager per-step launch floor by an
 *assumed* floor of a replayed step (``fastpath.GRAPH_STEP_FLOOR_S``, not yet measured) and add
-an assumed capture time. ``python -m bench.gpu_check`` prints those assumptions next to what it
+an assumed capture time. ``python -m bench.tools.gpu_check`` prints those assumptions next to what it
 measures.
 """
 
@@ -19,46 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import config as config_mod
-from bench import fastpath
 from bench.config import Cell, Config
-
-
-@dataclass(frozen=True)
-class DeviceSpeed:
-    """A device as the cost model sees it."""
-
-    tflops: float  # sustained training TFLOP/s on large convolutions
-    per_img_s: float  # fixed cost per training image (small-tensor overheads), seconds
-    per_step_s: float  # fixed cost per optimizer step (kernel launches, Python), seconds
-    start_s: float  # per cell: process start, imports, data, model build, eval, profiler, s
-    overlapped: bool  # a step costs max(compute, per_step_s) (async GPU), else their sum
-
-
-# Checked against the published rows (2-core AMD EPYC family 25 model 1, AVX2 + FMA, for the
-# CPU; one H100 80GB HBM3, bf16, channels_last, batch 256, torch 2.11, for CUDA) with
-#   python -m bench.calibrate results/cpu --profile cpu --device cpu
-#   python -m bench.calibrate results/gpu --profile gpu-quick --device cuda
-# which print the fit and wall_s / estimate of today's constants (median, p10, p90):
-# - CPU fp32: 8 cells x0.84 (x0.66, x1.12). The throughput fit (0.0755 TFLOP/s, 6.6 ms per
-#   image, 6.2 s per cell) was tried in place of these constants and predicted the cells' wall
-#   time worse, so the CPU constants stay: resnet18@28 ~180 img/s predicted (140 measured),
-#   vgg16@32 ~18 (25), vgg16@224 ~0.5 (0.9).
-# - CUDA bf16: the fit's 207 TFLOP/s (compute-bound cells) and 9.1 ms launch floor per step,
-#   with 14 s per cell outside the epochs (the fit's 9.4 s underestimated; 14 s was picked on
-#   these same rows, so this is in-sample): 14 cells x0.87 (x0.74, x1.35), where the run's own
-#   estimates (the old 220 TFLOP/s, 18 ms, 20 s) were x0.61 (x0.50, x0.93). fp32/fp16 keep their
-#   old ratio to bf16 (no published rows).
-# start_s counts what the cell's wall_s counts; the warm executor's worker start is paid once
-# per sweep. CPU bf16 without AVX512_BF16 is emulated (~100x slower than fp32 measured on the
-# AVX2 part): precision "auto" never picks it there, so its rate here is for AVX-512 machines.
-SPEEDS: dict[tuple[str, str], DeviceSpeed] = {
-    ("cpu", "fp32"): DeviceSpeed(0.05, 2e-3, 0.0, start_s=10.0, overlapped=False),
-    ("cpu", "bf16"): DeviceSpeed(0.03, 3e-3, 0.0, start_s=10.0, overlapped=False),
-    ("cpu", "fp16"): DeviceSpeed(0.02, 3e-3, 0.0, start_s=10.0, overlapped=False),
-    ("cuda", "fp32"): DeviceSpeed(75.0, 0.0, 0.0091, start_s=14.0, overlapped=True),
-    ("cuda", "bf16"): DeviceSpeed(207.0, 0.0, 0.0091, start_s=14.0, overlapped=True),
-    ("cuda", "fp16"): DeviceSpeed(207.0, 0.0, 0.0091, start_s=14.0, overlapped=True),
-}
+from bench.plan import fastpath
+from bench.plan.speeds import SPEEDS, DeviceSpeed  # noqa: F401 - re-exported
 
 # The cost model is trusted when it is this far from the budget either way (it is within ~2x
 # of measured throughput); in between, the cell is timed for a few steps before deciding.
@@ -106,7 +69,7 @@ class CostModel:
         steps = max(1, n_train // cfg.batch_size)
         if cfg.max_steps_per_epoch:
             steps = min(steps, cfg.max_steps_per_epoch)
-        # The fast paths the cell will take (the same decision bench.train makes).
+        # The fast paths the cell will take (the same decision bench.engine.train makes).
         fast = fastpath.resolve(cfg, self.device_kind, gflops, cfg.epochs * steps)
         flop_s = speed.tflops * 1e12
         if fast.compile:  # compute-bound arithmetic at the compiled MFU instead of the eager
@@ -119,7 +82,7 @@ class CostModel:
         compute_s = cfg.batch_size * img_train_s
         step_s = (max(compute_s, per_step_s) if speed.overlapped
                   else compute_s + per_step_s)
-        from bench.train import EVAL_BATCH_FACTOR, extra_train_steps
+        from bench.plan.steps import EVAL_BATCH_FACTOR, extra_train_steps
 
         eval_bs = EVAL_BATCH_FACTOR * cfg.batch_size
         eval_s = n_test * img_eval_s + (n_test / eval_bs) * per_step_s
@@ -136,7 +99,7 @@ class CostModel:
 def _meta_gflops(cell: Cell, num_classes: int,
                  shape: tuple[int, int, int] = (1, 28, 28)) -> tuple[float, str]:
     import strategies
-    from bench.measure import forward_gflops_per_img
+    from strategies._meta import forward_gflops_per_img
 
     try:
         model = strategies.build(cell.model, cell.strategy, num_classes=num_classes,

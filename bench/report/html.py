@@ -26,15 +26,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import advise as advise_mod
-from bench import report
+from bench.report.advise import CRITERIA, DEFINITIONS, Advice, verdict_text
+from bench.report.fmt import fmt_num
+from bench.report.markdown import display_path, speed_text, unique_value
 
 TOP_OPS = 10  # operators listed per cell
 
 
 @dataclass
 class Page:
-    """Everything the page shows (the frames :func:`bench.report._build` has read)."""
+    """Everything the page shows (the frames :func:`bench.report.summary._build` has read)."""
 
     runs: pd.DataFrame
     table: pd.DataFrame
@@ -42,7 +43,7 @@ class Page:
     ops: pd.DataFrame | None
     compat: pd.DataFrame | None
     charts: list[Path]
-    advice: list[advise_mod.Advice]
+    advice: list[Advice]
     warnings: list[str]
     results_dir: Path
     inputs: list[str]
@@ -74,7 +75,7 @@ def rerun_command(row: pd.Series, results_dir: Path) -> str:
     only = (f"dataset={row['dataset']},model={row['model']},strategy={row['strategy']},"
             f"seed={int(row['seed'])}")
     return shlex.join(["python", "-m", "bench", "run", "--profile", profile, "--only", only,
-                       "--results-dir", report._display_path(results_dir), "--force"])
+                       "--results-dir", display_path(results_dir), "--force"])
 
 
 _SVG_PROLOG = re.compile(r"<\?xml.*?\?>|<!DOCTYPE.*?>|<!--.*?-->|<metadata>.*?</metadata>",
@@ -133,7 +134,7 @@ def _table(head: list[str], rows: list[list[str]], cls: str = "small") -> str:
     return "".join(out) + "</tbody></table>"
 
 
-def _pct(v: object, digits: int = 2) -> str:
+def fmt_pct(v: object, digits: int = 2) -> str:
     return "" if pd.isna(v) else f"{100 * float(v):.{digits}f}"
 
 
@@ -160,20 +161,20 @@ def cells_table(t: pd.DataFrame) -> str:
     rows = []
     for i, r in t.reset_index(drop=True).iterrows():
         reinit = bool(r.get("reinitialized"))
-        acc = "—" if r["test_acc_n"] == 0 else _pct(r["test_acc_mean"])
+        acc = "—" if r["test_acc_n"] == 0 else fmt_pct(r["test_acc_mean"])
         if r["is_best"] and r["test_acc_n"] > 0:
             acc = f"<strong>{acc}</strong>"
         ci = ("—" if pd.isna(r["test_acc_ci_lo"]) else
-              f"[{_pct(r['test_acc_ci_lo'])}, {_pct(r['test_acc_ci_hi'])}] "
+              f"[{fmt_pct(r['test_acc_ci_lo'])}, {fmt_pct(r['test_acc_ci_hi'])}] "
               f"<small>{esc(r['test_acc_ci_method'])}</small>")
         diff = ("best" if r["is_best"] else "top (tied)" if r["is_top"] else
                 "—" if pd.isna(r["diff_vs_best"]) else f"{100 * r['diff_vs_best']:+.2f}"
                 + ("" if pd.isna(r["diff_significant"]) or r["diff_significant"]
                    else " <small>n.s.</small>"))
         spread = ("" if pd.isna(r["train_img_s_lo"]) else
-                  f" <small>({report._fmt(r['train_img_s_lo'])}–"
-                  f"{report._fmt(r['train_img_s_hi'])})</small>")
-        speed = esc(report._speed(r)) + spread  # a packed figure says so
+                  f" <small>({fmt_num(r['train_img_s_lo'])}–"
+                  f"{fmt_num(r['train_img_s_hi'])})</small>")
+        speed = esc(speed_text(r)) + spread  # a packed figure says so
         if r["train_img_s_is_best"]:
             speed = f"<strong>{speed}</strong>"
         status = r["status_detail"] if r["status"] == "mixed" else r["status"]
@@ -189,7 +190,7 @@ def cells_table(t: pd.DataFrame) -> str:
             (_num(r["train_img_s_median"]), speed),
             (_num(r["mfu_median"]), "—" if pd.isna(r["mfu_median"])
              else f"{100 * r['mfu_median']:.1f}"),
-            (_num(r["peak_mem_mib"]), esc(report._fmt(r["peak_mem_mib"]))),
+            (_num(r["peak_mem_mib"]), esc(fmt_num(r["peak_mem_mib"]))),
             (status, f'<span class="st st-{esc(r["status"])}">{esc(status)}</span>'),
             (r["reason"], f'<span class="reason">{esc(r["reason"])}</span>'),
         ]
@@ -210,16 +211,16 @@ def cells_table(t: pd.DataFrame) -> str:
         "in its dataset × model × device; <em>n.s.</em> = a gap that cannot be told from 0.</p>")
 
 
-def advice_section(advice: list[advise_mod.Advice]) -> str:
+def advice_section(advice: list[Advice]) -> str:
     rows = [[esc(a.dataset), esc(a.model), esc(a.device_name),
-             *(esc(advise_mod.verdict_text(v)) + (
+             *(esc(verdict_text(v)) + (
                  f'<br><small>not compared: {esc("; ".join(f"{s} ({w})" for s, w in v.excluded.items()))}</small>'  # noqa: E501
                  if v.excluded else "") for v in a.verdicts)]
             for a in advice]
-    defs = "".join(f"<li><b>{esc(t)}</b>: {esc(advise_mod.DEFINITIONS[k])}</li>"
-                   for k, t, _, _ in advise_mod.CRITERIA)
+    defs = "".join(f"<li><b>{esc(t)}</b>: {esc(DEFINITIONS[k])}</li>"
+                   for k, t, _, _ in CRITERIA)
     return (_table(["dataset", "model", "device", *(esc(t) for _, t, _, _ in
-                                                    advise_mod.CRITERIA)], rows, "advice")
+                                                    CRITERIA)], rows, "advice")
             + f'<ul class="note">{defs}</ul>')
 
 
@@ -425,11 +426,11 @@ CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline
 def render(page: Page) -> str:
     """The whole index.html text."""
     runs, table = page.runs, page.table
-    profile = report._unique(runs, "profile") or Path(page.results_dir).name
+    profile = unique_value(runs, "profile") or Path(page.results_dir).name
     first, last = runs["_ts"].min(), runs["_ts"].max()
-    prov = [f"{label} {report._unique(runs, col)}" for col, label in
+    prov = [f"{label} {unique_value(runs, col)}" for col, label in
             (("torch_version", "torch"), ("cuda_version", "CUDA"), ("git_sha", "git"))
-            if report._unique(runs, col)]
+            if unique_value(runs, col)]
     prov.append(f"runs {first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} UTC")
     devices = "; ".join(f"{name}: {int((table['device_name'] == name).sum())} cells"
                         for name in dict.fromkeys(table["device_name"]))
@@ -437,7 +438,7 @@ def render(page: Page) -> str:
     if warnings:
         warnings = (f'<li class="warn"><details><summary><b>{len(page.warnings)} warning(s)'
                     f"</b> (as in summary.md)</summary><ul>{warnings}</ul></details></li>")
-    command = f"python -m bench report {report._display_path(page.results_dir)}"
+    command = f"python -m bench report {display_path(page.results_dir)}"
     body = (
         f"<h1>adaptbench results: profile {esc(profile)}</h1>"
         f"<p>Generated by <code>{esc(command)}</code> from {esc(', '.join(page.inputs))}; "

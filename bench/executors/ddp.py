@@ -5,7 +5,7 @@
     torchrun --standalone --nproc_per_node 8 -m bench run --profile gpu --ddp
 
 Every rank runs the same cell at the same time, each in its own cell process (the executors'
-child protocol, :mod:`bench.cell`), and those W processes form a process group of their own
+child protocol, :mod:`bench.executors.worker`), and those W processes form a process group of their own
 (NCCL on CUDA, gloo on CPU) in which the model is wrapped in
 :class:`~torch.nn.parallel.DistributedDataParallel`.
 
@@ -23,7 +23,7 @@ what the sweep passes to the cell (rank, world, address, port, prefix) -- explic
 cell's spec, because :func:`bench.executors.protocol.child_env` strips torchrun's variables
 from every cell process on purpose.
 
-**What the cell computes** (the hooks in :mod:`bench.train`):
+**What the cell computes** (the hooks in :mod:`bench.engine.train`):
 
 - ``batch_size`` is the GLOBAL batch; each rank trains ``batch_size / W`` images per step, its
   slice of the same per-epoch permutation (:func:`bench.data.batches` ``shard=``), so one global
@@ -58,11 +58,6 @@ MAX_COLUMNS = ("peak_mem_mib", "peak_reserved_mib", "eval_peak_mem_mib", "peak_r
 # out of memory) sees only a broken connection in its collective; the peer's row says why.
 _CAUSES = ("oom", "diverged", "incompatible", "timeout")
 _SYMPTOMS = ("gloo", "nccl", "connection", "broken pipe", "timed out")
-
-
-def device_suffix(world: int) -> str:
-    """What ``device_id`` (and so a cell's hash) gains for a cell trained by ``world`` ranks."""
-    return f" | ddp x{world}" if world > 1 else ""
 
 
 def check_batch(batch_size: int, world: int, what: str = "batch_size") -> str | None:
@@ -119,7 +114,7 @@ class Context:
         return out
 
     def throughput(self, meter: Any) -> dict[str, float]:
-        """:meth:`bench.measure.ThroughputMeter.summary` of the whole group: per window, the
+        """:meth:`bench.engine.measure.ThroughputMeter.summary` of the whole group: per window, the
         images of every rank over the slowest rank's window seconds (global images/s)."""
         mine = [(end - start, rate * (end - start))
                 for (start, end), rate in zip(meter.windows, meter.window_img_s, strict=False)]
@@ -141,7 +136,7 @@ def global_windows(per_rank: list[list[tuple[float, float]]]) -> dict[str, float
     Window ``w`` of every rank spans the same steps, so its global rate is the sum of the
     ranks' images over the longest of their durations (the group went as fast as its slowest).
     """
-    from bench.measure import percentile
+    from bench.engine.measure import percentile
 
     n = min((len(w) for w in per_rank), default=0)
     rates = []

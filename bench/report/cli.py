@@ -1,0 +1,49 @@
+"""``python -m bench report DIR [--compat CSV] [--out DIR] [--headline]``: regenerate
+``summary.md``, ``comparison.csv``, ``charts/`` and ``index.html`` from a results directory;
+exit 2 on unusable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.report.load import ReportError
+from bench.report.markdown import display_path, headline_table
+from bench.report.summary import _build
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench report <dir>``: argv excludes the ``report`` word. Returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench report",
+        description="Regenerate summary.md, comparison.csv, charts/ and index.html from a "
+                    "results directory.")
+    parser.add_argument("results_dir", type=Path, help="e.g. results/cpu (holds runs*.csv)")
+    parser.add_argument("--compat", type=Path, default=None,
+                        help="doctor's compat.csv (default: <dir>/../compat.csv if present)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write (default: the results directory)")
+    parser.add_argument("--headline", action="store_true",
+                        help="also print the compact README table (model × strategy) to stdout")
+    parser.add_argument("--shared-axis", action=argparse.BooleanOptionalAction, default=True,
+                        help="one accuracy axis across chart panels (default: on, so a gap "
+                             "looks as large in every panel; --no-shared-axis zooms each)")
+    args = parser.parse_args(argv)
+    try:
+        written, notes, table, warnings = _build(args.results_dir, args.compat, args.out,
+                                                 args.shared_axis)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {display_path(path)}")
+    for note in notes:
+        print(f"note: {note}")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.headline:
+        print()
+        print(headline_table(table), end="")
+    return 0
