@@ -11,7 +11,7 @@ PROFILE     ?= auto
 ARGS        ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data bench publish bench-micro bench-gpu bench-gpu-dry doctor report test lint clean
+.PHONY: help setup data bench publish bench-micro bench-gpu bench-gpu-dry doctor report test test-slow test-all lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,7 +55,13 @@ doctor: setup ## compatibility matrix of the torchvision zoo x strategies (meta 
 report: setup ## regenerate tables and charts from a results directory's CSVs (DIR=runs/cpu)
 	$(PY) -m bench report $(or $(DIR),runs/cpu)
 
-test: data ## the test suite (CPU; GPU tests skip themselves)
+test: data ## the fast lane: every test not marked slow (a few minutes on 2 cores; GPU tests skip)
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-slow: data ## the slow lane only: real sweeps through every executor, faults, DDP, compile, the GPU dry run
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+test-all: data ## both lanes: the whole suite (what CI runs)
 	$(PY) -m pytest -q $(ARGS)
 
 lint: setup ## ruff

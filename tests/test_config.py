@@ -58,6 +58,7 @@ def test_cpu_runs_every_default_preset_within_its_budget() -> None:
     assert _eta(cfg, "cpu") < 18 * 60
 
 
+@pytest.mark.slow
 def test_gpu_is_the_full_benchmark() -> None:
     from strategies.presets import DEFAULT_PRESETS
 
@@ -70,6 +71,7 @@ def test_gpu_is_the_full_benchmark() -> None:
     assert _eta(cfg, "cuda") <= 90 * 60  # one lease, by the cost model
 
 
+@pytest.mark.slow
 def test_gpu_crosses_is_the_rest_of_the_grid_with_the_same_settings() -> None:
     """The channel x spatial crosses, split off so each half fits a 90 min lease; everything
     but the strategies is gpu's, so the two halves' rows compare."""

@@ -10,6 +10,7 @@ is in tests/test_sweep.py and tests/test_faults.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -110,6 +111,7 @@ def test_the_executors_are_warm_process_and_the_engines() -> None:
     assert config.Config().executor == "warm"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", LOCAL)
 def test_a_cell_starts_from_the_baseline_whatever_the_cell_before_it_did(make, name) -> None:
     ex, request = make(name)
@@ -133,6 +135,7 @@ def test_a_cell_starts_from_the_baseline_whatever_the_cell_before_it_did(make, n
     assert out2.payload["row"]["peak_rss_mib"] == plain["peak_rss_mib"]
 
 
+@pytest.mark.slow
 def test_warm_replaces_its_worker_after_a_cell_that_did_not_end_ok(make) -> None:
     ex, request = make("warm")
     _, first = request("fail")
@@ -142,6 +145,7 @@ def test_warm_replaces_its_worker_after_a_cell_that_did_not_end_ok(make) -> None
     assert not _alive(first["pid"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", LOCAL)
 def test_a_hung_cell_is_killed_with_its_process_and_the_next_cell_runs(make, name) -> None:
     ex, request = make(name)
@@ -172,6 +176,7 @@ def test_a_request_that_fails_before_its_cell_is_recorded_and_retires_the_worker
         assert ex._proc is None  # retired: the next request gets a fresh worker
 
 
+@pytest.mark.slow
 def test_closing_the_warm_executor_ends_its_worker(make) -> None:
     ex, request = make("warm")
     _, probe = request("plain")
@@ -182,9 +187,26 @@ def test_closing_the_warm_executor_ends_its_worker(make) -> None:
     assert not _alive(probe["pid"])
 
 
-def test_cell_spec_round_trips_through_the_child_protocol() -> None:
-    assert Cell(**{"dataset": "mnist", "model": "m", "strategy": "s", "seed": 0}).label() == \
-        "mnist/m/s/seed0"
+def test_cell_spec_round_trips_through_the_child_protocol(tmp_path) -> None:
+    """What the sweep writes (a saved config and a spec naming the cell) is what the child
+    reads back: the same config, the same cell."""
+    import json
+
+    from bench import config
+    from bench.executors import worker
+
+    cfg = config.load("smoke").replace(lr=0.0123, batch_size=24)
+    cell = Cell(dataset="mnist", model="resnet18", strategy="repeat3+resize32", seed=7)
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(config.to_toml(cfg))
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps({"config_path": str(cfg_path),
+                                     "cell": dataclasses.asdict(cell), "device": "cpu",
+                                     "measure_only": False, "out_dir": str(tmp_path)}))
+    spec, cfg_back, cell_back = worker._load_spec(spec_path)
+    assert cell_back == cell and cell_back.label() == "mnist/resnet18/repeat3+resize32/seed7"
+    assert cfg_back.to_dict() == cfg.to_dict()
+    assert spec["device"] == "cpu" and spec["measure_only"] is False
 
 
 # --- the real engine: a warm worker's cell measures what a fresh process measures -------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -99,6 +100,7 @@ def _peak_in_fresh_process(body: str, before: str = "") -> float:
     return float(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_cpu_peak_memory_counts_many_small_tensors_and_a_brief_spike() -> None:
     """256 MiB held as 4,096 tensors of 64 KiB, then a 128 MiB spike freed at once: the peak
     is 384 MiB plus what was live at entry (a few MiB), never a sampled guess."""
@@ -109,6 +111,7 @@ def test_cpu_peak_memory_counts_many_small_tensors_and_a_brief_spike() -> None:
     assert 384 <= peak < 384 + 16
 
 
+@pytest.mark.slow
 def test_cpu_peak_memory_counts_what_was_live_before_the_region() -> None:
     """A 64 MiB tensor made before the region is held during it: absolute, like CUDA's
     max_memory_allocated (the old figure was growth over the entry RSS)."""
@@ -117,6 +120,7 @@ def test_cpu_peak_memory_counts_what_was_live_before_the_region() -> None:
     assert 72 <= peak < 72 + 16
 
 
+@pytest.mark.slow
 def test_cpu_peak_memory_after_a_settling_step_sees_frees_of_older_blocks() -> None:
     """A block made before the profiler started is freed without an event (zero_grad freeing
     the last step's gradients); start() after a settling step re-counts what is live."""
@@ -244,6 +248,7 @@ def test_a_peak_cached_on_a_busy_machine_is_replaced_by_a_better_one(tmp_path, m
     assert measure.peak_tflops(cpu, torch.float32, refresh=True) == fresh
 
 
+@pytest.mark.slow
 def test_a_cell_never_reports_mfu_above_one_against_a_stale_peak(tmp_path, monkeypatch):
     import json
 

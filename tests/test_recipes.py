@@ -46,6 +46,7 @@ def _lrs(cfg: Config, total_steps: int) -> list[float]:
     return lrs
 
 
+@pytest.mark.slow
 def test_adamw_trains_with_adamw(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[str] = []
 
@@ -66,6 +67,7 @@ def test_adamw_trains_with_adamw(monkeypatch: pytest.MonkeyPatch) -> None:
     assert res.row["optimizer"] == "adamw"
 
 
+@pytest.mark.slow
 def test_onecycle_runs_past_the_profiler_window() -> None:
     """OneCycleLR refuses a step past ``total_steps``; the profiler's steps come after training."""
     res = run(TINY.replace(schedule="onecycle"))
@@ -81,6 +83,7 @@ def test_onecycle_schedule_rises_to_lr_then_anneals() -> None:
     assert lrs[0] < 0.1 and lrs[-1] < 0.01
 
 
+@pytest.mark.slow
 def test_constant_schedule_holds_lr_after_warmup(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = TINY.replace(schedule="constant", lr=0.03, warmup_frac=0.25)
     lrs = _lrs(cfg, 8)
@@ -167,6 +170,7 @@ def test_graphs_auto_captures_a_small_cell_on_cuda() -> None:
     assert 0.7 < row["peak_mem_mib"] / eager["peak_mem_mib"] < 1.5
 
 
+@pytest.mark.slow
 def test_eval_every_steps_adds_evaluation_points() -> None:
     res = run(TINY.replace(eval_every_steps=3, profile_steps=0))
     assert [h["step"] for h in res.history] == [3, 6, STEPS]  # plus the end of the epoch
@@ -174,6 +178,7 @@ def test_eval_every_steps_adds_evaluation_points() -> None:
     assert res.row["test_acc"] == res.history[-1]["test_acc"]
 
 
+@pytest.mark.slow
 def test_val_size_evaluates_history_on_val_and_reports_test(
         monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[int, float]] = []
@@ -194,6 +199,7 @@ def test_val_size_evaluates_history_on_val_and_reports_test(
     assert [acc for n, acc in calls if n == 100] == [res.row["test_acc"]]
 
 
+@pytest.mark.slow
 def test_label_smoothing_reaches_the_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     smoothing: list[float] = []
 
@@ -207,6 +213,7 @@ def test_label_smoothing_reaches_the_loss(monkeypatch: pytest.MonkeyPatch) -> No
     assert len(smoothing) >= STEPS and set(smoothing) == {0.2}
 
 
+@pytest.mark.slow
 def test_deterministic_runs_repeat_the_loss_history_exactly() -> None:
     cfg = TINY.replace(deterministic=True, eval_every_steps=4, profile_steps=0)
     a, b = run(cfg, Cell("mnist", "resnet18", "conv1", 3)), run(cfg, Cell("mnist", "resnet18",

@@ -376,6 +376,7 @@ def plan_json(tmp_path: Path, capsys, executor: str | None = None) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_run_executes_exactly_the_plan_that_plan_json_prints(tmp_path, fake, capsys,
                                                               executor) -> None:

@@ -44,6 +44,7 @@ def test_row_carries_every_measurement_with_units() -> None:
     assert res.ops and {"op", "self_cpu_ms", "calls"} <= set(res.ops[0])
 
 
+@pytest.mark.slow
 def test_slow_first_step_is_excluded_from_throughput(monkeypatch: pytest.MonkeyPatch) -> None:
     """An injected 1 s stall in step 0 must fall outside every timed window."""
     import time
@@ -75,6 +76,7 @@ def test_slow_first_step_is_excluded_from_throughput(monkeypatch: pytest.MonkeyP
     assert all(start >= stall_end or end <= stall_start for start, end in windows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window_steps", [1, 2, 4])
 def test_a_stall_in_the_input_step_lowers_throughput_in_proportion(
         monkeypatch: pytest.MonkeyPatch, window_steps: int) -> None:
@@ -199,6 +201,7 @@ def test_unknown_model_is_an_error_row_not_an_exception() -> None:
     assert "no_such_model" in row["reason"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_history_in_deterministic_mode() -> None:
     cfg = TINY.replace(deterministic=True, profile_steps=0)
     a = train.run_cell(cfg, cell(seed=1), device="cpu")

@@ -319,6 +319,7 @@ TINY = ["models=resnet18", "seeds=0", "train_size=0", "test_size=0", "batch_size
         "cell_timeout_s=180"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["folder 1x40x40", "npz 3x32x32"])
 def test_a_user_dataset_runs_end_to_end_through_run_report_and_doctor(kind, tmp_path,
                                                                       capsys) -> None:
