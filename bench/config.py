@@ -344,6 +344,13 @@ def for_model(cfg: Config, model: str) -> Config:
     return cfg.replace(per_model=(), **changes)
 
 
+def effective(cfg: Config, model: str, device: str | Any) -> Config:
+    """THE config a cell of ``model`` runs with on ``device``: its per_model entries applied,
+    then ``"auto"`` precision and layout resolved for the device. Every caller that needs a
+    cell's real recipe (engine, cost model, planner, sweep, overhead) asks this one function."""
+    return resolve_auto(for_model(cfg, model), device)
+
+
 def list_profiles() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
 

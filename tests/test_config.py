@@ -296,3 +296,24 @@ def test_a_bad_auto_value_names_the_choices() -> None:
         config.load("smoke", ["channels_last=maybe"])
     with pytest.raises(config.ConfigError, match="valid: fp32, bf16, fp16, auto"):
         config.load("smoke", ["precision=fp8"])
+
+
+def test_a_timed_estimate_adds_the_fixed_cost_of_the_models_own_precision(monkeypatch) -> None:
+    """The planner's timed estimate adds the per-cell fixed cost of the precision the cell
+    really trains with: a per_model precision counts (it was read off the base config)."""
+    from bench.plan import planner
+    from bench.plan.costmodel import Estimate
+    from bench.plan.speeds import DeviceSpeed
+
+    speeds = {("cpu", "fp32"): DeviceSpeed(0.05, 0.0, 0.0, start_s=10.0, overlapped=False),
+              ("cpu", "bf16"): DeviceSpeed(0.05, 0.0, 0.0, start_s=99.0, overlapped=False)}
+    monkeypatch.setattr(planner, "SPEEDS", speeds)
+    monkeypatch.setattr(planner, "needs_timing", lambda cfg, est: True)  # time every cell
+    cfg = config.load("smoke", ["models=resnet18,vgg16", "strategies=repeat3", "precision=fp32",
+                                "per_model=vgg16:precision=bf16"])
+    cells = [(i, c) for i, c in enumerate(config.cells(cfg), 1)]
+    plan = planner.make_plan(cfg, cells, "cpu", results_dir=None,
+                             timer=lambda cell: (5.0, ""))
+    seconds = {p.cell.model: p.estimate.seconds for p in plan if p.estimate.source == "timed"}
+    assert seconds == {"resnet18": 15.0, "vgg16": 104.0}
+    assert isinstance(plan[0].estimate, Estimate)

@@ -58,7 +58,7 @@ class CostModel:
     def estimate(self, cfg: Config, cell: Cell) -> Estimate:
         from bench.data import get_info
 
-        cfg = config_mod.resolve_auto(config_mod.for_model(cfg, cell.model), self.device_kind)
+        cfg = config_mod.effective(cfg, cell.model, self.device_kind)
         info = get_info(cell.dataset, cfg.data_root or None)
         speed = SPEEDS[(self.device_kind, cfg.precision)]
         gflops, incompatible = self.forward_gflops(cell, info.num_classes, info.shape)

@@ -143,9 +143,9 @@ def profile_cell_config(profile: Config, model_name: str, batch_size: int, warmu
     """:func:`cell_config`'s timing with ``profile``'s recipe for ``model_name`` on ``device``
     (per_model entries applied, ``"auto"`` precision and layout resolved): what that profile's
     cells train with, gradient clipping included, so both sides do the recipe's work."""
-    from bench.config import resolve_auto
+    from bench.config import effective
 
-    recipe = resolve_auto(for_model(profile, model_name), device)
+    recipe = effective(profile, model_name, device)
     base = cell_config(batch_size, warmup_steps, window_steps, windows, threads,
                        profile.data_root)
     return base.replace(**{key: getattr(recipe, key) for key in PROFILE_RECIPE_KEYS})
