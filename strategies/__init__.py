@@ -1,7 +1,7 @@
-"""How a torchvision model is adapted to one-channel 28 px images. No training code here.
+"""How a torchvision (or timm) model is adapted to a dataset's small images. No training code here.
 
 Every strategy turns ``(model_name, num_classes, weights)`` into an :class:`AdaptedModel`: an
-``nn.Module`` that takes the raw batch ``(N, 1, 28, 28)`` float and returns ``(N, num_classes)``
+``nn.Module`` that takes the raw batch ``(N, C, H, W)`` float (``(N, 1, 28, 28)`` for MNIST) and returns ``(N, num_classes)``
 logits, with the input adaptation (resize, pad, channel repeat) inside it::
 
     import strategies

@@ -61,7 +61,7 @@ def _has_post_layout(model: nn.Module) -> bool:
 
 @register("spatial", surgery=True, takes_channel=False)
 def convtranspose(ctx: Adaptation, _value: int | None) -> None:
-    """A learned upsampling stem from the original write-up, Conv2d(1, 16) then a stride-2 ConvTranspose2d, that turns the one-channel 28 px image into a 57 px map (on vgg13/16/19 it replaces features[0] and features[2] exactly as the post does; elsewhere it is put in front of the intact model).
+    """A learned upsampling stem from the original write-up, Conv2d(1, 16) then a stride-2 ConvTranspose2d, that turns a one-channel N px image into a 2N+1 px map (28 -> 57 px on MNIST) (on vgg13/16/19 it replaces features[0] and features[2] exactly as the post does; elsewhere it is put in front of the intact model).
 
     Init: the post's exact stem keeps PyTorch's default (the documented exception, see the
     module docstring); the generic stem gets the family's Conv2d rule.

@@ -113,7 +113,7 @@ def _is_oom(exc: BaseException) -> bool:
 # --- building -----------------------------------------------------------------------------
 
 def inspect_on_meta(cell: Cell, num_classes: int,
-                    shape: tuple[int, int, int] = (1, 28, 28)) -> dict[str, Any]:
+                    shape: tuple[int, int, int]) -> dict[str, Any]:
     """Params, forward GFLOPs/img and effective input size, from a meta-device build for images
     of ``shape`` (channels, height px, width px: the dataset's).
 

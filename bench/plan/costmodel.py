@@ -44,7 +44,7 @@ class CostModel:
         self._flops: dict[tuple[Any, ...], tuple[float, str]] = {}
 
     def forward_gflops(self, cell: Cell, num_classes: int,
-                       shape: tuple[int, int, int] = (1, 28, 28)) -> tuple[float, str]:
+                       shape: tuple[int, int, int]) -> tuple[float, str]:
         """(forward GFLOPs per image, "" or why the cell cannot run) from a meta-device build.
 
         Not applicable strategies and forwards that fail on meta (VGG16 at 28 px) fail for
@@ -97,7 +97,7 @@ class CostModel:
 
 
 def _meta_gflops(cell: Cell, num_classes: int,
-                 shape: tuple[int, int, int] = (1, 28, 28)) -> tuple[float, str]:
+                 shape: tuple[int, int, int]) -> tuple[float, str]:
     import strategies
     from strategies._meta import forward_gflops_per_img
 

@@ -394,7 +394,10 @@ def check_cell(model_name: str, spec: str) -> None:
     from bench.engine.train import Incompatible, inspect_on_meta
 
     try:
-        inspect_on_meta(Cell("mnist", model_name, spec, SEED), 10)
+        from bench.data import DATASETS
+
+        mnist = DATASETS["mnist"]
+        inspect_on_meta(Cell("mnist", model_name, spec, SEED), mnist.num_classes, mnist.shape)
     except (Incompatible, strategies.StrategyError) as exc:
         raise ValueError(f"bad cell {model_name}:{spec}: {' '.join(str(exc).split())}") from None
 
