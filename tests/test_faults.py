@@ -44,6 +44,7 @@ import pytest
 
 from bench import config, identity, results
 from bench.__main__ import main
+from bench.executors import proctree
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -293,6 +294,9 @@ def test_kill_9_of_the_sweep_mid_cell_then_rerun_loses_nothing(tmp_path, env, ca
             raise AssertionError(log.read_text()[-3000:]) from None
         before = (rdir / "runs.csv").read_bytes()
         history_before = (rdir / "history.csv").read_bytes()
+        # Every process the sweep started, the engine's own included (a local Ray instance's
+        # GCS, raylet and agents lived ~100 s past a kill -9 before the watchdog).
+        started = [(p, proctree._start_time(p)) for p in proctree.descendants(sweep.pid)]
         os.kill(sweep.pid, signal.SIGKILL)
         assert sweep.wait(timeout=30) == -signal.SIGKILL
         # The orphaned cell dies with its sweep (PR_SET_PDEATHSIG): nothing left running.
@@ -300,6 +304,14 @@ def test_kill_9_of_the_sweep_mid_cell_then_rerun_loses_nothing(tmp_path, env, ca
         while _alive(cell) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _alive(cell), "the hung cell outlived the killed sweep"
+        deadline = time.monotonic() + 20
+        left = started
+        while left and time.monotonic() < deadline:
+            left = [(p, t) for p, t in left if t is not None and proctree._start_time(p) == t]
+            time.sleep(0.2)
+        assert not left, "processes of the killed sweep still run: " + "; ".join(
+            Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+            for p, _ in left if Path(f"/proc/{p}").exists())
     finally:
         for pid in (sweep.pid, cell):
             if pid and _alive(pid):

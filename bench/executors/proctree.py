@@ -61,3 +61,70 @@ def descendants(pid: int) -> list[int]:
         out.append(child)
         todo += children.get(child, [])
     return out
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None when it is gone:
+    with the pid it names one process, never a later one that reused the number."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def start_reaper(owner_pid: int | None = None) -> subprocess.Popen | None:
+    """A watchdog process that kills ``owner_pid``'s descendants once ``owner_pid`` is gone.
+
+    For the engines a sweep starts that do not die with it: a local Ray instance's GCS,
+    raylet, agents and workers outlived a ``kill -9`` of the sweep by ~100 s. The watchdog, in
+    a session of its own, lists the owner's descendants every :data:`REAP_POLL_S` seconds; when
+    the owner has died it SIGKILLs the last list (each process checked by its start time, so a
+    reused pid is never hit). Stop it with :func:`stop_reaper` when the owner ends the engine
+    itself. Linux only (``/proc``); elsewhere None.
+    """
+    import sys
+
+    if not os.path.isdir("/proc"):
+        return None
+    owner = os.getpid() if owner_pid is None else owner_pid
+    return subprocess.Popen([sys.executable, "-m", "bench.executors.proctree", str(owner)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_reaper(reaper: subprocess.Popen | None) -> None:
+    """End a watchdog of :func:`start_reaper` without it reaping anything."""
+    if reaper is not None and reaper.poll() is None:
+        reaper.kill()
+        reaper.wait()
+
+
+REAP_POLL_S = 0.5
+
+
+def _reap(owner: int) -> int:
+    """The watchdog's loop: see :func:`start_reaper`."""
+    import time
+
+    me = os.getpid()
+    born = _start_time(owner)
+    last: list[tuple[int, str]] = []
+    while born is not None and _start_time(owner) == born:
+        last = [(p, t) for p in descendants(owner) if p != me
+                and (t := _start_time(p)) is not None]
+        time.sleep(REAP_POLL_S)
+    for pid, started in last:
+        if _start_time(pid) == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_reap(int(sys.argv[1])))

@@ -57,6 +57,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from bench.executors.proctree import start_reaper, stop_reaper
 from bench.executors.protocol import BatchExecutor, ChildOutcome, Job, import_engine
 
 INSTALL_HINT = "pip install '.[ray]'"
@@ -66,6 +67,7 @@ _LOG_CHARS = 20000  # log tail returned with a result that has none (for logs/)
 
 # Whether this process started the Ray instance (then the last executor shuts it down).
 _STARTED_HERE: list[bool] = [False]
+_REAPER: list[Any] = [None]  # the watchdog of a Ray instance started here (proctree)
 
 
 def _ray() -> Any:
@@ -112,6 +114,8 @@ def connect(address: str) -> None:
         else:
             ray.init(**kwargs)
             _STARTED_HERE[0] = True
+            # Ray's processes do not die with a killed sweep: a watchdog ends them.
+            _REAPER[0] = start_reaper()
         if term is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, term)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
@@ -124,6 +128,8 @@ def connect(address: str) -> None:
 def disconnect() -> None:
     """Shut down the Ray instance this process started (a joined cluster keeps running)."""
     if _STARTED_HERE[0] and "ray" in sys.modules:
+        stop_reaper(_REAPER[0])
+        _REAPER[0] = None
         sys.modules["ray"].shutdown()
         _STARTED_HERE[0] = False
 
