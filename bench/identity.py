@@ -17,14 +17,32 @@ from bench import results
 from bench.config import _NOT_HASHED, Cell, Config, for_model
 
 
+def for_cell(cfg: Config, cell: Cell) -> Config:
+    """The config one cell trains with: its model's per_model entries, and the subset sizes its
+    dataset really has (:func:`bench.data.fit_sizes`: a small user dataset is used whole).
+
+    Every place that names or runs a cell (its hash, the plan's estimate, the child's run, the
+    row) goes through here, so the sizes a row reports are the sizes it trained on and hashed.
+    """
+    cfg = for_model(cfg, cell.model)
+    if not data_mod.user.is_user_dataset(cell.dataset):
+        return cfg  # built-ins: check_sizes refuses a size too large; no file read here
+    info = data_mod.get_info(cell.dataset, cfg.data_root or None)
+    train, test, _ = data_mod.fit_sizes(cell.dataset, info, cfg.train_size, cfg.test_size,
+                                        cfg.val_size)
+    if (train, test) == (cfg.train_size, cfg.test_size):
+        return cfg
+    return cfg.replace(train_size=train, test_size=test)
+
+
 def cell_hash(cfg: Config, cell: Cell, device_kind: str = "") -> str:
     """Short hash naming one experiment: the cell, every setting that affects it, the hardware.
 
     Resume keys on it, so changing the recipe or the device re-runs the cell.
     """
     # Hash the recipe the cell really trains with, so adding a per_model entry re-runs only
-    # the cells it changes.
-    cfg = for_model(cfg, cell.model)
+    # the cells it changes (and a small user dataset's hash names the sizes it used).
+    cfg = for_cell(cfg, cell)
     payload = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED | {"per_model"}}
     if payload.get("graphs") is False:
         # graphs=false is how every cell ran before the key existed: the same experiment, so

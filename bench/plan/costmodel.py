@@ -20,6 +20,7 @@ from typing import Any
 
 from bench import config as config_mod
 from bench.config import Cell, Config
+from bench.identity import for_cell
 from bench.plan import fastpath
 from bench.plan.speeds import SPEEDS, DeviceSpeed  # noqa: F401 - re-exported
 
@@ -58,7 +59,7 @@ class CostModel:
     def estimate(self, cfg: Config, cell: Cell) -> Estimate:
         from bench.data import get_info
 
-        cfg = config_mod.resolve_auto(config_mod.for_model(cfg, cell.model), self.device_kind)
+        cfg = config_mod.resolve_auto(for_cell(cfg, cell), self.device_kind)
         info = get_info(cell.dataset, cfg.data_root or None)
         speed = SPEEDS[(self.device_kind, cfg.precision)]
         gflops, incompatible = self.forward_gflops(cell, info.num_classes, info.shape)
