@@ -272,3 +272,14 @@ def test_screenshot_is_taken(page, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # not a blank page
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, ARTIFACTS / "report.png")
+
+
+def test_a_cell_evaluated_once_gets_no_curve_in_its_details():
+    history = pd.read_csv(FIXTURES / "history.csv")
+    seeds = history[history["strategy"] == "repeat3"][["cell_hash", "device_name"]]
+    page = SimpleNamespace(history=history)
+    assert '<svg class="curve"' in report_html._curve(page, seeds.drop_duplicates())
+    page = SimpleNamespace(history=history[history["epoch"] == 1])
+    once = report_html._curve(page, seeds.drop_duplicates())
+    assert '<svg class="curve"' not in once and "no curve to draw" in once
+    assert "<table" in once  # the evaluation itself is still listed

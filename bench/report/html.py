@@ -284,7 +284,10 @@ def _curve(page: Page, seeds: pd.DataFrame) -> str:
                  (f"{v:.4g}" if isinstance(v, float) and not pd.isna(v) else v))
              for c, v in zip(cols, vals, strict=True)]
             for vals in h[cols].itertuples(index=False)]
-    return curve_svg(points) + _table(cols, rows)
+    # One evaluation per seed (one epoch) is a lone dot, not a curve: the table says it all.
+    curve = (curve_svg(points) if max(map(len, points.values())) > 1 else
+             '<p class="note">One evaluation per seed: no curve to draw.</p>')
+    return curve + _table(cols, rows)
 
 
 def cell_details(page: Page) -> str:
