@@ -652,3 +652,17 @@ def test_measure_only_memory_bars_are_hatched(tmp_path):
                for t, bar in zip(ax.get_yticklabels(), ax.patches, strict=True)}
     assert hatches["resize224"] and not hatches["resize32"]
     assert "hatched = measure-only" in fig.get_suptitle()
+
+
+def test_measure_only_operator_bars_are_hatched():
+    from bench.report import charts as report_charts
+
+    ops = pd.read_csv(FIXTURES / "ops.csv")
+    first = ops.iloc[0]
+    timed = frozenset({(first["model"], first["device_name"], first["strategy"])})
+    fig = report_charts.op_time_shares(ops, measure_only=timed)
+    hatched = {bar.get_hatch() or "" for ax in fig.axes for bar in ax.patches}
+    assert "///" in hatched and "" in hatched  # that cell's bars only
+    assert "hatched = measure-only" in fig.get_suptitle()
+    plain = report_charts.op_time_shares(ops)
+    assert not any(bar.get_hatch() for ax in plain.axes for bar in ax.patches)

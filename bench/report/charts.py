@@ -457,12 +457,16 @@ def _two_lines(text: str, limit: int) -> str:
 # 5. Where time goes
 
 
-def op_time_shares(ops: pd.DataFrame, top_n: int = 8) -> Figure | None:
+def op_time_shares(ops: pd.DataFrame, top_n: int = 8,
+                   measure_only: frozenset[tuple[str, str, str]] = frozenset()
+                   ) -> Figure | None:
     """Stacked horizontal bars: share of profiled self time per operator, per strategy.
 
     Device (CUDA) self time where the profile has any, CPU self time otherwise. Shares are of
     the operators the profiler kept (``profile_top_ops`` per cell), averaged over seeds and
     datasets; the ``top_n`` operators overall get a colour, the rest are 'other'.
+    ``measure_only``: (model, device_name, strategy) of measure-only cells, whose bars are
+    hatched as in the memory chart (their operators were profiled; they have no accuracy).
     """
     o = ops.copy()
     device_total = o.groupby("device_name")["self_device_ms"].transform(
@@ -502,9 +506,10 @@ def op_time_shares(ops: pd.DataFrame, top_n: int = 8) -> Figure | None:
         p = shares.loc[[k for k in shares.index if k[:2] == key]]
         labels = [k[2] for k in p.index]
         left = [0.0] * len(p)
+        hatch = ["///" if (*key, s) in measure_only else "" for s in labels]
         for op in columns:
             ax.barh(labels, p[op], left=left, color=colours[op], edgecolor="white",
-                    linewidth=0.5, height=0.7, label=op)
+                    linewidth=0.5, height=0.7, label=op, hatch=hatch)
             left = [a + b for a, b in zip(left, p[op], strict=True)]
         ax.invert_yaxis()
         ax.set_xlim(0, 100)
@@ -513,7 +518,9 @@ def op_time_shares(ops: pd.DataFrame, top_n: int = 8) -> Figure | None:
     handles = [Patch(facecolor=colours[op], label=_short(op, 28)) for op in columns]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False,
                title="operator (aten::)", title_fontsize=9)
-    fig.suptitle("Where training time goes: top profiler operators by self time")
+    hatched = "; hatched = measure-only (no accuracy)" if any(
+        k in measure_only for k in shares.index) else ""
+    fig.suptitle(f"Where training time goes: top profiler operators by self time{hatched}")
     return fig
 
 
@@ -535,6 +542,9 @@ def write_charts(table: pd.DataFrame, history: pd.DataFrame | None, ops: pd.Data
     palette = strategy_palette(strategies)
     markers = strategy_markers(strategies)
     notes: list[str] = []
+    timed_only = frozenset(  # (model, device_name, strategy) of the measure-only cells
+        (str(r["model"]), str(r["device_name"]), str(r["strategy"]))
+        for _, r in table[table["status"] == MEASURE_ONLY].iterrows())
 
     jobs: list[tuple[str, str, Callable[[], Figure | None]]] = [
         ("accuracy_vs_throughput", "no cell has both a test accuracy and a train throughput",
@@ -559,7 +569,7 @@ def write_charts(table: pd.DataFrame, history: pd.DataFrame | None, ops: pd.Data
         jobs.append(("compatibility", "compat.csv is empty", lambda: compat_heatmap(compat)))
     if ops is not None:
         jobs.append(("op_time_shares", "ops has no positive self time",
-                     lambda: op_time_shares(ops)))
+                     lambda: op_time_shares(ops, measure_only=timed_only)))
 
     written: list[Path] = []
     if compat is None:
