@@ -132,6 +132,8 @@ def test_the_header_says_what_was_measured_and_links_the_files(page):
         text.split('<table id="cells"', 1)[1].split("</thead>", 1)[0]).tags if t == "th"]
     assert "dataset" not in heads and "model" in heads and "strategy" in heads
     assert "dataset:</b>" in text.split('<p class="constants">', 1)[1].split("</p>", 1)[0]
+    advice = text.split('<table class="advice">', 1)[1].split("</thead>", 1)[0]
+    assert "<th>dataset</th>" not in advice and "<th>model</th>" in advice
 
 
 def test_identifiers_never_break_and_tables_scroll(page):

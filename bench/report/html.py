@@ -228,16 +228,20 @@ def cells_table(t: pd.DataFrame, hidden: frozenset[str] = frozenset()) -> str:
         + "&amp;order=asc|desc&amp;filter=TEXT&amp;status=STATUS.</p>")
 
 
-def advice_section(advice: list[Advice]) -> str:
-    rows = [[esc(a.dataset), esc(a.model), esc(a.device_name),
+def advice_section(advice: list[Advice], hidden: frozenset[str] = frozenset()) -> str:
+    """The verdicts per dataset × model × device; ``hidden``: the constant columns ("dataset",
+    "device") the page's header already names, left out so a narrow screen shows verdicts."""
+    keep = [k not in hidden for k in ("dataset", "model", "device")]
+    rows = [[*(c for c, k in zip((esc(a.dataset), esc(a.model), esc(a.device_name)), keep,
+                                  strict=True) if k),
              *(esc(verdict_text(v)) + (
                  f'<br><small>not compared: {esc("; ".join(f"{s} ({w})" for s, w in v.excluded.items()))}</small>'  # noqa: E501
                  if v.excluded else "") for v in a.verdicts)]
             for a in advice]
     defs = "".join(f"<li><b>{esc(t)}</b>: {esc(DEFINITIONS[k])}</li>"
                    for k, t, _, _ in CRITERIA)
-    return (_table(["dataset", "model", "device", *(esc(t) for _, t, _, _ in
-                                                    CRITERIA)], rows, "advice")
+    head = [h for h, k in zip(("dataset", "model", "device"), keep, strict=True) if k]
+    return (_table([*head, *(esc(t) for _, t, _, _ in CRITERIA)], rows, "advice")
             + f'<ul class="note">{defs}</ul>')
 
 
@@ -410,7 +414,7 @@ def render(page: Page) -> str:
         '<nav><a href="#recommendation">recommendation</a> · <a href="#cells-h">cells</a> · '
         '<a href="#charts">charts</a> · <a href="#details">cell details</a> · '
         '<a href="#compatibility">compatibility</a></nav>'
-        f'<h2 id="recommendation">Recommendation</h2>{advice_section(page.advice)}'
+        f'<h2 id="recommendation">Recommendation</h2>{advice_section(page.advice, frozenset(constants))}'
         '<h2 id="cells-h">Every cell</h2><p class="note">Accuracy: mean over the seeds that '
         "finished, with the interval it is judged by (Wilson over the test images for one seed; "
         "t over seeds, or Wilson where wider). Throughput: median over seeds with the p10–p90 "

@@ -22,7 +22,7 @@ th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] bu
 .st-incompatible{color:#666}
 .reinit{color:#a05a00;font-weight:700}.note{color:#555;font-size:12.5px}
 .small{font-size:12.5px}.advice td{max-width:26em;min-width:15em}
-.advice td:nth-child(-n+3){min-width:0;white-space:nowrap}
+.advice td:first-child{min-width:0;white-space:nowrap}
 .controls{margin:.5em 0}input[type=search]{width:22em}
 .scroll{overflow-x:auto;max-width:100%}#compat-scroll{overflow:auto;max-height:34em}#compat td.ok{background:#e3f3e6}#compat td.bad{background:#fde8e4}
 figure{margin:1em 0}svg.chart{max-width:100%;height:auto}

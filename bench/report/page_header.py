@@ -107,7 +107,7 @@ def caveats(runs: pd.DataFrame, config: dict) -> list[str]:
         if n:
             out.append(f"{n} of {len(runs)} runs are measure-only (their estimated cost was "
                        "over the profile's cell budget): throughput, memory and FLOPs, no "
-                       "accuracy. The charts draw them hollow.")
+                       "accuracy. The charts draw them hatched.")
     return out
 
 
