@@ -148,6 +148,12 @@ def test_identifiers_never_break_and_tables_scroll(page):
     assert text.count("<table") == text.count('<div class="scroll"') > 0
 
 
+def test_hyphenated_identifiers_in_prose_stay_on_one_line():
+    text = report_html.keep_words("tied: post-convtranspose 95.70% (measure-only: no accuracy)")
+    assert '<span class="id">post-convtranspose</span>' in text
+    assert '<span class="id">measure-only</span>' in text and "95.70%" in text
+
+
 def test_not_applicable_is_shaded_apart_from_failures(page):
     index, _ = page
     text = index.read_text(encoding="utf-8")

@@ -228,14 +228,23 @@ def cells_table(t: pd.DataFrame, hidden: frozenset[str] = frozenset()) -> str:
         + "&amp;order=asc|desc&amp;filter=TEXT&amp;status=STATUS.</p>")
 
 
+_HYPHENATED = re.compile(r"[\w.+]+(?:-[\w.+]+)+")
+
+
+def keep_words(escaped: str) -> str:
+    """Escaped prose with its hyphenated identifiers (post-convtranspose, measure-only) kept on
+    one line: a browser would otherwise break them after the hyphen."""
+    return _HYPHENATED.sub(lambda m: f'<span class="id">{m.group(0)}</span>', escaped)
+
+
 def advice_section(advice: list[Advice], hidden: frozenset[str] = frozenset()) -> str:
     """The verdicts per dataset × model × device; ``hidden``: the constant columns ("dataset",
     "device") the page's header already names, left out so a narrow screen shows verdicts."""
     keep = [k not in hidden for k in ("dataset", "model", "device")]
     rows = [[*(c for c, k in zip((esc(a.dataset), esc(a.model), esc(a.device_name)), keep,
                                   strict=True) if k),
-             *(esc(verdict_text(v)) + (
-                 f'<br><small>not compared: {esc("; ".join(f"{s} ({w})" for s, w in v.excluded.items()))}</small>'  # noqa: E501
+             *(keep_words(esc(verdict_text(v))) + (
+                 f'<br><small>not compared: {keep_words(esc("; ".join(f"{s} ({w})" for s, w in v.excluded.items())))}</small>'  # noqa: E501
                  if v.excluded else "") for v in a.verdicts)]
             for a in advice]
     defs = "".join(f"<li><b>{esc(t)}</b>: {esc(DEFINITIONS[k])}</li>"
