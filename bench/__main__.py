@@ -10,6 +10,7 @@
     torchrun --standalone --nproc_per_node 2 -m bench run --profile smoke   # ranks pull cells
     torchrun --standalone --nproc_per_node 2 -m bench run --profile smoke --ddp  # 2 ranks/cell
     python -m bench list                                  # models, strategies, datasets, profiles
+    python -m bench list keys                             # every --set key: type, default, meaning
     python -m bench list --source timm                    # timm's models (pip install '.[timm]')
     python -m bench doctor ... | report DIR ... | data fetch|info ...
     python -m bench advise --model vgg16 [--dataset mnist] [--results results/gpu]
@@ -22,8 +23,10 @@ written), 1 an unexpected failure, 130 interrupted (finished cells are kept; rer
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
+import textwrap
 
 # Subcommands owned by other modules: their main(argv) gets the rest of the command line.
 DISPATCH = {
@@ -59,14 +62,55 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
                         "profile key `executor`")
 
 
+RUN_EXAMPLES = """\
+examples:
+  python -m bench run --profile smoke                   # 4 cells, under 2 minutes on a CPU
+  python -m bench run --profile cpu --set epochs=2 --only model=resnet18
+  python -m bench run --profile cpu --set datasets=npz:digits.npz   # your own images
+  python -m bench run --profile cpu --set models=resnet18 --set weights=my_resnet18.pt  # yours
+  python -m bench run --profile gpu --shard 1/4 --results-dir results/gpu
+"""
+
+
+def _run_epilog() -> str:
+    """Examples and the --set keys by table, from the config's own table (bench.config_keys)."""
+    from bench import config_keys
+
+    return (f"{RUN_EXAMPLES}\n--set keys (types, defaults and meanings: python -m bench list "
+            f"keys):\n{config_keys.keys_by_table()}")
+
+
+def cmd_list_keys() -> int:
+    """Every config key with its type, default and one-line meaning, table by table."""
+    import shutil
+    import textwrap
+
+    from bench import config_keys
+
+    width = max(60, min(120, shutil.get_terminal_size((100, 24)).columns))
+    table = ""
+    for doc in config_keys.key_docs():
+        if doc.table != table:
+            table = doc.table
+            print(f"[{table}]")
+        print(f"  {doc.key} = {doc.default}   ({doc.type})")
+        print(textwrap.fill(doc.meaning, width=width, initial_indent="      ",
+                            subsequent_indent="      "))
+    print("set any of them with --set KEY=VALUE (lists comma-separated) or in a profile's table")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="adaptbench: adapt ImageNet-shaped torchvision models to 1x28x28 images "
-                    "and measure what each choice costs.")
+        description="adaptbench: adapt ImageNet-shaped torchvision (or timm) models to small "
+                    "images -- any CxHxW dataset, built-in or your own -- and measure what each "
+                    "choice costs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run = sub.add_parser("run", help="run a profile's grid, each cell outside this process "
-                                     "(resumable)")
+                                     "(resumable)",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog=_run_epilog())
     _grid_args(run)
     run.add_argument("--quiet", action="store_true",
                      help="no progress bar or per-epoch lines: one line per cell (CI)")
@@ -85,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true",
                       help="print the plan as one JSON document (per cell: dataset, model, "
                            "strategy, seed, cell_hash, mode, estimate_s, done)")
-    listing = sub.add_parser("list", help="models, strategies, datasets and profiles")
+    listing = sub.add_parser("list", help="models, strategies, datasets and profiles; "
+                                          "`list keys`: every --set key")
+    listing.add_argument("what", nargs="?", choices=["keys"],
+                         help="keys: every config key with its type, default and meaning")
     listing.add_argument("--source", choices=["torchvision", "timm"], default=None,
                          help="print only this source's model names, one per line")
     for name, (_, text) in DISPATCH.items():
@@ -136,7 +183,9 @@ def cmd_list(source: str | None = None) -> int:
 
     print("profiles:")
     for name in config.list_profiles():
-        print(f"  {name:<12} {_profile_summary(config.profile_path(name))}")
+        # Wrapped, not cut: a description is one sentence, whatever its length.
+        print(textwrap.fill(_profile_summary(config.profile_path(name)), width=98,
+                            initial_indent=f"  {name:<12} ", subsequent_indent=" " * 15))
     print("datasets:")
     for name, info in sorted(DATASETS.items()):
         print(f"  {name:<14} {info.shape_text}, {info.num_classes} classes")
@@ -166,17 +215,28 @@ def cmd_list(source: str | None = None) -> int:
     return 0
 
 
+# Where the first sentence of a profile's header ends: a full stop before a capital, a colon
+# before a quoted command, or the end of a line followed by a line that starts a new sentence.
+_SENTENCE_END = re.compile(r"\.(?=\s+[A-Z`]|$)|:(?=\s+`)|\n(?=[A-Z])")
+
+
 def _profile_summary(path) -> str:
-    """The first comment line of a profile file: what the profile is for."""
+    """The first sentence of a profile file's header comment: what the profile is for (whole,
+    however many lines it takes, never cut mid-sentence)."""
     try:
-        for line in path.read_text().splitlines():
-            if line.startswith("#"):
-                text = line.lstrip("# ").strip()
-                head, sep, rest = text.partition(": ")
-                return rest if sep and head == path.stem else text
+        lines = path.read_text().splitlines()
     except OSError:
-        pass
-    return ""
+        return ""
+    header: list[str] = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("# ").strip())
+    text = "\n".join(header)
+    match = _SENTENCE_END.search(text)
+    text = " ".join((text[: match.start()] if match else text).split())
+    head, sep, rest = text.partition(": ")
+    return rest if sep and head == path.stem else text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     if args.command == "list":
+        if args.what == "keys":
+            return cmd_list_keys()
         try:
             return cmd_list(args.source)
         except Exception as exc:

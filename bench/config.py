@@ -40,14 +40,14 @@ class Config:
     """Every knob of a sweep. Units are in the names or the comments."""
 
     # -- [grid]: the cells --------------------------------------------------------------
-    datasets: tuple[str, ...] = ("mnist",)
-    models: tuple[str, ...] = ("resnet18",)
-    strategies: tuple[str, ...] = ("repeat3",)
-    seeds: tuple[int, ...] = (0,)
+    datasets: tuple[str, ...] = ("mnist",)  # built-in names, folder:PATH or npz:PATH
+    models: tuple[str, ...] = ("resnet18",)  # torchvision names, or timm:NAME
+    strategies: tuple[str, ...] = ("repeat3",)  # presets or channel+spatial specs
+    seeds: tuple[int, ...] = (0,)  # one cell per seed: initialisation and batch order
 
     # -- [recipe]: how one cell trains ---------------------------------------------------
-    epochs: int = 1
-    batch_size: int = 128
+    epochs: int = 1  # passes over the training subset
+    batch_size: int = 128  # images per training step (global under --ddp)
     optimizer: str = "sgd"  # sgd | adamw
     # Defaults measured on MNIST: plain VGG16 (no BatchNorm) stayed at chance with lr 0.05
     # (H100, full epoch); lr 0.02 with gradients clipped to norm 1 learned (73% after 125
@@ -56,12 +56,12 @@ class Config:
     # resnet50 to 25% after one epoch on the H100 (97.7% unclipped) and resnet18 to 85% on CPU
     # (92% unclipped), so only VGG is clipped: see per_model.
     lr: float = 0.02  # peak learning rate, reached at the end of warm-up
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
+    momentum: float = 0.9  # SGD momentum (AdamW keeps torch's betas)
+    nesterov: bool = True  # Nesterov momentum (SGD only)
+    weight_decay: float = 5e-4  # on weights, not biases or norms (AdamW: decoupled)
     schedule: str = "cosine"  # cosine | onecycle | constant
     warmup_frac: float = 0.1  # fraction of all steps spent warming up linearly
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # cross-entropy label smoothing, 0..1
     grad_clip: float = 0.0  # max grad norm; 0 disables clipping
     # fp32 | bf16 | fp16 (autocast; fp16 adds a grad scaler) | auto: what the device runs
     # natively (bench.device.auto_recipe; the row records the resolved value)
@@ -342,13 +342,6 @@ def for_model(cfg: Config, model: str) -> Config:
         if fnmatch.fnmatchcase(model, pattern):
             changes[key] = value
     return cfg.replace(per_model=(), **changes)
-
-
-def effective(cfg: Config, model: str, device: str | Any) -> Config:
-    """THE config a cell of ``model`` runs with on ``device``: its per_model entries applied,
-    then ``"auto"`` precision and layout resolved for the device. Every caller that needs a
-    cell's real recipe (engine, cost model, planner, sweep, overhead) asks this one function."""
-    return resolve_auto(for_model(cfg, model), device)
 
 
 def list_profiles() -> list[str]:

@@ -11,10 +11,37 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from typing import Any
 
-from bench import data as data_mod
 from bench import results
-from bench.config import _NOT_HASHED, Cell, Config, for_model
+from bench.config import _NOT_HASHED, Cell, Config, for_model, resolve_auto
+
+
+def for_cell(cfg: Config, cell: Cell) -> Config:
+    """The config one cell trains with: its model's per_model entries, and the subset sizes its
+    dataset really has (:func:`bench.data.fit_sizes`: a small user dataset is used whole).
+
+    Every place that names or runs a cell (its hash, the plan's estimate, the child's run, the
+    row) goes through here, so the sizes a row reports are the sizes it trained on and hashed.
+    """
+    from bench import data as data_mod  # torch: imported where a cell is named, not on import
+
+    cfg = for_model(cfg, cell.model)
+    if not data_mod.user.is_user_dataset(cell.dataset):
+        return cfg  # built-ins: check_sizes refuses a size too large; no file read here
+    info = data_mod.get_info(cell.dataset, cfg.data_root or None)
+    train, test, _ = data_mod.fit_sizes(cell.dataset, info, cfg.train_size, cfg.test_size,
+                                        cfg.val_size)
+    if (train, test) == (cfg.train_size, cfg.test_size):
+        return cfg
+    return cfg.replace(train_size=train, test_size=test)
+
+
+def effective(cfg: Config, cell: Cell, device: str | Any) -> Config:
+    """THE config a cell runs with on ``device``: :func:`for_cell` (its model's per_model
+    entries, the sizes its dataset really has), then ``"auto"`` precision and layout resolved
+    for the device. The engine, cost model, planner, sweep and overhead check all ask this."""
+    return resolve_auto(for_cell(cfg, cell), device)
 
 
 def cell_hash(cfg: Config, cell: Cell, device_kind: str = "") -> str:
@@ -23,14 +50,16 @@ def cell_hash(cfg: Config, cell: Cell, device_kind: str = "") -> str:
     Resume keys on it, so changing the recipe or the device re-runs the cell.
     """
     # Hash the recipe the cell really trains with, so adding a per_model entry re-runs only
-    # the cells it changes.
-    cfg = for_model(cfg, cell.model)
+    # the cells it changes (and a small user dataset's hash names the sizes it used).
+    cfg = for_cell(cfg, cell)
     payload = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED | {"per_model"}}
     if payload.get("graphs") is False:
         # graphs=false is how every cell ran before the key existed: the same experiment, so
         # its hash is unchanged and earlier rows still resume.
         del payload["graphs"]
     payload.update(dataclasses.asdict(cell), device_kind=device_kind)
+    from bench import data as data_mod
+
     if data_mod.user.is_user_dataset(cell.dataset):
         # A user's files can change under the same name: a re-imported dataset is a new
         # experiment, never resumed from rows of the old files (built-ins are fixed by checksum).

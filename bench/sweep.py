@@ -504,7 +504,7 @@ def build_row(row: dict[str, Any], prep: Prepared, p: PlannedCell, provenance: d
     out.update(schema_version=results.SCHEMA_VERSION, cell_hash=p.cell_hash,
                profile=config_mod.profile_name(prep.profile), dataset=cell.dataset,
                model=cell.model, strategy=cell.strategy, seed=cell.seed)
-    effective = config_mod.effective(cfg, cell.model, prep.device)
+    effective = identity.effective(cfg, cell, prep.device)
     for key, value in schema.recipe_values(effective).items():
         out.setdefault(key, value)
     if not out.get("input_shape"):  # a cell that never started (incompatible, crashed)

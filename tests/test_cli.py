@@ -111,6 +111,61 @@ def test_list_names_models_strategies_datasets_and_profiles(capsys) -> None:
         assert word in out
 
 
+def test_list_does_not_cut_a_profile_description_mid_sentence(capsys) -> None:
+    """Each profile's first header sentence is printed whole (wrapped), however many lines."""
+    from bench import config
+    from bench.__main__ import _profile_summary
+
+    assert main(["list"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(must stay under 8)" in out  # gpu-quick's sentence runs onto its second line
+    assert "with its recipe, data and measurement settings" in out  # gpu-crosses'
+    for name in config.list_profiles():
+        summary = _profile_summary(config.profile_path(name))
+        assert summary and summary in out
+        assert summary.count("(") == summary.count(")"), summary  # not cut inside a bracket
+        assert not summary.endswith((" and", " of", ",", " the")), summary
+
+
+def _help(*args: str) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--help"])
+    assert stop.value.code == 0
+
+
+def test_help_names_no_fixed_image_shape_and_run_help_lists_examples_and_keys(capsys) -> None:
+    from bench import config
+
+    _help()
+    top = capsys.readouterr().out
+    assert "1x28x28" not in top and "CxHxW" in top  # any dataset shape, not MNIST's only
+    _help("run")
+    run_help = capsys.readouterr().out
+    assert "examples:" in run_help and "python -m bench run --profile smoke" in run_help
+    words = set(run_help.replace(",", " ").split())
+    assert set(config.valid_keys()) <= words, set(config.valid_keys()) - words
+
+
+def test_list_keys_gives_every_key_its_type_default_and_meaning(capsys) -> None:
+    """Read from the Config table's own comments: a key without one fails here."""
+    from bench import config, config_keys
+
+    docs = config_keys.key_docs()
+    assert sorted(d.key for d in docs) == config.valid_keys()
+    for doc in docs:
+        assert doc.meaning and doc.type and doc.default, doc
+    by_key = {d.key: d for d in docs}
+    assert by_key["train_size"].meaning.startswith("stratified subset of the training split")
+    assert by_key["optimizer"].type == "one of sgd, adamw" and by_key["epochs"].default == "1"
+    # a block comment covers the keys after it, up to a key with its own comment
+    assert by_key["slurm_cluster"].meaning.startswith("submitit executor:")
+    assert not by_key["momentum"].meaning.startswith("Defaults measured")
+    assert main(["list", "keys"]) == 0
+    out = capsys.readouterr().out
+    for doc in docs:
+        assert f"  {doc.key} = {doc.default}   ({doc.type})" in out
+
+
 def test_the_module_runs_as_a_program() -> None:
     proc = cli("--help")
     assert proc.returncode == 0

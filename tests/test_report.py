@@ -620,3 +620,49 @@ def test_packed_throughput_is_never_mixed_with_solo_or_ranked_against_it(tmp_pat
                                                   "conv1": False}
     md = _summary(d)
     assert "300 (packed ×4)" in md and "| **100** |" in md
+
+
+def test_no_learning_curve_chart_when_every_cell_was_evaluated_once(tmp_path):
+    """One epoch per cell would draw a lone dot per line: the chart is left out, with a note;
+    the fixture's three epochs still draw it."""
+    from bench.report import charts as report_charts
+
+    table = comparison_table(read_runs(_results_dir(tmp_path, files=("runs.csv",),
+                                                    compat=False)))
+    history = pd.read_csv(FIXTURES / "history.csv")
+    written, notes = report_charts.write_charts(table, history, None, None, tmp_path / "a")
+    assert any(p.stem == "learning_curves_epoch" for p in written)
+    one_epoch = history[history["epoch"] == 1]
+    written, notes = report_charts.write_charts(table, one_epoch, None, None, tmp_path / "b")
+    assert not any(p.stem.startswith("learning_curves") for p in written)
+    assert any("evaluated once (one epoch)" in n for n in notes)
+
+
+def test_measure_only_memory_bars_are_hatched(tmp_path):
+    from bench.report import charts as report_charts
+
+    d = _runs_dir(tmp_path, [
+        {"strategy": "resize32", "test_acc": 0.95, "test_size": 1000},
+        {"strategy": "resize224", "mode": "measure-only", "test_acc": "", "test_size": 1000}])
+    table = comparison_table(read_runs(d))
+    assert set(table["status"]) == {"ok", "measure-only"}
+    fig = report_charts.peak_memory(table, _palette(table)[0])
+    ax = fig.axes[0]
+    hatches = {t.get_text(): bar.get_hatch()
+               for t, bar in zip(ax.get_yticklabels(), ax.patches, strict=True)}
+    assert hatches["resize224"] and not hatches["resize32"]
+    assert "hatched = measure-only" in fig.get_suptitle()
+
+
+def test_measure_only_operator_bars_are_hatched():
+    from bench.report import charts as report_charts
+
+    ops = pd.read_csv(FIXTURES / "ops.csv")
+    first = ops.iloc[0]
+    timed = frozenset({(first["model"], first["device_name"], first["strategy"])})
+    fig = report_charts.op_time_shares(ops, measure_only=timed)
+    hatched = {bar.get_hatch() or "" for ax in fig.axes for bar in ax.patches}
+    assert "///" in hatched and "" in hatched  # that cell's bars only
+    assert "hatched = measure-only" in fig.get_suptitle()
+    plain = report_charts.op_time_shares(ops)
+    assert not any(bar.get_hatch() for ax in plain.axes for bar in ax.patches)

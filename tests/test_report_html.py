@@ -113,6 +113,56 @@ def test_self_contained_one_row_per_cell(page):
     assert "Recommendation" in text and 'id="compat"' in text
 
 
+def test_the_header_says_what_was_measured_and_links_the_files(page):
+    """Recipe line, caveat box, links to the CSVs and docs, constant columns in the header."""
+    index, _ = page
+    text = index.read_text(encoding="utf-8")
+    assert "script ran" not in text  # no debug text
+    recipe = text.split('<p class="recipe">', 1)[1].split("</p>", 1)[0]
+    for label in ("epochs", "training images", "seeds", "optimizer", "batch"):
+        assert f"<b>{label}</b>" in recipe
+    caveat = text.split('<ul class="caveat">', 1)[1].split("</ul>", 1)[0]
+    assert "weights" in caveat  # randomly initialised, or not recorded: always said
+    doc = _parse(text)
+    hrefs = [a.get("href", "") for t, a in doc.tags if t == "a"]
+    assert "runs.csv" in hrefs and "comparison.csv" in hrefs
+    assert any(h.endswith("docs/results.md") for h in hrefs)
+    # The hostile dataset is every cell's: shown once in the header, not as a column.
+    heads = [a.get("data-key") for t, a in _parse(
+        text.split('<table id="cells"', 1)[1].split("</thead>", 1)[0]).tags if t == "th"]
+    assert "dataset" not in heads and "model" in heads and "strategy" in heads
+    assert "dataset:</b>" in text.split('<p class="constants">', 1)[1].split("</p>", 1)[0]
+    advice = text.split('<table class="advice">', 1)[1].split("</thead>", 1)[0]
+    assert "<th>dataset</th>" not in advice and "<th>model</th>" in advice
+
+
+def test_identifiers_never_break_and_tables_scroll(page):
+    index, _ = page
+    text = index.read_text(encoding="utf-8")
+    assert "overflow-wrap:anywhere" not in text and "word-break" not in text
+    assert "white-space:nowrap" in text.split(".id,code", 1)[1].split("}", 1)[0]
+    doc = _parse(text)
+    models = [a for t, a in doc.tags if t == "td" and a.get("data-v") == "resnet18"]
+    assert models and all(a.get("class") == "id" for a in models)
+    # every table in a horizontal scroll container
+    assert text.count("<table") == text.count('<div class="scroll"') > 0
+
+
+def test_hyphenated_identifiers_in_prose_stay_on_one_line():
+    text = report_html.keep_words("tied: post-convtranspose 95.70% (measure-only: no accuracy)")
+    assert '<span class="id">post-convtranspose</span>' in text
+    assert '<span class="id">measure-only</span>' in text and "95.70%" in text
+
+
+def test_not_applicable_is_shaded_apart_from_failures(page):
+    index, _ = page
+    text = index.read_text(encoding="utf-8")
+    css = text.split("<style>", 1)[1].split("</style>", 1)[0]
+    na = css.split("tr.cell[data-status=incompatible]>td{", 1)[1].split("}", 1)[0]
+    failed = css.split("tr.cell[data-status=oom]>td", 1)[1].split("}", 1)[0]
+    assert "background" in na and "background" in failed and na not in failed
+
+
 def test_rerun_command_parses_as_the_cli_wants(page):
     _, table = page
     row = pd.Series({"profile": "fixture", "dataset": "mnist", "model": "vgg16",
@@ -164,10 +214,16 @@ def _cells(dom: str) -> list[list[str]]:
     return rows
 
 
+def _keys(dom: str) -> list[str]:
+    """data-key of the cells table's headers, in order (constant columns are left out)."""
+    head = dom.split('<table id="cells"', 1)[1].split("</thead>", 1)[0]
+    return [a["data-key"] for t, a in _parse(head).tags if t == "th"]
+
+
 @needs_browser
 def test_loads_without_errors_and_sorts_in_chromium(page, tmp_path):
     index, table = page
-    keys = [k for k, _, _ in report_html.CELL_COLUMNS]
+    keys = _keys(index.read_text(encoding="utf-8"))
     url = index.as_uri() + "?sort=test_acc&order=desc"
     run = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", url)
     dom = run.stdout
@@ -182,7 +238,8 @@ def test_loads_without_errors_and_sorts_in_chromium(page, tmp_path):
     scored = [float(v) for v in acc if v]
     assert scored == sorted(scored, reverse=True) and len(scored) == 4
     assert acc[len(scored):] == [""] * (7 - len(scored))  # unscored cells last
-    assert f"script ran: {len(table)} cells" in dom
+    assert "script ran" not in dom  # no debug text
+    assert dom.count('<svg class="chart"') == 6  # the charts are there once the script ran
     # Ascending by strategy name, and a filter that keeps the vgg16 rows only.
     url = index.as_uri() + "?sort=strategy&order=asc&filter=vgg16"
     dom = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", url).stdout
@@ -190,6 +247,26 @@ def test_loads_without_errors_and_sorts_in_chromium(page, tmp_path):
     names = [r[keys.index("strategy")] for r in rows]
     assert names == sorted(names)
     assert "4 of 7 cells" in dom and 'data-js="ok"' in dom
+
+
+@needs_browser
+def test_an_unknown_url_key_is_ignored_with_a_note_naming_the_valid_ones(page, tmp_path):
+    """A mistyped link (?sort=acc, an unknown option) leaves a working page that says why."""
+    index, table = page
+    url = index.as_uri() + "?sort=acc&order=sideways&colour=red&filter=resnet18"
+    run = _chromium(tmp_path, "--virtual-time-budget=5000", "--enable-logging=stderr",
+                    "--dump-dom", url)
+    dom = run.stdout
+    assert 'data-js="ok"' in dom, dom[:3000]  # the script ran to its end
+    assert dom.split('<ul id="js-errors">', 1)[1].split("</ul>", 1)[0] == ""
+    assert "Uncaught" not in run.stderr, run.stderr[-2000:]  # no console error either
+    note = dom.split('<p id="url-note"', 1)[1].split("</p>", 1)[0]
+    assert 'sort key "acc" ignored; valid keys: ' in note
+    assert "test_acc" in note and "train_img_s" in note
+    assert 'order "sideways" ignored; valid: asc, desc' in note
+    assert 'unknown option "colour" ignored' in note
+    assert "3 of 7 cells" in dom  # the filter still applied
+    assert dom.count('<svg class="chart"') == 6
 
 
 @needs_browser
@@ -203,3 +280,14 @@ def test_screenshot_is_taken(page, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # not a blank page
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, ARTIFACTS / "report.png")
+
+
+def test_a_cell_evaluated_once_gets_no_curve_in_its_details():
+    history = pd.read_csv(FIXTURES / "history.csv")
+    seeds = history[history["strategy"] == "repeat3"][["cell_hash", "device_name"]]
+    page = SimpleNamespace(history=history)
+    assert '<svg class="curve"' in report_html._curve(page, seeds.drop_duplicates())
+    page = SimpleNamespace(history=history[history["epoch"] == 1])
+    once = report_html._curve(page, seeds.drop_duplicates())
+    assert '<svg class="curve"' not in once and "no curve to draw" in once
+    assert "<table" in once  # the evaluation itself is still listed

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import config, progress, results, sweep
+from bench import config, identity, progress, results, sweep
 from bench.config import Cell, Config, ConfigError
 from bench.executors import protocol
 from bench.plan import costmodel, grid
@@ -274,7 +274,6 @@ def test_rows_of_a_machine_differing_only_in_cores_or_isa_are_not_resumed(
     or with AVX-512 BF16, or another stepping -- are different hardware: the second runs every
     cell itself instead of taking the first one's rows as its own."""
     from bench import device
-    from bench.executors import ranks
 
     assert run(tmp_path) == 0
     capsys.readouterr()
@@ -286,7 +285,7 @@ def test_rows_of_a_machine_differing_only_in_cores_or_isa_are_not_resumed(
     else:
         info["stepping"] = str(int(info.get("stepping", "0") or 0) + 1)
         fake.setattr(device, "cpu_info", lambda: info)
-    fake.setattr(ranks, "_DEVICES", {})
+    fake.setattr(identity, "_DEVICES", {})
     assert run(tmp_path) == 0
     assert "2 cells to run, 0 already done" in capsys.readouterr().out
     ids = {r["device_id"] for r in rows(tmp_path)}

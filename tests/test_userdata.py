@@ -395,3 +395,39 @@ def test_the_readme_docs_list_every_bad_user_dataset_with_its_message() -> None:
 
 if __name__ == "__main__":  # python tests/test_userdata.py: the table of docs/failures.md
     print(bad_input_table())
+
+
+# -- a user dataset smaller than the profile's subset sizes is used whole -----------------------
+
+def test_a_small_user_dataset_is_used_whole_with_a_note_and_its_cells_say_so(tmp_path,
+                                                                             capsys) -> None:
+    """`--profile cpu` asks 2,000 training images; a 48-image npz is used whole, not refused,
+    and the cell's config (so its hash, estimate and row) carries the sizes it really uses."""
+    from bench import config
+
+    name = f"npz:{rgb_npz(tmp_path / 'rgb.npz')}"  # 48 train, 12 test
+    root = tmp_path / "root"
+    root.mkdir()
+    sets = [f"datasets={name}", f"data_root={root}", "models=resnet18",
+            "strategies=none+pad48", "seeds=0", "batch_size=8"]
+    argv = ["plan", "--profile", "cpu", "--fast", "--json", "--device", "cpu"]
+    for item in sets:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"note: {name} has 48 training and 12 test images" in err, err
+    assert "train_size=2000 -> 48" in err and "larger than" not in err
+    cfg = config.load("cpu", sets)
+    cell = config.cells(cfg)[0]
+    fitted = identity.for_cell(cfg, cell)
+    assert (fitted.train_size, fitted.test_size) == (48, 12)
+    # The hash names the sizes used: the same as asking for them outright.
+    exact = config.load("cpu", [*sets, "train_size=48", "test_size=12"])
+    assert identity.cell_hash(cfg, cell) == identity.cell_hash(exact, cell)
+
+
+def test_a_builtin_dataset_is_still_refused_a_subset_larger_than_it(tmp_path) -> None:
+    from bench.data import registry
+
+    info = registry.DATASETS["mnist"]
+    assert data.fit_sizes("mnist", info, 70_000, 20_000, 0) == (70_000, 20_000, "")

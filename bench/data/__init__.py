@@ -32,7 +32,7 @@ from __future__ import annotations
 from bench.data.cache import cache_status, fetch, get_info, user_datasets
 from bench.data.cli import main
 from bench.data.errors import DataError, UnknownDatasetError
-from bench.data.loader import Splits, batches, check_sizes, keep_last_load, load, num_batches
+from bench.data.loader import Splits, batches, check_sizes, fit_sizes, keep_last_load, load, num_batches
 from bench.data.registry import (
     ARRAYS,
     DATASETS,
@@ -54,7 +54,7 @@ from bench.data.splits import stratified_indices
 __all__ = [
     "ARRAYS", "DATASETS", "ENV_OFFLINE", "ENV_ROOT", "IDX_NAMES", "IMAGE_SHAPE", "SOURCES",
     "DataError", "DatasetInfo", "DebianSpec", "IdxFile", "Splits", "UnknownDatasetError",
-    "UserDatasetError", "WheelSpec", "batches", "cache_status", "check_sizes", "dataset_names", "fetch",
+    "UserDatasetError", "WheelSpec", "batches", "cache_status", "check_sizes", "fit_sizes", "dataset_names", "fetch",
     "get_info", "keep_last_load", "load", "main", "num_batches", "resolve_root",
     "stratified_indices", "user_datasets",
 ]

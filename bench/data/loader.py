@@ -58,6 +58,35 @@ def check_sizes(info: DatasetInfo, n_train: int, n_test: int, train_size: int, t
                         f"(max {n_train} together)")
 
 
+def fit_sizes(dataset: str, info: DatasetInfo, train_size: int, test_size: int,
+              val_size: int) -> tuple[int, int, str]:
+    """The subset sizes (images) a cell of ``dataset`` really uses, and a note when they differ.
+
+    A user's own dataset (``folder:``/``npz:``) smaller than the profile's ``train_size`` /
+    ``test_size`` is used whole, with the note saying so: the profiles are sized for MNIST, and
+    refusing a 1,797-image dataset under ``--profile cpu`` would make every user edit the sizes
+    by hand. Built-in datasets have fixed sizes, so asking too much of them stays a mistake
+    (:func:`check_sizes` refuses it). The sizes returned are the counts used, never 0 for a
+    clamped split, so the row (and the cell's hash) says how many images were trained on.
+    """
+    from bench.data.user import is_user_dataset
+
+    n_train, n_test = info.train_count, info.test_count
+    if not (is_user_dataset(dataset) and n_train and n_test):
+        return train_size, test_size, ""
+    room = n_train - val_size  # what val_size leaves for training (check_sizes refuses < 1)
+    notes = []
+    if train_size > room > 0:
+        notes.append(f"train_size={train_size} -> {room} (all {'the rest' if val_size else 'of it'})")
+        train_size = room
+    if test_size > n_test:
+        notes.append(f"test_size={test_size} -> {n_test} (all of it)")
+        test_size = n_test
+    note = (f"note: {dataset} has {n_train} training and {n_test} test images, fewer than the "
+            f"profile asks: using {', '.join(notes)}") if notes else ""
+    return train_size, test_size, note
+
+
 # A long-lived worker (bench.executors.warm) keeps the last Splits it loaded for the next cell
 # that asks for the same data. One entry only, dropped before anything else is loaded: what
 # stays resident is exactly what the coming cell uses, so its peak memory (live tensors

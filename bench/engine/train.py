@@ -32,10 +32,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.config import Cell, Config, effective
+from bench.config import Cell, Config
 from bench.engine import measure
 from bench.engine import step as step_mod
 from bench.executors import ddp
+from bench.identity import effective
 from bench.plan import fastpath
 from bench.plan.steps import EVAL_BATCH_FACTOR
 from strategies._meta import forward_gflops_per_img
@@ -253,7 +254,8 @@ def run_cell(cfg: Config, cell: Cell, *, device: str | torch.device = "auto",
     profiler trace when ``cfg.save_trace`` is set.
     """
     dev = resolve_device(device)
-    cfg = effective(cfg, cell.model, dev)  # the row records what "auto" chose
+    # The row records what "auto" chose, and the subset sizes the cell's dataset really has.
+    cfg = effective(cfg, cell, dev)
     result = CellResult(row=_base_row(cfg, cell, dev, measure_only))
     t_start = time.perf_counter()
     try:
@@ -546,7 +548,7 @@ def estimate_cell_s(cfg: Config, cell: Cell, device: str | torch.device = "auto"
     from bench import data as data_mod
 
     dev = resolve_device(device)
-    cfg = effective(cfg, cell.model, dev)
+    cfg = effective(cfg, cell, dev)
     info = data_mod.get_info(cell.dataset, cfg.data_root or None)
     try:
         inspect_on_meta(cell, info.num_classes, info.shape)

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench import config as config_mod
 from bench.config import Cell, Config
+from bench.identity import effective
 from bench.plan import fastpath
 from bench.plan.speeds import SPEEDS, DeviceSpeed  # noqa: F401 - re-exported
 
@@ -58,7 +58,7 @@ class CostModel:
     def estimate(self, cfg: Config, cell: Cell) -> Estimate:
         from bench.data import get_info
 
-        cfg = config_mod.effective(cfg, cell.model, self.device_kind)
+        cfg = effective(cfg, cell, self.device_kind)
         info = get_info(cell.dataset, cfg.data_root or None)
         speed = SPEEDS[(self.device_kind, cfg.precision)]
         gflops, incompatible = self.forward_gflops(cell, info.num_classes, info.shape)

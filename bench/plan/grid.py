@@ -14,6 +14,7 @@ so that bad input is one error (exit 2) instead of one error row per cell.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from bench import config as config_mod
@@ -72,9 +73,15 @@ def validate_data(cfg: Config) -> None:
     for dataset in cfg.datasets:
         info = data_mod.get_info(dataset, cfg.data_root or None)  # imports a user dataset
         if info.train_count and info.test_count:
-            data_mod.check_sizes(info, info.train_count, info.test_count, cfg.train_size,
-                                  cfg.test_size, cfg.val_size)
-            n_train = cfg.train_size or info.train_count - cfg.val_size
+            # A user dataset smaller than the profile asks is used whole (the cells get the
+            # same sizes through bench.identity.for_cell); a built-in one is refused below.
+            train_size, test_size, note = data_mod.fit_sizes(
+                dataset, info, cfg.train_size, cfg.test_size, cfg.val_size)
+            if note:
+                print(note, file=sys.stderr)
+            data_mod.check_sizes(info, info.train_count, info.test_count, train_size,
+                                  test_size, cfg.val_size)
+            n_train = train_size or info.train_count - cfg.val_size
             if cfg.batch_size > n_train:
                 raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {dataset} "
                                   f"training set of this grid ({n_train} images): no full batch "

@@ -112,7 +112,7 @@ def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
             key = (cell.dataset, cell.model, cell.strategy)
             if key not in timings:
                 timings[key] = timer(cell)
-            est = _timed(config_mod.effective(cfg, cell.model, kind), kind, est, *timings[key])
+            est = _timed(identity.effective(cfg, cell, kind), kind, est, *timings[key])
         mode = budget_mode(cfg, est.seconds)
         is_done = not force and h in done and (h not in mo_rows or mode == "measure-only")
         p = PlannedCell(index, cell, h, est, mode, is_done)
@@ -124,7 +124,7 @@ def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
 
 def _timed(cfg: Config, kind: str, est: Estimate, seconds: float | None, why: str) -> Estimate:
     """The estimate after timing: the timed seconds plus the device's fixed cost per cell.
-    ``cfg`` is the cell's effective config (:func:`bench.config.effective`)."""
+    ``cfg`` is the cell's effective config (:func:`bench.identity.effective`)."""
     if seconds is not None:
         return Estimate(seconds + SPEEDS[(kind, cfg.precision)].start_s, est.measure_only_s,
                         "timed")

@@ -33,6 +33,7 @@ from bench.report.stats import pareto_mask
 
 FIG_WIDTH_IN = 10.0
 DPI = 150
+MEASURE_ONLY = "measure-only"  # the comparison table's status of a cell that was only timed
 CHART_STEMS = ("accuracy_vs_throughput", "peak_memory", "learning_curves_epoch",
                "learning_curves_time", "compatibility", "op_time_shares")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*")
@@ -275,6 +276,13 @@ def peak_memory(table: pd.DataFrame, palette: dict) -> Figure | None:
             ax.errorbar([r["mem"]], [i], xerr=[[r["mem"] - lo], [hi - r["mem"]]], fmt="none",
                         ecolor="0.2", elinewidth=1, capsize=3, zorder=3)
             ax.text(hi + top * 0.015, i, f"{r['mem']:,.0f}", va="center", fontsize=8.5)
+        # A measure-only cell's memory is a real measurement of a cell that did not train to
+        # the end: hatched and pale, as the page and the accuracy chart set it apart.
+        for bar, status in zip(ax.patches, p["status"], strict=False):
+            if status == MEASURE_ONLY:
+                bar.set_hatch("///")
+                bar.set_edgecolor(bar.get_facecolor())
+                bar.set_facecolor("white")
         ax.set_yticks(range(len(p)),
                       [f"{s} {REINIT_MARK}" if m else s
                        for s, m in zip(p["strategy"], p["reinit"], strict=True)])
@@ -286,6 +294,8 @@ def peak_memory(table: pd.DataFrame, palette: dict) -> Figure | None:
         ax.set_ylabel("")
     worst = " (max over datasets)" if table["dataset"].nunique() > 1 else ""
     marked = f"; {REINIT_MARK} = layers created / re-initialised" if agg["reinit"].any() else ""
+    if (agg["status"] == MEASURE_ONLY).any():
+        marked += "; hatched = measure-only (no accuracy)"
     fig.suptitle(f"Peak training memory per strategy{worst} — lower is better\n"
                  f"bars = min–max over seeds{marked}")
     return fig
@@ -293,6 +303,15 @@ def peak_memory(table: pd.DataFrame, palette: dict) -> Figure | None:
 
 # ---------------------------------------------------------------------------------------------
 # 3. Learning curves
+
+
+def max_evaluations(history: pd.DataFrame) -> int:
+    """The most evaluation points (history rows with a test accuracy) of any one cell's seed."""
+    h = history[history["test_acc"].notna()]
+    if h.empty:
+        return 0
+    keys = [c for c in ("cell_hash", "device_name", "seed") if c in h.columns]
+    return int(h.groupby(keys, sort=False).size().max())
 
 
 def learning_curves(history: pd.DataFrame, palette: dict, markers: dict,
@@ -438,12 +457,16 @@ def _two_lines(text: str, limit: int) -> str:
 # 5. Where time goes
 
 
-def op_time_shares(ops: pd.DataFrame, top_n: int = 8) -> Figure | None:
+def op_time_shares(ops: pd.DataFrame, top_n: int = 8,
+                   measure_only: frozenset[tuple[str, str, str]] = frozenset()
+                   ) -> Figure | None:
     """Stacked horizontal bars: share of profiled self time per operator, per strategy.
 
     Device (CUDA) self time where the profile has any, CPU self time otherwise. Shares are of
     the operators the profiler kept (``profile_top_ops`` per cell), averaged over seeds and
     datasets; the ``top_n`` operators overall get a colour, the rest are 'other'.
+    ``measure_only``: (model, device_name, strategy) of measure-only cells, whose bars are
+    hatched as in the memory chart (their operators were profiled; they have no accuracy).
     """
     o = ops.copy()
     device_total = o.groupby("device_name")["self_device_ms"].transform(
@@ -483,9 +506,10 @@ def op_time_shares(ops: pd.DataFrame, top_n: int = 8) -> Figure | None:
         p = shares.loc[[k for k in shares.index if k[:2] == key]]
         labels = [k[2] for k in p.index]
         left = [0.0] * len(p)
+        hatch = ["///" if (*key, s) in measure_only else "" for s in labels]
         for op in columns:
             ax.barh(labels, p[op], left=left, color=colours[op], edgecolor="white",
-                    linewidth=0.5, height=0.7, label=op)
+                    linewidth=0.5, height=0.7, label=op, hatch=hatch)
             left = [a + b for a, b in zip(left, p[op], strict=True)]
         ax.invert_yaxis()
         ax.set_xlim(0, 100)
@@ -494,7 +518,9 @@ def op_time_shares(ops: pd.DataFrame, top_n: int = 8) -> Figure | None:
     handles = [Patch(facecolor=colours[op], label=_short(op, 28)) for op in columns]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False,
                title="operator (aten::)", title_fontsize=9)
-    fig.suptitle("Where training time goes: top profiler operators by self time")
+    hatched = "; hatched = measure-only (no accuracy)" if any(
+        k in measure_only for k in shares.index) else ""
+    fig.suptitle(f"Where training time goes: top profiler operators by self time{hatched}")
     return fig
 
 
@@ -515,6 +541,10 @@ def write_charts(table: pd.DataFrame, history: pd.DataFrame | None, ops: pd.Data
             strategies += list(frame["strategy"])
     palette = strategy_palette(strategies)
     markers = strategy_markers(strategies)
+    notes: list[str] = []
+    timed_only = frozenset(  # (model, device_name, strategy) of the measure-only cells
+        (str(r["model"]), str(r["device_name"]), str(r["strategy"]))
+        for _, r in table[table["status"] == MEASURE_ONLY].iterrows())
 
     jobs: list[tuple[str, str, Callable[[], Figure | None]]] = [
         ("accuracy_vs_throughput", "no cell has both a test accuracy and a train throughput",
@@ -522,6 +552,13 @@ def write_charts(table: pd.DataFrame, history: pd.DataFrame | None, ops: pd.Data
         ("peak_memory", "no cell recorded peak_mem_mib",
          lambda: peak_memory(table, palette)),
     ]
+    if history is not None and max_evaluations(history) <= 1:
+        # One evaluation per cell (one epoch) would draw a single dot per line: no curve.
+        notes.append("learning curves skipped: every cell was evaluated once (one epoch), "
+                     "a single point per line; its accuracy is in the tables")
+        history = None
+    elif history is None:
+        notes.append("learning curves skipped: no history*.csv rows for runs that finished ok")
     if history is not None:
         jobs += [("learning_curves_epoch", "history has no test_acc values",
                   lambda: learning_curves(history, palette, markers, "epoch", shared_axis)),
@@ -532,12 +569,9 @@ def write_charts(table: pd.DataFrame, history: pd.DataFrame | None, ops: pd.Data
         jobs.append(("compatibility", "compat.csv is empty", lambda: compat_heatmap(compat)))
     if ops is not None:
         jobs.append(("op_time_shares", "ops has no positive self time",
-                     lambda: op_time_shares(ops)))
+                     lambda: op_time_shares(ops, measure_only=timed_only)))
 
     written: list[Path] = []
-    notes = []
-    if history is None:
-        notes.append("learning curves skipped: no history*.csv rows for runs that finished ok")
     if compat is None:
         notes.append("compatibility heatmap skipped: no compat.csv (run `python -m bench "
                      "doctor`, or pass --compat)")

@@ -12,11 +12,14 @@ The script takes options from the query string or the fragment, for links and fo
 test: ``?sort=<column>&order=asc|desc&filter=<text>&status=<status>`` (column keys are the
 ``data-key`` of the cells table's headers, e.g. ``test_acc``, ``train_img_s``, ``peak_mem``).
 When it has run without an exception it sets ``data-js="ok"`` on ``<html>``; any error (or
-``console.error``) is written into ``<ul id="js-errors">``.
+``console.error``) is written into ``<ul id="js-errors">``; an unknown option or value is
+ignored and named, with the valid ones, in ``<p id="url-note">`` (:mod:`.page_assets`). The
+header (:mod:`.page_header`) says what was measured, the caveats, and links the CSVs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import re
@@ -26,9 +29,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.report import page_header
 from bench.report.advise import CRITERIA, DEFINITIONS, Advice, verdict_text
 from bench.report.fmt import fmt_num
 from bench.report.markdown import display_path, speed_text, unique_value
+from bench.report.page_assets import CSS, ERROR_HOOK, SCRIPT
 
 TOP_OPS = 10  # operators listed per cell
 
@@ -47,6 +52,7 @@ class Page:
     warnings: list[str]
     results_dir: Path
     inputs: list[str]
+    out_dir: Path | None = None  # where index.html is written; default results_dir
 
 
 def esc(value: object) -> str:
@@ -128,10 +134,10 @@ def curve_svg(points: dict[str, list[tuple[float, float]]], width: int = 360,
 
 def _table(head: list[str], rows: list[list[str]], cls: str = "small") -> str:
     """A plain table; every cell is already escaped HTML."""
-    out = [f'<table class="{cls}"><thead><tr>'
+    out = [f'<div class="scroll"><table class="{cls}"><thead><tr>'
            + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     out += ["<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows]
-    return "".join(out) + "</tbody></table>"
+    return "".join(out) + "</tbody></table></div>"  # scrolls sideways on a narrow screen
 
 
 def fmt_pct(v: object, digits: int = 2) -> str:
@@ -151,13 +157,19 @@ CELL_COLUMNS = (  # (data-key, header, numeric)
 
 
 NUM_CLASS = ' class="num"'
+ID_CLASS = ' class="id"'
 
 
-def cells_table(t: pd.DataFrame) -> str:
-    """The sortable, filterable table: one row per dataset × model × device × strategy."""
+ID_KEYS = ("dataset", "model", "device", "strategy", "status")  # names: never broken mid-word
+
+
+def cells_table(t: pd.DataFrame, hidden: frozenset[str] = frozenset()) -> str:
+    """The sortable, filterable table: one row per dataset × model × device × strategy.
+    ``hidden``: data-keys left out (a column every cell shares, shown in the page's header)."""
+    columns = [c for c in CELL_COLUMNS if c[0] not in hidden]
     head = "".join(
         f'<th data-key="{k}" data-type="{"num" if num else "text"}"><button type="button">'
-        f"{esc(h)}</button></th>" for k, h, num in CELL_COLUMNS)
+        f"{esc(h)}</button></th>" for k, h, num in columns)
     rows = []
     for i, r in t.reset_index(drop=True).iterrows():
         reinit = bool(r.get("reinitialized"))
@@ -194,8 +206,10 @@ def cells_table(t: pd.DataFrame) -> str:
             (status, f'<span class="st st-{esc(r["status"])}">{esc(status)}</span>'),
             (r["reason"], f'<span class="reason">{esc(r["reason"])}</span>'),
         ]
-        tds = "".join(f'<td data-v="{esc(v)}"{NUM_CLASS if num else ""}>{c}</td>'
-                      for (v, c), (_, _, num) in zip(cells, CELL_COLUMNS, strict=True))
+        tds = "".join(f'<td data-v="{esc(v)}"'
+                      f'{NUM_CLASS if num else ID_CLASS if k in ID_KEYS else ""}>{c}</td>'
+                      for (v, c), (k, _, num) in zip(cells, CELL_COLUMNS, strict=True)
+                      if k not in hidden)
         rows.append(f'<tr class="cell" data-i="{i}" data-status="{esc(r["status"])}">{tds}</tr>')
     statuses = list(dict.fromkeys(t["status"]))
     options = "".join(f'<option value="{esc(s)}">{esc(s)}</option>' for s in statuses)
@@ -204,23 +218,39 @@ def cells_table(t: pd.DataFrame) -> str:
         'placeholder="any text: model, strategy, reason…"></label> '
         f'<label>status <select id="status"><option value="">all</option>{options}</select>'
         '</label> <span id="shown"></span></div>'
-        f'<table id="cells" class="sortable"><thead><tr>{head}</tr></thead>'
-        f'<tbody>{"".join(rows)}</tbody></table>'
+        f'<div class="scroll"><table id="cells" class="sortable"><thead><tr>{head}</tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></div>'
         '<p class="note">Click a header to sort (again to reverse); † = the strategy created or '
         're-initialised layers; bold = a winner whose interval clears every other strategy\'s '
-        "in its dataset × model × device; <em>n.s.</em> = a gap that cannot be told from 0.</p>")
+        "in its dataset × model × device; <em>n.s.</em> = a gap that cannot be told from 0; "
+        "grey hatched rows = not applicable (the strategy cannot run on that model), red rows = "
+        "failures. Link keys: ?sort=" + ",".join(k for k, _, _ in columns)
+        + "&amp;order=asc|desc&amp;filter=TEXT&amp;status=STATUS.</p>")
 
 
-def advice_section(advice: list[Advice]) -> str:
-    rows = [[esc(a.dataset), esc(a.model), esc(a.device_name),
-             *(esc(verdict_text(v)) + (
-                 f'<br><small>not compared: {esc("; ".join(f"{s} ({w})" for s, w in v.excluded.items()))}</small>'  # noqa: E501
+_HYPHENATED = re.compile(r"[\w.+]+(?:-[\w.+]+)+")
+
+
+def keep_words(escaped: str) -> str:
+    """Escaped prose with its hyphenated identifiers (post-convtranspose, measure-only) kept on
+    one line: a browser would otherwise break them after the hyphen."""
+    return _HYPHENATED.sub(lambda m: f'<span class="id">{m.group(0)}</span>', escaped)
+
+
+def advice_section(advice: list[Advice], hidden: frozenset[str] = frozenset()) -> str:
+    """The verdicts per dataset × model × device; ``hidden``: the constant columns ("dataset",
+    "device") the page's header already names, left out so a narrow screen shows verdicts."""
+    keep = [k not in hidden for k in ("dataset", "model", "device")]
+    rows = [[*(c for c, k in zip((esc(a.dataset), esc(a.model), esc(a.device_name)), keep,
+                                  strict=True) if k),
+             *(keep_words(esc(verdict_text(v))) + (
+                 f'<br><small>not compared: {keep_words(esc("; ".join(f"{s} ({w})" for s, w in v.excluded.items())))}</small>'  # noqa: E501
                  if v.excluded else "") for v in a.verdicts)]
             for a in advice]
     defs = "".join(f"<li><b>{esc(t)}</b>: {esc(DEFINITIONS[k])}</li>"
                    for k, t, _, _ in CRITERIA)
-    return (_table(["dataset", "model", "device", *(esc(t) for _, t, _, _ in
-                                                    CRITERIA)], rows, "advice")
+    head = [h for h, k in zip(("dataset", "model", "device"), keep, strict=True) if k]
+    return (_table([*head, *(esc(t) for _, t, _, _ in CRITERIA)], rows, "advice")
             + f'<ul class="note">{defs}</ul>')
 
 
@@ -267,7 +297,10 @@ def _curve(page: Page, seeds: pd.DataFrame) -> str:
                  (f"{v:.4g}" if isinstance(v, float) and not pd.isna(v) else v))
              for c, v in zip(cols, vals, strict=True)]
             for vals in h[cols].itertuples(index=False)]
-    return curve_svg(points) + _table(cols, rows)
+    # One evaluation per seed (one epoch) is a lone dot, not a curve: the table says it all.
+    curve = (curve_svg(points) if max(map(len, points.values())) > 1 else
+             '<p class="note">One evaluation per seed: no curve to draw.</p>')
+    return curve + _table(cols, rows)
 
 
 def cell_details(page: Page) -> str:
@@ -329,7 +362,7 @@ def compat_section(compat: pd.DataFrame | None) -> str:
             "device (hover a failed cell for the explanation).</p>"
             '<div class="controls"><label>filter <input id="compat-filter" type="search" '
             'placeholder="model or error class"></label></div>'
-            f'<div class="scroll"><table id="compat" class="small"><thead><tr><th>model</th>'
+            f'<div class="scroll" id="compat-scroll"><table id="compat" class="small"><thead><tr><th>model</th>'
             f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
@@ -344,80 +377,6 @@ def charts_section(charts: list[Path]) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # The page
-
-CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1600px;padding:0 16px;color:#222}
-h1{font-size:22px}h2{margin-top:2em;border-bottom:1px solid #ccc}h4{margin:.8em 0 .3em}
-table{border-collapse:collapse;margin:.4em 0}th,td{border:1px solid #ddd;padding:3px 6px;
-vertical-align:top;overflow-wrap:anywhere}thead th{background:#f3f3f3;position:sticky;top:0}
-#cells td.num{white-space:nowrap;text-align:right}
-th button{font:inherit;font-weight:600;border:0;background:none;cursor:pointer;padding:0}
-th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] button::after{content:" ▼"}
-.reason{display:block;max-width:34em;font-size:12px;color:#555}
-.st-ok{color:#1b7a2f}.st-incompatible,.st-oom,.st-error,.st-diverged,.st-timeout{color:#b00}
-.reinit{color:#a05a00;font-weight:700}.note{color:#555;font-size:12.5px}
-.small{font-size:12.5px}.advice td{max-width:26em}
-.controls{margin:.5em 0}input[type=search]{width:22em}
-.scroll{overflow:auto;max-height:34em}#compat td.ok{background:#e3f3e6}#compat td.bad{background:#fde8e4}
-figure{margin:1em 0}svg.chart{max-width:100%;height:auto}
-svg.curve{font-size:10px;background:#fafafa}svg.curve .ax{stroke:#888}
-svg.curve polyline{fill:none;stroke-width:1.6}.s0{stroke:#1f77b4;fill:#1f77b4}
-.s1{stroke:#d62728;fill:#d62728}.s2{stroke:#2ca02c;fill:#2ca02c}.s3{stroke:#9467bd;fill:#9467bd}
-pre{background:#f6f6f6;padding:6px;overflow:auto}details{margin:.3em 0}summary{cursor:pointer}
-#js-errors{color:#b00}.warn{color:#8a4b00}
-"""
-
-# Before anything else: record errors (and console.error) into the DOM, so a headless
-# browser's --dump-dom shows them.
-ERROR_HOOK = """
-(function(){var errs=[];window.__errors=errs;
-function put(t){errs.push(t);var u=document.getElementById('js-errors');
-if(u){var li=document.createElement('li');li.textContent=t;u.appendChild(li);}}
-window.__putError=put;
-window.addEventListener('error',function(e){put('error: '+e.message+' at '+(e.lineno||0));});
-window.addEventListener('unhandledrejection',function(e){put('rejection: '+e.reason);});
-var ce=console.error;console.error=function(){put('console.error: '+
-Array.prototype.join.call(arguments,' '));return ce.apply(console,arguments);};})();
-"""
-
-SCRIPT = """
-(function(){
-var opts=new URLSearchParams(location.search||location.hash.replace(/^#/,''));
-function $(id){return document.getElementById(id);}
-var table=$('cells'),body=table.tBodies[0],heads=table.tHead.rows[0].cells;
-function cmp(a,b,num){if(a===b)return 0;if(a==='')return 1;if(b==='')return -1;
-return num?(parseFloat(a)-parseFloat(b)):a.localeCompare(b);}
-function sortBy(key,order){var col=-1;
-for(var i=0;i<heads.length;i++){if(heads[i].dataset.key===key)col=i;
-heads[i].removeAttribute('aria-sort');}
-if(col<0){throw new Error('no column '+key);}
-var num=heads[col].dataset.type==='num',sign=order==='desc'?-1:1;
-var rows=Array.prototype.slice.call(body.rows);
-rows.sort(function(x,y){var a=x.cells[col].dataset.v,b=y.cells[col].dataset.v;
-if(a===''||b===''){var c=cmp(a,b,num);if(c)return c;}
-return sign*cmp(a,b,num)||(x.dataset.i-y.dataset.i);});
-rows.forEach(function(r){body.appendChild(r);});
-heads[col].setAttribute('aria-sort',order==='desc'?'descending':'ascending');
-table.dataset.sorted=key+':'+(order==='desc'?'desc':'asc');}
-function filter(){var q=$('filter').value.toLowerCase(),st=$('status').value,n=0;
-Array.prototype.forEach.call(body.rows,function(r){
-var show=(!q||r.textContent.toLowerCase().indexOf(q)>=0)&&(!st||r.dataset.status===st);
-r.hidden=!show;if(show)n++;});$('shown').textContent=n+' of '+body.rows.length+' cells';}
-Array.prototype.forEach.call(heads,function(h){h.querySelector('button').addEventListener(
-'click',function(){var cur=table.dataset.sorted||'';
-sortBy(h.dataset.key,cur===h.dataset.key+':asc'?'desc':'asc');});});
-$('filter').addEventListener('input',filter);$('status').addEventListener('change',filter);
-var cf=$('compat-filter');if(cf){cf.addEventListener('input',function(){var q=cf.value.toLowerCase();
-Array.prototype.forEach.call($('compat').tBodies[0].rows,function(r){
-r.hidden=q&&r.textContent.toLowerCase().indexOf(q)<0;});});}
-if(opts.get('filter'))$('filter').value=opts.get('filter');
-if(opts.get('status'))$('status').value=opts.get('status');
-if(opts.get('sort'))sortBy(opts.get('sort'),opts.get('order')||'asc');
-filter();
-document.documentElement.setAttribute('data-js',window.__errors.length?'errors':'ok');
-$('js-status').textContent='script ran: '+body.rows.length+' cells';
-})();
-"""
 
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
        "img-src data:")
@@ -439,23 +398,38 @@ def render(page: Page) -> str:
         warnings = (f'<li class="warn"><details><summary><b>{len(page.warnings)} warning(s)'
                     f"</b> (as in summary.md)</summary><ul>{warnings}</ul></details></li>")
     command = f"python -m bench report {display_path(page.results_dir)}"
+    constants = page_header.constant_columns(table)
+    shared = "".join(f"<b>{esc(label)}:</b> <span class=\"id\">{esc(constants[key])}</span> · "
+                     for key, _, label in page_header.CONSTANT_COLUMNS if key in constants)
+    recipe = " · ".join(f"<b>{esc(label)}</b> {esc(text)}"
+                        for label, text in page_header.recipe_items(runs))
+    caveats = "".join(f"<li>{esc(c)}</li>" for c in
+                      page_header.caveats(runs, page_header.read_config(page.results_dir)))
+    links = " · ".join(f'<a href="{esc(href)}">{esc(text)}</a>' for text, href in
+                       page_header.links(page.results_dir, page.out_dir or page.results_dir,
+                                         page.inputs))
     body = (
         f"<h1>adaptbench results: profile {esc(profile)}</h1>"
-        f"<p>Generated by <code>{esc(command)}</code> from {esc(', '.join(page.inputs))}; "
+        + (f'<p class="constants">{shared}every cell</p>' if shared else "")
+        + (f'<p class="recipe"><b>Recipe:</b> {recipe}</p>' if recipe else "")
+        + (f'<ul class="caveat">{caveats}</ul>' if caveats else "")
+        + f"<p>Generated by <code>{esc(command)}</code> from {esc(', '.join(page.inputs))}; "
         "regenerate with the same command, never edit by hand.</p>"
+        f"<p><b>Files:</b> {links}</p>"
         f"<ul><li><b>Device(s):</b> {esc(devices)}</li>"
         f"<li><b>Cells:</b> {len(table)} from {len(runs)} runs (cell × seed)</li>"
         f"<li><b>Provenance:</b> {esc(', '.join(prov))}</li>{warnings}</ul>"
-        '<p id="js-status" class="note">script did not run</p><ul id="js-errors"></ul>'
+        '<p id="url-note" role="status"></p><ul id="js-errors"></ul>'
         '<nav><a href="#recommendation">recommendation</a> · <a href="#cells-h">cells</a> · '
         '<a href="#charts">charts</a> · <a href="#details">cell details</a> · '
         '<a href="#compatibility">compatibility</a></nav>'
-        f'<h2 id="recommendation">Recommendation</h2>{advice_section(page.advice)}'
+        f'<h2 id="recommendation">Recommendation</h2>{advice_section(page.advice, frozenset(constants))}'
         '<h2 id="cells-h">Every cell</h2><p class="note">Accuracy: mean over the seeds that '
         "finished, with the interval it is judged by (Wilson over the test images for one seed; "
         "t over seeds, or Wilson where wider). Throughput: median over seeds with the p10–p90 "
         "spread of its timing windows. MFU: training FLOP/s over the measured matmul peak. "
-        f"Peak MiB: tensor bytes of one training step.</p>{cells_table(table)}"
+        f"Peak MiB: tensor bytes of one training step.</p>"
+        f"{cells_table(table, frozenset(constants))}"
         f'<h2 id="charts">Charts</h2>{charts_section(page.charts)}'
         '<h2 id="details">Cell details</h2><p class="note">Per cell: provenance of each seed, '
         "the command that re-runs it, its learning curve and its top profiler operators.</p>"
@@ -472,6 +446,8 @@ def render(page: Page) -> str:
 def write_index(page: Page, path: Path) -> Path:
     """Write :func:`render`'s page to ``path`` (UTF-8) and return the path."""
     path = Path(path)
+    if page.out_dir is None:  # the links to the CSVs are relative to where the page is
+        page = dataclasses.replace(page, out_dir=path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(page), encoding="utf-8")
     return path

@@ -143,9 +143,10 @@ def profile_cell_config(profile: Config, model_name: str, batch_size: int, warmu
     """:func:`cell_config`'s timing with ``profile``'s recipe for ``model_name`` on ``device``
     (per_model entries applied, ``"auto"`` precision and layout resolved): what that profile's
     cells train with, gradient clipping included, so both sides do the recipe's work."""
-    from bench.config import effective
+    from bench.identity import effective
 
-    recipe = effective(profile, model_name, device)
+    # The recipe depends on the model (per_model) and the dataset, not on the strategy.
+    recipe = effective(profile, Cell("mnist", model_name, "repeat3", SEED), device)
     base = cell_config(batch_size, warmup_steps, window_steps, windows, threads,
                        profile.data_root)
     return base.replace(**{key: getattr(recipe, key) for key in PROFILE_RECIPE_KEYS})
