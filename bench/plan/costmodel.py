@@ -21,7 +21,7 @@ from typing import Any
 from bench import config as config_mod
 from bench.config import Cell, Config
 from bench.plan import fastpath
-from bench.plan.speeds import SPEEDS, DeviceSpeed  # noqa: F401 - re-exported
+from bench.plan.speeds import SPEEDS, DeviceSpeed, device_speed  # noqa: F401 - re-exported
 
 # The cost model is trusted when it is this far from the budget either way (it is within ~2x
 # of measured throughput); in between, the cell is timed for a few steps before deciding.
@@ -39,8 +39,12 @@ class Estimate:
 class CostModel:
     """Seconds per cell from forward FLOPs (meta device) and a :class:`DeviceSpeed`."""
 
-    def __init__(self, device_kind: str) -> None:
+    def __init__(self, device_kind: str, device_model: str = "") -> None:
+        """``device_model``: a name of :data:`bench.plan.speeds.DEVICE_MODELS` ("" = the model
+        the constants were fitted on); ConfigError if unknown."""
         self.device_kind = device_kind
+        self.device_model = device_model
+        device_speed(device_kind, "fp32", device_model)  # an unknown model fails here
         self._flops: dict[tuple[Any, ...], tuple[float, str]] = {}
 
     def forward_gflops(self, cell: Cell, num_classes: int,
@@ -60,7 +64,7 @@ class CostModel:
 
         cfg = config_mod.resolve_auto(config_mod.for_model(cfg, cell.model), self.device_kind)
         info = get_info(cell.dataset, cfg.data_root or None)
-        speed = SPEEDS[(self.device_kind, cfg.precision)]
+        speed = device_speed(self.device_kind, cfg.precision, self.device_model)
         gflops, incompatible = self.forward_gflops(cell, info.num_classes, info.shape)
         if incompatible:  # recorded by the sweep itself, no process started
             return Estimate(0.0, 0.0, "cost-model", incompatible)
