@@ -91,6 +91,21 @@ def test_gpu_quick_fits_a_lease() -> None:
     assert cfg.cell_timeout_s <= 4 * 60  # a hung cell cannot eat the lease
 
 
+def test_the_cost_model_trains_on_what_val_size_leaves_and_tests_once_at_the_end() -> None:
+    cfg = config.load("gpu-quick", ["train_size=0", "test_size=10000", "val_size=0"])
+    cell = next(c for c in config.cells(cfg) if c.model == "resnet50"
+                and c.strategy == "resize224")
+    model = costmodel.CostModel("cuda")
+    whole = model.estimate(cfg, cell).seconds
+    # 50,000 of the 60,000 training images held out: a sixth of the training steps, the
+    # held-out images evaluated each epoch and the test split once more at the end.
+    held = model.estimate(cfg.replace(val_size=50_000), cell).seconds
+    assert held < whole * 0.75
+    # Ten held out: the same training, the test split evaluated once instead of every epoch.
+    tiny_val = model.estimate(cfg.replace(val_size=10), cell).seconds
+    assert held < tiny_val < whole
+
+
 def test_overrides_are_typed_and_lists_split_on_commas() -> None:
     cfg = config.load("smoke", ["epochs=3", "models=resnet18, resnet50", "seeds=1,2",
                                 "channels_last=true", "lr=0.1"])
