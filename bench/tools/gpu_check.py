@@ -581,8 +581,12 @@ def main(argv: list[str] | None = None) -> int:
             "the sweep skips the cells they finished on this GPU model")
     sweep_sets = sets + [f"peak_tflops={peak}"]
     extra = ["--only", args.only] if args.only else []
-    rc = run_sweep(args.profile, sweep_sets, results_dir, "cpu" if args.dry_run else "auto",
-                   remaining, extra, log)
+    if remaining <= 0:  # the probes and the baseline spent the budget: the next call sweeps
+        log(f"  no time left for the sweep ({-remaining:.0f} s over the budget): not started")
+        rc = -1
+    else:
+        rc = run_sweep(args.profile, sweep_sets, results_dir, "cpu" if args.dry_run else "auto",
+                       remaining, extra, log)
 
     log("== 5. report")
     report(results_dir, max(20.0, args.budget_s + 40.0 - (time.perf_counter() - t0)), log)
