@@ -43,7 +43,7 @@ publish: data ## re-measure and overwrite the published results/<profile>/ (main
 bench-micro: setup ## pytest-benchmark micro suite; JSON saved under runs/micro/ (results/micro holds the published ones)
 	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=runs/micro --benchmark-autosave --benchmark-columns=min,median,max,rounds $(ARGS)
 
-bench-gpu: data ## one-shot GPU check: ceilings, graphs/compile probes, naive baseline, gpu-quick, report
+bench-gpu: data ## one 9-minute GPU call: ceilings, probes, naive baseline, the gpu profile (resumable), report
 	$(PY) -m bench.tools.gpu_check $(ARGS)
 
 bench-gpu-dry: data ## the same script on CPU, tiny and fast, to prove it before a GPU is spent

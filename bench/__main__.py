@@ -3,6 +3,7 @@
 ::
 
     python -m bench plan --profile cpu [--fast] [--json] # cells, estimates, total ETA
+    python -m bench plan --profile gpu --device cuda --device-model h200 --fast
     python -m bench run --profile auto                    # gpu with CUDA, else cpu
     python -m bench run --profile cpu --executor process  # a fresh process per cell
     python -m bench run --profile smoke --set epochs=2 --only model=resnet18 --quiet
@@ -126,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="plan the cells as `torchrun --nproc_per_node N -m bench run --ddp` "
                            "runs them: each on N ranks (their own cell hashes; batch_size must "
                            "split N ways); estimates stay one device's")
+    from bench.plan.speeds import DEVICE_MODELS
+
+    plan.add_argument("--device-model", default="", metavar="NAME",
+                      choices=sorted({m for ms in DEVICE_MODELS.values() for m in ms}),
+                      help="price the cells on this device model (" + ", ".join(
+                          f"{k}: {'/'.join(sorted(v))}" for k, v in DEVICE_MODELS.items())
+                      + "; default: the one the constants were fitted on, "
+                        "bench/plan/speeds.py)")
     plan.add_argument("--json", action="store_true",
                       help="print the plan as one JSON document (per cell: dataset, model, "
                            "strategy, seed, cell_hash, mode, estimate_s, done)")
@@ -270,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "plan":
             return sweep.run_plan(opts, fast=args.fast, as_json=args.json,
-                                  ddp_world=args.ddp)
+                                  ddp_world=args.ddp, device_model=args.device_model)
         return sweep.run_sweep(opts)
     except Exception as exc:
         if not isinstance(exc, _known_errors()):

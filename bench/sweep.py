@@ -544,11 +544,12 @@ def _summary(prep: Prepared, rdir: Path) -> None:
 # --- plan --------------------------------------------------------------------------------------
 
 def run_plan(opts: SweepOptions, *, fast: bool, as_json: bool = False,
-             ddp_world: int = 0) -> int:
+             ddp_world: int = 0, device_model: str = "") -> int:
     """``python -m bench plan``: every cell with its estimate and the total ETA (or ``--json``).
 
     ``ddp_world`` N > 0: the plan of ``torchrun --nproc_per_node N -m bench run --ddp``, with
     that run's cell hashes and batch check (each cell is one row trained by N ranks).
+    ``device_model``: the device model priced (``plan --device-model``; "" = the fitted one).
     """
     if ddp_world and ddp_world < 2:
         raise ConfigError(f"plan --ddp N takes the ranks that train each cell together, N >= 2; "
@@ -575,14 +576,15 @@ def run_plan(opts: SweepOptions, *, fast: bool, as_json: bool = False,
               f"estimates from {source}", flush=True)
         if cuda_elsewhere:
             print("no CUDA on this machine: the CUDA cost model is calibrated on one H100 (see "
-                  "SPEEDS in bench/costmodel.py); other GPUs scale with their speed", flush=True)
+                  "SPEEDS in bench/plan/speeds.py); --device-model prices another "
+                  f"({device_model or 'h100'} here)", flush=True)
         print(f"{'#':>4}  {'cell':<48} {'est':>7}  {'mode':<12} {'source':<10} note", flush=True)
     cells = list(enumerate(prep.cells, start=1))
     rdir = None if cuda_elsewhere else prep.results_dir
     show = None if as_json else (lambda p: print(plan_line(p), flush=True))
     if fast:
         planned = make_plan(cfg, cells, device, results_dir=rdir, force=opts.force, on_cell=show,
-                            ddp_world=prep.ddp_world)
+                            ddp_world=prep.ddp_world, device_model=device_model)
     else:
         executors.preflight(cfg.executor, cfg)
         with tempfile.TemporaryDirectory(prefix="adaptbench-plan-") as tmp:
@@ -593,11 +595,13 @@ def run_plan(opts: SweepOptions, *, fast: bool, as_json: bool = False,
                                cfg) as executor:
                 planned = make_plan(cfg, cells, device, results_dir=rdir, force=opts.force,
                                     timer=executor_timer(executor, prep, cfg_path),
-                                    on_cell=show, ddp_world=prep.ddp_world)
+                                    on_cell=show, ddp_world=prep.ddp_world,
+                                    device_model=device_model)
     if as_json:
-        print(json.dumps(plan_json(cfg, prep.profile, device, cfg.executor, planned), indent=2))
+        print(json.dumps(plan_json(cfg, prep.profile, device, cfg.executor, planned,
+                                   device_model), indent=2))
     else:
-        print_plan(cfg, prep.profile, device, planned)
+        print_plan(cfg, prep.profile, device, planned, device_model=device_model)
         if rdir is not None and (rdir / "runs.csv").is_file():
             # How far to trust that ETA: the estimates of the rows already in this directory
             # against what those cells took (bench.tools.calibrate).

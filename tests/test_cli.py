@@ -75,6 +75,38 @@ def test_a_gpu_run_can_be_planned_without_a_gpu(capsys, tmp_path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+def test_a_plan_names_the_device_model_and_the_range_to_expect(capsys, tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the plan would use it")
+    assert main(["plan", "--profile", "gpu-quick", "--device", "cuda", "--device-model", "h200",
+                 "--fast", "--only", "model=resnet18,strategy=repeat3",
+                 "--results-dir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "--device-model prices another (h200 here)" in out
+    (line,) = [x for x in out.splitlines() if x.strip().startswith("on h200: likely")]
+    assert "x0.87 (p10 x0.74, p90 x1.35)" in line  # the spread of bench/plan/speeds.py
+    # A model of another device kind is refused like any bad input.
+    assert main(["plan", "--profile", "smoke", "--device", "cpu", "--device-model", "h200",
+                 "--fast", "--results-dir", str(tmp_path / "r")]) == 2
+    assert "unknown cpu device model 'h200'; known: epyc-avx2" in capsys.readouterr().err
+
+
+def test_the_h200_is_priced_as_the_h100_until_a_lease_measures_it() -> None:
+    from bench import config
+    from bench.plan import costmodel, planner
+    from bench.plan.speeds import RATIO_SPREAD
+
+    cfg = config.load("gpu-quick")
+    cell = config.cells(cfg)[0]
+    h100, h200 = costmodel.CostModel("cuda"), costmodel.CostModel("cuda", "h200")
+    assert h200.estimate(cfg, cell).seconds == h100.estimate(cfg, cell).seconds > 0
+    p10, mid, p90 = planner.eta_range("cuda", 100.0)
+    assert (p10, mid, p90) == pytest.approx([100 * r for r in RATIO_SPREAD["cuda"]])
+    assert p10 < mid < 100.0 < p90
+
+
 def test_plan_prints_every_cell_and_the_total_eta(capsys, tmp_path) -> None:
     assert main(["plan", "--profile", "smoke", "--fast", "--device", "cpu",
                  "--results-dir", str(tmp_path / "r")]) == 0

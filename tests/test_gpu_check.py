@@ -18,8 +18,8 @@ def test_dry_run_writes_every_file_and_ends_with_the_summary(tmp_path: Path) -> 
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.tools.gpu_check", "--dry-run", "--out", str(out),
-         "--only", "model=resnet18,strategy=repeat3", "--budget-s", "300"],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+         "--only", "model=resnet18,strategy=repeat3", "--budget-s", "3000"],
+        cwd=REPO, capture_output=True, text=True, timeout=3600)  # no clock: a loaded CI is slow
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     ceilings = json.loads((out / "ceilings.json").read_text())
     assert ceilings["bf16_matmul_tflops"] > 0 and ceilings["copy_gb_s"] > 0
@@ -51,7 +51,7 @@ def test_dry_run_writes_every_file_and_ends_with_the_summary(tmp_path: Path) -> 
         [sys.executable, "-m", "bench.tools.gpu_check", "--dry-run", "--out", str(again),
          "--only", "model=resnet18,strategy=repeat3", "--skip-baseline", "--skip-probes",
          "--resume-from", str(out / "gpu")],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+        cwd=REPO, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "resuming from" in proc.stdout and "0 cells to run, 2 already done" in proc.stdout
     with open(again / "gpu" / "runs.csv") as fh:
@@ -153,3 +153,53 @@ def test_probes_only_and_skip_probes_exclude_each_other(tmp_path: Path, capsys) 
     assert exc.value.code == 2
     assert "--skip-probes and --probes-only exclude each other" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_out_of_budget_keeps_the_rows_and_prints_the_command_that_completes_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    import shlex
+
+    from bench.tools import gpu_check
+
+    calls: list[tuple] = []
+
+    def fake_sweep(profile, sets, results_dir, device, budget_s, extra, log):
+        calls.append((profile, budget_s, extra))
+        return -1  # what run_sweep returns when it stopped the sweep at the budget
+
+    monkeypatch.setattr(gpu_check, "run_sweep", fake_sweep)
+    monkeypatch.setattr(gpu_check, "report", lambda results_dir, timeout_s, log: 0)
+    out = tmp_path / "o"
+    argv = ["--dry-run", "--out", str(out), "--skip-probes", "--skip-baseline",
+            "--only", "model=resnet18,strategy=repeat3", "--set", "seeds=0,1"]
+    assert gpu_check.main(argv) == 0  # stopping at the budget is not a failure
+    (profile, budget, extra), = calls
+    assert profile == "gpu" and extra == ["--only", "model=resnet18,strategy=repeat3"]
+    assert 0 < budget <= gpu_check.DEFAULT_BUDGET_S
+    lines = capsys.readouterr().out.splitlines()
+    i = lines.index("not finished: the budget ran out with the rows above kept; complete it with")
+    again = shlex.split(lines[i + 1])
+    assert again[1:3] == ["-m", "bench.tools.gpu_check"]
+    rest = again[3:]
+    for flag in ("--skip-probes", "--skip-baseline", "--dry-run"):
+        assert flag in rest
+    for key, value in (("--out", str(out)), ("--profile", "gpu"),
+                       ("--only", "model=resnet18,strategy=repeat3"), ("--set", "seeds=0,1")):
+        assert rest[rest.index(key) + 1] == value
+    # The whole call, sweep and report included, is sized to one 9-minute command.
+    assert gpu_check.DEFAULT_BUDGET_S + 45 <= 9 * 60
+
+
+def test_a_budget_spent_before_the_sweep_starts_no_sweep_and_says_how_to_resume(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    from bench.tools import gpu_check
+
+    def no_sweep(*args, **kwargs):
+        raise AssertionError("the sweep must not start without time left")
+
+    monkeypatch.setattr(gpu_check, "run_sweep", no_sweep)
+    monkeypatch.setattr(gpu_check, "report", lambda results_dir, timeout_s, log: 0)
+    assert gpu_check.main(["--dry-run", "--out", str(tmp_path / "o"), "--skip-probes",
+                           "--skip-baseline", "--budget-s", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "no time left for the sweep" in out and "--skip-probes --skip-baseline" in out

@@ -21,7 +21,7 @@ from typing import Any
 from bench.config import Cell, Config
 from bench.identity import effective
 from bench.plan import fastpath
-from bench.plan.speeds import SPEEDS, DeviceSpeed  # noqa: F401 - re-exported
+from bench.plan.speeds import SPEEDS, DeviceSpeed, device_speed  # noqa: F401 - re-exported
 
 # The cost model is trusted when it is this far from the budget either way (it is within ~2x
 # of measured throughput); in between, the cell is timed for a few steps before deciding.
@@ -39,8 +39,12 @@ class Estimate:
 class CostModel:
     """Seconds per cell from forward FLOPs (meta device) and a :class:`DeviceSpeed`."""
 
-    def __init__(self, device_kind: str) -> None:
+    def __init__(self, device_kind: str, device_model: str = "") -> None:
+        """``device_model``: a name of :data:`bench.plan.speeds.DEVICE_MODELS` ("" = the model
+        the constants were fitted on); ConfigError if unknown."""
         self.device_kind = device_kind
+        self.device_model = device_model
+        device_speed(device_kind, "fp32", device_model)  # an unknown model fails here
         self._flops: dict[tuple[Any, ...], tuple[float, str]] = {}
 
     def forward_gflops(self, cell: Cell, num_classes: int,
@@ -60,11 +64,15 @@ class CostModel:
 
         cfg = effective(cfg, cell, self.device_kind)
         info = get_info(cell.dataset, cfg.data_root or None)
-        speed = SPEEDS[(self.device_kind, cfg.precision)]
+        speed = device_speed(self.device_kind, cfg.precision, self.device_model)
         gflops, incompatible = self.forward_gflops(cell, info.num_classes, info.shape)
         if incompatible:  # recorded by the sweep itself, no process started
             return Estimate(0.0, 0.0, "cost-model", incompatible)
-        n_train = cfg.train_size or getattr(info, "train_count", 0) or 60_000
+        # val_size images are held out of the training split and evaluated after every
+        # epoch in place of the test split, which is evaluated once at the end
+        # (bench.engine.train); without val_size the test split is evaluated every epoch.
+        n_val = cfg.val_size
+        n_train = cfg.train_size or (getattr(info, "train_count", 0) or 60_000) - n_val
         n_test = cfg.test_size or getattr(info, "test_count", 0) or 10_000
         steps = max(1, n_train // cfg.batch_size)
         if cfg.max_steps_per_epoch:
@@ -85,13 +93,18 @@ class CostModel:
         from bench.plan.steps import EVAL_BATCH_FACTOR, extra_train_steps
 
         eval_bs = EVAL_BATCH_FACTOR * cfg.batch_size
-        eval_s = n_test * img_eval_s + (n_test / eval_bs) * per_step_s
+
+        def eval_s(n: int) -> float:
+            return n * img_eval_s + (n / eval_bs) * per_step_s
+
+        epoch_eval_s = eval_s(n_val or n_test)
+        final_test_s = eval_s(n_test) if n_val else 0.0
         # The memory and profiler window's steps, one evaluation batch, and the one-off
         # compile and capture.
         extra_s = (extra_train_steps(cfg.profile_steps) * step_s + eval_bs * img_eval_s
                    + speed.start_s + (fastpath.COMPILE_S if fast.compile else 0.0)
                    + (fastpath.GRAPH_CAPTURE_S if fast.graphs else 0.0))
-        full = cfg.epochs * (steps * step_s + eval_s) + extra_s
+        full = cfg.epochs * (steps * step_s + epoch_eval_s) + final_test_s + extra_s
         measure_only = cfg.measure_only_steps * step_s + extra_s
         return Estimate(full, measure_only, "cost-model")
 

@@ -36,6 +36,7 @@ from bench import identity, results
 from bench.config import Cell, Config
 from bench.identity import device_key
 from bench.plan.costmodel import SPEEDS, SURE_FACTOR, CostModel, Estimate
+from bench.plan.speeds import FITTED_MODEL, RATIO_SPREAD
 from bench.progress import fmt_s
 
 # A timer times a cell for a few steps: (seconds of the cell's work, "") or (None, why not).
@@ -86,18 +87,19 @@ def needs_timing(cfg: Config, est: Estimate) -> bool:
 def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
               results_dir: Path | None, force: bool = False, timer: Timer | None = None,
               on_cell: Callable[[PlannedCell], None] | None = None,
-              ddp_world: int = 1) -> list[PlannedCell]:
+              ddp_world: int = 1, device_model: str = "") -> list[PlannedCell]:
     """THE plan of ``cells`` ((1-based index, cell) pairs) on ``device``.
 
     ``results_dir`` (when it exists) says which cells are done; ``timer`` times the cells whose
     cost-model estimate is near the budget (None: never time, the cost model decides).
     ``on_cell`` sees each planned cell as soon as it is decided (timing can take a while).
     ``ddp_world`` > 1: every cell is trained by that many ranks together (``run --ddp``), a
-    hash of its own.
+    hash of its own. ``device_model``: the device model the cost model prices
+    (:data:`bench.plan.speeds.DEVICE_MODELS`; "" = the one its constants were fitted on).
     """
     kind = device.split(":")[0]
     hw = device_key(device, ddp_world)
-    model = CostModel(kind)
+    model = CostModel(kind, device_model)
     have_dir = results_dir is not None and results_dir.is_dir()
     done = results.done_hashes(results_dir) if have_dir else set()
     mo_rows = measure_only_hashes(results_dir) if have_dir else set()
@@ -138,8 +140,16 @@ def measure_only_hashes(results_dir: Path) -> set[str]:
             if r["mode"] == "measure-only"}
 
 
+def eta_range(kind: str, eta_s: float) -> tuple[float, float, float] | None:
+    """(p10, median, p90) of what ``eta_s`` (a cost-model ETA, seconds) may take, from the
+    measured/estimated spread of the rows the device's constants were checked on
+    (:data:`bench.plan.speeds.RATIO_SPREAD`); None where there is none."""
+    spread = RATIO_SPREAD.get(kind)
+    return None if spread is None else tuple(eta_s * r for r in spread)  # type: ignore[return-value]
+
+
 def print_plan(cfg: Config, profile: str, device: str, planned: list[PlannedCell],
-               out: TextIO | None = None) -> float:
+               out: TextIO | None = None, device_model: str = "") -> float:
     """The plan's total line; returns the ETA (seconds) of the cells a run would execute."""
     out = out or sys.stdout
     todo = [p for p in planned if not p.done]
@@ -150,6 +160,15 @@ def print_plan(cfg: Config, profile: str, device: str, planned: list[PlannedCell
     print(f"TOTAL ETA {fmt_s(eta)} for {len(todo)} cells ({len(todo) - mo - inc} full, "
           f"{mo} measure-only, {inc} incompatible; {len(planned) - len(todo)} already done) "
           f"on {device}{budget}", file=out)
+    kind = device.split(":")[0]
+    span = eta_range(kind, eta)
+    if span is not None and eta > 0:
+        p10, mid, p90 = span
+        lo, med, hi = RATIO_SPREAD[kind]
+        model = device_model or FITTED_MODEL.get(kind, kind)
+        print(f"  on {model}: likely {fmt_s(mid)} ({fmt_s(p10)} to {fmt_s(p90)}): measured / "
+              f"estimated was x{med:g} (p10 x{lo:g}, p90 x{hi:g}) on the rows the {kind} "
+              "constants were checked on (bench/plan/speeds.py)", file=out)
     return eta
 
 
@@ -166,11 +185,16 @@ def plan_line(p: PlannedCell) -> str:
 
 
 def plan_json(cfg: Config, profile: str, device: str, executor: str,
-              planned: list[PlannedCell]) -> dict[str, Any]:
+              planned: list[PlannedCell], device_model: str = "") -> dict[str, Any]:
     """The plan as one JSON-able document (``bench plan --json``); times in seconds."""
     todo = [p for p in planned if not p.done]
+    kind = device.split(":")[0]
+    eta = sum(p.expected_s for p in todo)
+    span = eta_range(kind, eta)
     return {"profile": config_mod.profile_name(profile), "device": device,
             "device_id": device_key(device), "executor": executor,
             "cell_budget_s": cfg.cell_budget_s, "config_hash": identity.config_hash(cfg),
-            "cells_to_run": len(todo), "eta_s": round(sum(p.expected_s for p in todo), 3),
+            "device_model": device_model or FITTED_MODEL.get(kind, kind),
+            "cells_to_run": len(todo), "eta_s": round(eta, 3),
+            "eta_range_s": None if span is None else [round(v, 1) for v in span],
             "cells": [p.as_json() for p in planned]}

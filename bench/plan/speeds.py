@@ -2,11 +2,15 @@
 
 One :class:`DeviceSpeed` per (device kind, precision): sustained training TFLOP/s, fixed
 seconds per image, per step and per cell. Fitted with ``python -m bench.tools.calibrate``.
+:func:`device_speed` names the device model too (``bench plan --device-model h200``):
+:data:`DEVICE_MODELS` says how each model relates to the one the constants were fitted on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from bench.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -45,3 +49,43 @@ SPEEDS: dict[tuple[str, str], DeviceSpeed] = {
     ("cuda", "bf16"): DeviceSpeed(207.0, 0.0, 0.0091, start_s=14.0, overlapped=True),
     ("cuda", "fp16"): DeviceSpeed(207.0, 0.0, 0.0091, start_s=14.0, overlapped=True),
 }
+
+
+# The device model each kind's constants were fitted on (the rows named above).
+FITTED_MODEL = {"cpu": "epyc-avx2", "cuda": "h100"}
+# Device models the cost model can plan for, each as the factor on the fitted model's
+# sustained TFLOP/s (the per-step, per-image and per-cell costs are kept: they are host-side).
+# H200: an ASSUMPTION until a lease measures it (python -m bench.tools.gpu_check records the
+# ceilings and every cell's wall time; python -m bench.tools.calibrate re-fits). NVIDIA's
+# datasheets give the H200 SXM the H100 SXM's compute (the same Hopper GH100 die and clocks:
+# 989 dense bf16 TFLOP/s) with more and faster memory (141 GB HBM3e at 4.8 TB/s against 80 GB
+# HBM3 at 3.35 TB/s). The cost model has no bandwidth term (compute-bound cells are priced by
+# FLOPs, launch-bound ones by the host's launch floor), so the H200 gets the H100's constants:
+# factor 1.0. Memory-bound layers may run faster on it; the estimate then errs high.
+DEVICE_MODELS: dict[str, dict[str, float]] = {
+    "cpu": {"epyc-avx2": 1.0},
+    "cuda": {"h100": 1.0, "h200": 1.0},
+}
+# Measured wall_s / estimate of the cells the constants were checked on (the comment above
+# SPEEDS): (p10, median, p90). A plan prints its ETA times these as the range to expect.
+RATIO_SPREAD: dict[str, tuple[float, float, float]] = {
+    "cpu": (0.66, 0.84, 1.12),
+    "cuda": (0.74, 0.87, 1.35),
+}
+
+
+def device_speed(kind: str, precision: str, device_model: str = "") -> DeviceSpeed:
+    """The :class:`DeviceSpeed` of ``device_model`` ("" = the fitted one) of device ``kind``;
+    :class:`~bench.errors.ConfigError` names the known models of that kind."""
+    speed = SPEEDS[(kind, precision)]
+    models = DEVICE_MODELS.get(kind, {})
+    name = (device_model or FITTED_MODEL.get(kind, "")).lower()
+    if name not in models:
+        raise ConfigError(f"unknown {kind} device model {device_model!r}; known: "
+                         f"{', '.join(sorted(models))}")
+    factor = models[name]
+    if factor == 1.0:
+        return speed
+    from dataclasses import replace
+
+    return replace(speed, tflops=speed.tflops * factor)

@@ -8,7 +8,7 @@ goes, and a summary table printed last. Steps:
 2. The speed-path probes (:func:`probes`), in the default configuration, measure-only: resnet18
    ``repeat3`` at 28 px with the profile's recipe (``graphs = "auto"`` captures it: goal
    >= 100,000 img/s) against the same cell eager, and vgg16 ``resize224`` with the full ``gpu``
-   profile's recipe (``compile = "auto"`` turns on for its six epochs: goal >= 50% MFU). Each
+   profile's recipe and compile on (goal >= 50% MFU; ``auto`` leaves it off at three epochs). Each
    is printed next to what the cost model assumed (:mod:`bench.plan.fastpath`: the replayed-step
    floor and capture time are assumptions until measured here; the compiled MFU and compile
    time come from one unrecorded probe). ``probes.json`` keeps the figures.
@@ -21,16 +21,21 @@ goes, and a summary table printed last. Steps:
    The harness runs in fp32 (``ratio_fp32``: same precision on both sides) and in the
    profile's precision (``ratio_<precision>``: harness in that precision against the naive
    pipeline in fp32). ``baseline.csv`` records each side's settings. Printed as ratios.
-4. The ``gpu-quick`` profile through the normal sweep (its executor: warm by default), stopped
-   cleanly at the time budget: completed rows are kept, the rest are listed as not run.
-5. A short table: per cell accuracy, img/s, MFU, peak memory, the speed paths taken.
+4. The profile (``--profile``, default ``gpu``: the whole answer) through the normal sweep
+   (its executor: warm by default), stopped cleanly at ``--budget-s`` seconds from the start
+   (default: a 9-minute call less the stop's grace and the report): completed rows are kept
+   and the exact command that completes it is printed (the same ``--out``, ``--skip-probes
+   --skip-baseline``); each call resumes the last. ``gpu-quick`` fits one call.
+5. ``python -m bench report`` on the rows (summary.md, comparison.csv, charts, index.html).
+6. A short table: per cell accuracy, img/s, MFU, peak memory, the speed paths taken.
 
 Compiled code is cached on disk for the whole check (one temporary directory for the probes
 and every cell of the sweep, :func:`bench.plan.fastpath.compile_cache_env`), never under ``--out``.
 
     python -m bench.tools.gpu_check                       # on a GPU: everything, into runs/gpu-check/
     python -m bench.tools.gpu_check --out $OUT --probes-only   # ceilings + probes: about 2 minutes
-    python -m bench.tools.gpu_check --out $OUT --budget-s 420
+    python -m bench.tools.gpu_check --out $OUT            # one 9-minute call; prints how to resume
+    python -m bench.tools.gpu_check --out $OUT --profile gpu-quick   # the answer that fits one call
     python -m bench.tools.gpu_check --dry-run             # on CPU: tiny subset, two steps per cell
     python -m bench.tools.gpu_check --out $OUT --resume-from results/gpu --set seeds=0,1,2
                                                     # a later lease: only what is missing
@@ -46,6 +51,7 @@ import atexit
 import csv
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -66,7 +72,8 @@ from bench.plan import fastpath
 BASELINE_MODELS = ("vgg16", "resnet50")
 
 # Dry run: the same code paths on CPU, sized to finish in a few minutes on 2 cores.
-DRY_RUN_SETS = ("train_size=64", "test_size=40", "batch_size=4", "max_steps_per_epoch=2",
+DRY_RUN_SETS = ("train_size=64", "test_size=40", "val_size=24", "batch_size=4",
+                "max_steps_per_epoch=2",
                 "warmup_steps=1", "window_steps=1", "epochs=1", "profile_steps=1",
                 "precision=fp32", "cell_timeout_s=600", "seeds=0", "measure_only_steps=3")
 
@@ -276,8 +283,14 @@ def baseline(cfg: Config, device: torch.device, dry_run: bool, log: Tee,
 
 # The probes: (name, model, strategy, profile whose recipe it uses: "" = the check's own).
 # On a dry run vgg16 trains at 32 px: the same compile decision code, a CPU-sized cell.
-PROBES = (("graphs", "resnet18", "repeat3", ""), ("compile", "vgg16", "resize224", "gpu"))
-DRY_RUN_PROBES = (("graphs", "resnet18", "repeat3", ""), ("compile", "vgg16", "resize32", "gpu"))
+# (probe, model, strategy, profile whose recipe it takes ("" = the check's), key=value changes).
+# The compile probe forces compile on: at the gpu profile's three epochs compile "auto" is off
+# for vgg16 resize224 (the saving it predicts is under the compile time), and the probe is
+# what measures that prediction. The dry run keeps "auto" (off on CPU).
+PROBES = (("graphs", "resnet18", "repeat3", "", {}),
+          ("compile", "vgg16", "resize224", "gpu", {"compile": True}))
+DRY_RUN_PROBES = (("graphs", "resnet18", "repeat3", "", {}),
+                  ("compile", "vgg16", "resize32", "gpu", {}))
 GRAPHS_GOAL_IMG_S = 100_000.0
 COMPILE_GOAL_MFU = 0.50
 
@@ -308,8 +321,8 @@ def probes(profile: str, sets: list[str], device: torch.device, peak: float, dry
     ``peak``: TFLOP/s for MFU (the ceiling measured in step 1).
     """
     rows = []
-    for name, model, strategy, probe_profile in (DRY_RUN_PROBES if dry_run else PROBES):
-        cfg = load(probe_profile or profile, sets).replace(peak_tflops=peak)
+    for name, model, strategy, probe_profile, forced in (DRY_RUN_PROBES if dry_run else PROBES):
+        cfg = load(probe_profile or profile, sets).replace(peak_tflops=peak, **forced)
         out: dict[str, Any] = {"probe": name, "model": model, "strategy": strategy,
                                "profile": probe_profile or profile,
                                "device_name": measure.device_name(device)}
@@ -398,6 +411,42 @@ def run_sweep(profile: str, sets: list[str], results_dir: Path, device: str, bud
         return -1
 
 
+# The default --budget-s: a 9-minute call (the device's lease per command is 10 minutes, the
+# project sizes a call at 9) less the kill grace of a stopped sweep and the report after it.
+CALL_S = 9 * 60.0
+DEFAULT_BUDGET_S = CALL_S - 45.0
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that completes a sweep stopped at the budget: the same --out (its gpu/
+    rows are skipped by the sweep), without the probes and the baseline already written."""
+    parts = [sys.executable, "-m", "bench.tools.gpu_check", "--out", str(args.out),
+             "--profile", args.profile, "--budget-s", f"{args.budget_s:g}", "--skip-probes",
+             "--skip-baseline"]
+    if args.dry_run:
+        parts.append("--dry-run")
+    if args.only:
+        parts += ["--only", args.only]
+    for s in args.sets:
+        parts += ["--set", s]
+    return shlex.join(parts)
+
+
+def report(results_dir: Path, timeout_s: float, log: Tee) -> int:
+    """``python -m bench report`` on the sweep's rows (summary.md, comparison.csv, charts,
+    index.html next to them); its exit code, or -1 when it ran past ``timeout_s``."""
+    if not (results_dir / "runs.csv").is_file():
+        log("  no runs.csv: nothing to report")
+        return 0
+    cmd = [sys.executable, "-m", "bench", "report", str(results_dir)]
+    log("  $ " + " ".join(cmd))
+    try:
+        return subprocess.run(cmd, timeout=max(10.0, timeout_s)).returncode
+    except subprocess.TimeoutExpired:
+        log(f"  the report ran past {timeout_s:.0f} s; run it again later: {shlex.join(cmd)}")
+        return -1
+
+
 def summary_table(runs_csv: Path) -> list[str]:
     if not runs_csv.is_file():
         return ["  (no runs.csv: no cell finished)"]
@@ -428,9 +477,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.environ.get("OUT") or "runs/gpu-check",
                         help="folder for the files (default: $OUT or runs/gpu-check)")
-    parser.add_argument("--profile", default="gpu-quick")
-    parser.add_argument("--budget-s", type=float, default=420.0,
-                        help="stop starting work after this many seconds (default 420)")
+    parser.add_argument("--profile", default="gpu",
+                        help="the profile swept (default gpu, the whole answer: several calls, "
+                             "each resuming; gpu-quick fits one)")
+    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S,
+                        help="stop the sweep cleanly at this many seconds from the start "
+                             f"(default {DEFAULT_BUDGET_S:g}: a {CALL_S / 60:g}-minute call)")
     parser.add_argument("--dry-run", action="store_true",
                         help="CPU, tiny subset, two steps per cell: proves the script")
     parser.add_argument("--skip-baseline", action="store_true")
@@ -519,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
                 writer.writerows(base_rows)
 
     log(f"== 4. sweep: profile {args.profile}")
-    remaining = args.budget_s - (time.perf_counter() - t0) - 15
+    remaining = args.budget_s - (time.perf_counter() - t0)
     # Straight into --out: if the caller's own timeout kills this process tree, the rows the
     # sweep already wrote (atomically) are still there to come back.
     results_dir = out / "gpu"
@@ -529,10 +581,17 @@ def main(argv: list[str] | None = None) -> int:
             "the sweep skips the cells they finished on this GPU model")
     sweep_sets = sets + [f"peak_tflops={peak}"]
     extra = ["--only", args.only] if args.only else []
-    rc = run_sweep(args.profile, sweep_sets, results_dir, "cpu" if args.dry_run else "auto",
-                   remaining, extra, log)
+    if remaining <= 0:  # the probes and the baseline spent the budget: the next call sweeps
+        log(f"  no time left for the sweep ({-remaining:.0f} s over the budget): not started")
+        rc = -1
+    else:
+        rc = run_sweep(args.profile, sweep_sets, results_dir, "cpu" if args.dry_run else "auto",
+                       remaining, extra, log)
 
-    log(f"== 5. summary ({time.perf_counter() - t0:.0f} s, sweep exit {rc}); * = measure-only")
+    log("== 5. report")
+    report(results_dir, max(20.0, args.budget_s + 40.0 - (time.perf_counter() - t0)), log)
+
+    log(f"== 6. summary ({time.perf_counter() - t0:.0f} s, sweep exit {rc}); * = measure-only")
     log(f"  ceilings: bf16 {ceil['bf16_matmul_tflops']:.0f} TFLOP/s, tf32 "
         f"{ceil['tf32_matmul_tflops']:.0f}, fp32 {ceil['fp32_matmul_tflops']:.0f}, copy "
         f"{ceil['copy_gb_s']:.0f} GB/s; MFU against {peak:.0f} TFLOP/s")
@@ -548,6 +607,9 @@ def main(argv: list[str] | None = None) -> int:
     for line in summary_table(out / "gpu" / "runs.csv"):
         log(line)
     log(f"files: {out}")
+    if rc == -1:  # stopped at the budget: the next call finishes what is left
+        log("not finished: the budget ran out with the rows above kept; complete it with")
+        log(f"  {resume_command(args)}")
     return 0 if rc in (0, -1) else 1
 
 
