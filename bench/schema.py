@@ -105,7 +105,7 @@ RUNS: tuple[Column, ...] = (
     _c("mode", "str", "", "full | measure-only (over cell_budget_s: no accuracy)"),
     _c("epochs", "int", "epochs", "training epochs of the recipe"),
     _c("batch_size", "int", "images", "training batch size, the global one over all ranks "
-       "under --ddp (evaluation uses twice this)"),
+       "under --ddp (evaluation uses four times this: bench.plan.steps.EVAL_BATCH_FACTOR)"),
     _c("precision", "str", "", "fp32 | bf16 | fp16 (autocast)"),
     _c("channels_last", "bool", "", "NHWC memory layout"),
     _c("compile", "bool", "", "torch.compile of the model (the resolved value of auto)"),
@@ -156,7 +156,9 @@ RUNS: tuple[Column, ...] = (
     _c("gflops_fwd_per_img", "float", "GFLOP", "forward FLOPs per image (FlopCounterMode, 2 per "
        "multiply-add; the adaptation included, but bilinear resampling counts 0)"),
     _c("tflops_achieved", "float", "TFLOP/s", "3 x forward FLOPs x train_img_s"),
-    _c("mfu", "float", "fraction", "tflops_achieved / peak_tflops"),
+    _c("mfu", "float", "fraction", "tflops_achieved / peak_tflops; overstated when the first "
+       "layer needs no input gradient (the input does not require one): 3 x forward counts "
+       "it, by up to that layer's FLOPs / (3 x forward FLOPs)"),
     _c("peak_tflops", "float", "TFLOP/s", "sustained matmul peak of the cell's compute dtype "
        "on this device (cached per device identity, dtype, threads, TF32)"),
     _c("peak_fresh_tflops", "float", "TFLOP/s", "a quick matmul at the peak's size after the "
