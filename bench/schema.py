@@ -89,6 +89,10 @@ def _c(name: str, dtype: str, unit: str, meaning: str) -> Column:
 
 SCHEMA_VERSION = 4
 
+# Timed windows a throughput needs before a report may call it the fastest, and that a
+# measure-only cell always runs (bench.plan.steps): one window has no spread to judge by.
+MIN_TIMED_WINDOWS = 5
+
 RUNS: tuple[Column, ...] = (
     _c("schema_version", "int", "", "layout version of this row (see bench/schema.py)"),
     _c("cell_hash", "str", "", "hash of the cell, its effective recipe and device_id: the resume key"),
@@ -128,7 +132,8 @@ RUNS: tuple[Column, ...] = (
        "warm-up excluded, device synchronised at both ends"),
     _c("train_img_s_p10", "float", "images/s", "10th percentile over the timed windows"),
     _c("train_img_s_p90", "float", "images/s", "90th percentile over the timed windows"),
-    _c("timed_windows", "int", "", "number of timed windows behind train_img_s"),
+    _c("timed_windows", "int", "", "number of timed windows behind train_img_s (a measure-only "
+       "cell runs at least MIN_TIMED_WINDOWS; a cell with fewer is never marked fastest)"),
     _c("eval_img_s", "float", "images/s", "median evaluation throughput under "
        "torch.inference_mode (first pass excluded)"),
     _c("epoch_s", "float", "s", "median wall time of a training epoch, evaluation excluded"),
