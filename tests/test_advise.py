@@ -88,7 +88,9 @@ def test_chance_and_measure_only_cells_sit_out_with_a_reason(tmp_path):
         _cell("droppools", 0.11, 1, 600),  # fast but at chance (10 classes): not efficient
         _cell("resize224", "", 99, 300, mode="measure-only", test_acc="", best_acc="")])
     v = _verdicts(d)
-    assert v["acc_per_s"].pick.winner == "resize32"
+    # resize32 is the top one, but resize224 has no accuracy and might have won: no winner.
+    assert v["acc_per_s"].pick.top == "resize32" and v["acc_per_s"].pick.winner is None
+    assert v["acc_per_s"].missing == "resize224 (measure-only)"
     assert "at chance" in v["acc_per_s"].excluded["droppools"]
     assert v["accuracy"].excluded["resize224"] == "measure-only: no accuracy"
     # Memory was measured by the measure-only cell: it competes, and wins.
@@ -151,4 +153,45 @@ def test_published_results_get_an_answer(profile, model, capsys):
         line = next(x for x in out.splitlines() if x.strip().startswith(title + ":"))
         answer = line.split(":", 1)[1].strip()
         named = answer.split(" — ")[0]
-        assert named == "no clear winner" or named in strategies, line
+        assert named in ("no clear winner", "no winner named") or named in strategies, line
+
+
+def test_no_winner_while_a_compatible_strategy_has_no_accuracy(tmp_path):
+    """resize32 clears repeat3 clearly, but droppools ran measure-only: it might have won, so
+    neither the table, its winner line nor advise names a winner, and each says which is
+    missing. An incompatible strategy could not have competed and blocks nothing."""
+    from bench.report.markdown import winner_line
+
+    rows = [_cell("resize32", 0.95, 10, 500), _cell("repeat3", 0.80, 40, 900),
+            _cell("droppools", "", "", 700, mode="measure-only", reason="over budget")]
+    runs = report.read_runs(_runs_dir(tmp_path, rows))
+    table = report.comparison_table(runs)
+    assert not table["is_best"].any() and table["is_top"].sum() == 1
+    assert set(table["missing_acc"]) == {"droppools (measure-only)"}
+    line = winner_line(table)
+    assert line.startswith("No winner named: droppools (measure-only)") and "**" not in line
+    assert "**" not in report.headline_table(table)
+    (only,) = advise.advise(runs, table)
+    v = {x.criterion: x for x in only.verdicts}
+    assert v["accuracy"].pick.winner is None and v["acc_per_s"].pick.winner is None
+    assert advise.verdict_text(v["accuracy"]) == (
+        "no winner named — no accuracy for droppools (measure-only)")
+    assert v["memory"].pick.winner == "resize32"  # measured by every strategy: still decided
+
+    incompatible = _cell("cifarstem", "", "", "", status="incompatible", reason="ResNet only")
+    runs = report.read_runs(_runs_dir(tmp_path, rows[:2] + [incompatible], "r2"))
+    table = report.comparison_table(runs)
+    assert table.loc[table["strategy"] == "resize32", "is_best"].item()
+    assert set(table["missing_acc"]) == {""}
+
+
+def test_fastest_is_never_marked_on_fewer_than_the_minimum_windows(tmp_path):
+    """resize32's 200 img/s clears repeat3's 100 on p10/p90, but over a single timed window
+    that spread is no spread: not bold; with five windows it is."""
+    fast = {"train_img_s": 200, "train_img_s_p10": 190, "train_img_s_p90": 210}
+    for windows, name in ((1, "one"), (5, "five")):
+        rows = [_cell("resize32", 0.95, 10, 500, **fast, timed_windows=windows),
+                _cell("repeat3", 0.80, 40, 900, timed_windows=20)]
+        table = report.comparison_table(report.read_runs(_runs_dir(tmp_path, rows, name)))
+        marked = table.loc[table["strategy"] == "resize32", "train_img_s_is_best"].item()
+        assert marked == (windows >= 5), windows
