@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,24 @@ def _c(name: str, dtype: str, unit: str, meaning: str) -> Column:
 
 
 SCHEMA_VERSION = 4
+
+# Rows written under a method since replaced: (schema versions, why). A report keeps them in
+# its full tables, marked, and out of headline tables, charts and recommendations.
+SUPERSEDED_VERSIONS: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset({"1"}), "schema 1: the old recipe, layers a strategy creates at PyTorch's "
+                       "default init (not the family rule), resnet50 under a clipped recipe "
+                       "that failed to train"),
+)
+
+
+def superseded_reason(row: Mapping[str, Any]) -> str:
+    """'' for a row of the current method, else why its method is superseded (from its
+    ``schema_version``: the recipe and init rules it implies)."""
+    version = str(row.get("schema_version", "")).strip()
+    if version.endswith(".0"):  # read back as a float by pandas
+        version = version[:-2]
+    return next((why for versions, why in SUPERSEDED_VERSIONS if version in versions), "")
+
 
 # Timed windows a throughput needs before a report may call it the fastest, and that a
 # measure-only cell always runs (bench.plan.steps): one window has no spread to judge by.

@@ -148,6 +148,8 @@ def test_published_results_get_an_answer(profile, model, capsys):
     results = ROOT / "results" / profile
     assert advise.main(["--model", model, "--results", str(results)]) == 0
     out = capsys.readouterr().out
+    if set(report.read_runs(results)["superseded"]) != {""} and "No current rows" in out:
+        return  # every published row is superseded (results/gpu, schema 1): no answer at all
     strategies = set(report.read_runs(results).query("model == @model")["strategy"])
     for _, title, _, _ in advise.CRITERIA:
         line = next(x for x in out.splitlines() if x.strip().startswith(title + ":"))
@@ -195,3 +197,33 @@ def test_fastest_is_never_marked_on_fewer_than_the_minimum_windows(tmp_path):
         table = report.comparison_table(report.read_runs(_runs_dir(tmp_path, rows, name)))
         marked = table.loc[table["strategy"] == "resize32", "train_img_s_is_best"].item()
         assert marked == (windows >= 5), windows
+
+
+def test_superseded_rows_stay_out_of_headlines_charts_and_advice(tmp_path, capsys):
+    """Schema-1 rows (old recipe, default init) are marked superseded: advise and the report's
+    --headline say plainly that no current rows exist, and no chart or recommendation is made
+    from them; the full tables keep them."""
+    from bench.report.cli import main as report_main
+
+    rows = [_cell("resize32", 0.95, 10, 500, schema_version=1),
+            _cell("repeat3", 0.80, 40, 900, schema_version=1)]
+    d = _runs_dir(tmp_path, rows)
+    runs = report.read_runs(d)
+    assert set(runs["superseded"]) == {advise_reason := runs["superseded"].iloc[0]}
+    assert advise_reason.startswith("schema 1:") and "default init" in advise_reason
+    assert advise.main(["--model", "resnet18", "--results", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "No current rows" in out and "resize32" not in out
+    assert report_main([str(d), "--headline"]) == 0
+    out = capsys.readouterr().out
+    assert "No current rows" in out and "no headline table" in out and "**" not in out
+    assert not (d / "charts").exists() or not any((d / "charts").iterdir())
+    summary = (d / "summary.md").read_text()
+    assert "## Recommendation" not in summary and "No current rows" in summary
+    # A current row beside them: only it reaches the recommendation.
+    d2 = _runs_dir(tmp_path, rows + [_cell("droppools", 0.9, 10, 500, seed=1,
+                                             schema_version=4)], "r2")
+    current, note = report.read_runs(d2), ""
+    from bench.report.load import current_runs
+    current, note = current_runs(current)
+    assert list(current["strategy"]) == ["droppools"] and "2 rows produced by a superseded" in note

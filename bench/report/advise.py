@@ -41,7 +41,7 @@ import pandas as pd
 from bench import REPO_ROOT
 from bench.report.aggregate import comparison_table, numeric_column
 from bench.report.fmt import md_escape
-from bench.report.load import TABLE_KEYS, ReportError, read_history, read_runs
+from bench.report.load import TABLE_KEYS, ReportError, current_runs, read_history, read_runs
 from bench.report.markdown import display_path
 from bench.report.stats import Pick, pick_best, ratio_interval
 
@@ -303,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                              "results/cpu of this checkout)")
     args = parser.parse_args(argv)
     try:
-        runs = read_runs(args.results)
+        runs, current_note = current_runs(read_runs(args.results))
+        if runs.empty:
+            print(f"{display_path(args.results)}: {current_note}")
+            return 0
         _choose("model", args.model, list(dict.fromkeys(runs["model"])), args.results)
         runs = runs[runs["model"] == args.model]
         _choose("dataset", args.dataset, list(dict.fromkeys(runs["dataset"])), args.results)
@@ -315,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{display_path(args.results)}:")
+    print(f"{display_path(args.results)}:" + (f" {current_note}" if current_note else ""))
     print(advice_text(advise(runs, table, history)), end="")
     return 0
 
