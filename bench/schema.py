@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +90,28 @@ def _c(name: str, dtype: str, unit: str, meaning: str) -> Column:
 
 SCHEMA_VERSION = 4
 
+# Rows written under a method since replaced: (schema versions, why). A report keeps them in
+# its full tables, marked, and out of headline tables, charts and recommendations.
+SUPERSEDED_VERSIONS: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset({"1"}), "schema 1: the old recipe, layers a strategy creates at PyTorch's "
+                       "default init (not the family rule), resnet50 under a clipped recipe "
+                       "that failed to train"),
+)
+
+
+def superseded_reason(row: Mapping[str, Any]) -> str:
+    """'' for a row of the current method, else why its method is superseded (from its
+    ``schema_version``: the recipe and init rules it implies)."""
+    version = str(row.get("schema_version", "")).strip()
+    if version.endswith(".0"):  # read back as a float by pandas
+        version = version[:-2]
+    return next((why for versions, why in SUPERSEDED_VERSIONS if version in versions), "")
+
+
+# Timed windows a throughput needs before a report may call it the fastest, and that a
+# measure-only cell always runs (bench.plan.steps): one window has no spread to judge by.
+MIN_TIMED_WINDOWS = 5
+
 RUNS: tuple[Column, ...] = (
     _c("schema_version", "int", "", "layout version of this row (see bench/schema.py)"),
     _c("cell_hash", "str", "", "hash of the cell, its effective recipe and device_id: the resume key"),
@@ -105,7 +128,7 @@ RUNS: tuple[Column, ...] = (
     _c("mode", "str", "", "full | measure-only (over cell_budget_s: no accuracy)"),
     _c("epochs", "int", "epochs", "training epochs of the recipe"),
     _c("batch_size", "int", "images", "training batch size, the global one over all ranks "
-       "under --ddp (evaluation uses twice this)"),
+       "under --ddp (evaluation uses four times this: bench.plan.steps.EVAL_BATCH_FACTOR)"),
     _c("precision", "str", "", "fp32 | bf16 | fp16 (autocast)"),
     _c("channels_last", "bool", "", "NHWC memory layout"),
     _c("compile", "bool", "", "torch.compile of the model (the resolved value of auto)"),
@@ -128,7 +151,8 @@ RUNS: tuple[Column, ...] = (
        "warm-up excluded, device synchronised at both ends"),
     _c("train_img_s_p10", "float", "images/s", "10th percentile over the timed windows"),
     _c("train_img_s_p90", "float", "images/s", "90th percentile over the timed windows"),
-    _c("timed_windows", "int", "", "number of timed windows behind train_img_s"),
+    _c("timed_windows", "int", "", "number of timed windows behind train_img_s (a measure-only "
+       "cell runs at least MIN_TIMED_WINDOWS; a cell with fewer is never marked fastest)"),
     _c("eval_img_s", "float", "images/s", "median evaluation throughput under "
        "torch.inference_mode (first pass excluded)"),
     _c("epoch_s", "float", "s", "median wall time of a training epoch, evaluation excluded"),
@@ -156,7 +180,9 @@ RUNS: tuple[Column, ...] = (
     _c("gflops_fwd_per_img", "float", "GFLOP", "forward FLOPs per image (FlopCounterMode, 2 per "
        "multiply-add; the adaptation included, but bilinear resampling counts 0)"),
     _c("tflops_achieved", "float", "TFLOP/s", "3 x forward FLOPs x train_img_s"),
-    _c("mfu", "float", "fraction", "tflops_achieved / peak_tflops"),
+    _c("mfu", "float", "fraction", "tflops_achieved / peak_tflops; overstated when the first "
+       "layer needs no input gradient (the input does not require one): 3 x forward counts "
+       "it, by up to that layer's FLOPs / (3 x forward FLOPs)"),
     _c("peak_tflops", "float", "TFLOP/s", "sustained matmul peak of the cell's compute dtype "
        "on this device (cached per device identity, dtype, threads, TF32)"),
     _c("peak_fresh_tflops", "float", "TFLOP/s", "a quick matmul at the peak's size after the "

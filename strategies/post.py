@@ -18,7 +18,9 @@ Initialisation: the post's exact VGG stem is the one documented exception to the
 layer a strategy creates gets its family's init (:mod:`strategies._init`). It keeps PyTorch's
 default init (kaiming-uniform a=sqrt(5), uniform bias), as the post's code does, so that the
 ``post-convtranspose`` preset on vgg16 reproduces the write-up exactly: seeded alike, it draws
-the same weights as :func:`post_vgg16`. The generic stem in front of other models is ours, not
+the same weights as :func:`post_vgg16`. Its control, ``convtranspose_familyinit`` (preset
+``post-convtranspose-familyinit``), is the same stem with the family's rule, so that the stem's
+effect can be told from the default init's. The generic stem in front of other models is ours, not
 the post's: its Conv2d and ConvTranspose2d get the family's Conv2d rule (ResNet:
 ``kaiming_normal_`` fan_out relu).
 """
@@ -66,20 +68,40 @@ def convtranspose(ctx: Adaptation, _value: int | None) -> None:
     Init: the post's exact stem keeps PyTorch's default (the documented exception, see the
     module docstring); the generic stem gets the family's Conv2d rule.
     """
+    _stem(ctx, family_init=False)
+
+
+@register("spatial", surgery=True, takes_channel=False)
+def convtranspose_familyinit(ctx: Adaptation, _value: int | None) -> None:
+    """The write-up's upsampling stem exactly as ``convtranspose`` builds it, but every layer initialised by the model family's rule: the control that separates the stem's effect from PyTorch's default init.
+
+    On vgg13/16/19 the post's features[0] and features[2] get VGG's ``kaiming_normal_``
+    fan_out relu (zero bias) instead of the default kaiming-uniform; elsewhere it is the same
+    generic stem as ``convtranspose``, which already follows the family.
+    """
+    _stem(ctx, family_init=True)
+
+
+def _stem(ctx: Adaptation, *, family_init: bool) -> None:
+    """Build the stem; ``family_init`` False keeps the post's exact VGG stem at PyTorch's
+    default init (the documented exception), True gives it the family's rule."""
     device = next(ctx.backbone.parameters()).device
     if _has_post_layout(ctx.backbone):
         out_channels = ctx.backbone.features[2].out_channels
-        # The documented exception: PyTorch's default init, as the post's code has it.
-        # The post's 1 input channel; the dataset's channel count when it has more.
+        # The documented exception: PyTorch's default init, as the post's code has it, unless
+        # this is the family-init control. The post's 1 input channel; the dataset's channel
+        # count when it has more.
+        default = None if family_init else _AS_THE_POST
         ctx.replace("features.0", nn.Conv2d(ctx.in_channels, STEM_CHANNELS, kernel_size=(3, 3),
                                             stride=(1, 1), padding=(1, 1), device=device),
-                    pytorch_default=_AS_THE_POST)
+                    pytorch_default=default)
         ctx.replace("features.2", nn.ConvTranspose2d(STEM_CHANNELS, out_channels,
                                                      kernel_size=(3, 3), stride=(2, 2),
                                                      padding=(0, 0), bias=False, device=device),
-                    pytorch_default=_AS_THE_POST)
+                    pytorch_default=default)
         ctx.effective_input_px = upsampled_px(ctx.backbone_input_px)
-        ctx.notes.append("convtranspose: the post's VGG stem (features.0 and features.2 replaced)")
+        ctx.notes.append("convtranspose: the post's VGG stem (features.0 and features.2 replaced"
+                         + (", initialised by the family rule)" if family_init else ")"))
         return
     in_channels = first_conv(ctx.backbone)[1].in_channels
     stem = nn.Sequential(

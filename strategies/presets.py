@@ -14,6 +14,11 @@ register_preset(
     "ConvTranspose2d upsample 28 -> 57 px (on VGG16 replacing features[0] and features[2] "
     "exactly as the post does; on other families as a stem in front of the intact model).")
 register_preset(
+    "post-convtranspose-familyinit", "convtranspose_familyinit",
+    "The write-up's stem with the model family's init instead of PyTorch's default (on VGG16 "
+    "the same features[0] and features[2]): set beside post-convtranspose, it tells the "
+    "stem's effect from the init's.")
+register_preset(
     "resize224", "repeat3+resize224",
     "The ImageNet recipe: repeat the gray channel to 3 and resize bilinearly to 224 px; the "
     "model is untouched, so ImageNet weights load as they are.")

@@ -199,3 +199,36 @@ def test_the_table_matches_torchvisions_constructor(model_name: str) -> None:
         if layer.bias is not None:
             assert (torch.count_nonzero(layer.bias) == 0) == all(
                 torch.count_nonzero(c.bias) == 0 for c in copies), (model_name, layer)
+
+
+def test_the_familyinit_control_is_the_post_stem_with_vgg_init() -> None:
+    """``post-convtranspose-familyinit`` builds the same stem as ``post-convtranspose`` with
+    VGG's rule (kaiming_normal_ fan_out relu, zero bias), so a reader can tell the stem's
+    effect from the init's; ``post-convtranspose`` itself stays at PyTorch's default."""
+    backbone, undo = _backbone("vgg16"), []
+    torch.manual_seed(0)
+    control = adapt(backbone, "vgg16", "post-convtranspose-familyinit", undo=undo)
+    try:
+        f0, f2 = control.backbone.features[0], control.backbone.features[2]
+        assert (type(f0), type(f2)) == (nn.Conv2d, nn.ConvTranspose2d)
+        assert (f0.out_channels, f2.in_channels, f2.out_channels, f2.stride) == (16, 16, 64, (2, 2))
+        rule, expected = _expected_std("vgg16", f0)  # sqrt(2 / (16 * 9)) = 0.118
+        assert _close(f0.weight.std().item(), expected, f0.weight.numel())
+        assert not _close(f0.weight.std().item(), _default_std(f0), f0.weight.numel())
+        assert torch.count_nonzero(f0.bias) == 0
+        # torch.nn.init reads a ConvTranspose2d's (16, 64, 3, 3) weight with fan_out 16 * 9:
+        # the same 0.118 (PyTorch's default would give 1 / sqrt(3 * 64 * 9) = 0.024).
+        assert _close(f2.weight.std().item(), math.sqrt(2 / (16 * 9)), f2.weight.numel())
+        assert all(r.startswith("backbone.features.") and f"({rule}" in r
+                   for r in control.init_rules)
+    finally:
+        restore(backbone, undo)
+    torch.manual_seed(0)
+    post = adapt(backbone, "vgg16", "post-convtranspose", undo=undo)
+    try:
+        f0, f2 = post.backbone.features[0], post.backbone.features[2]
+        assert _close(f0.weight.std().item(), _default_std(f0), f0.weight.numel())
+        assert _close(f2.weight.std().item(), _default_std(f2), f2.weight.numel())
+        assert torch.count_nonzero(f0.bias) > 0
+    finally:
+        restore(backbone, undo)

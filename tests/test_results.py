@@ -176,6 +176,19 @@ def test_every_column_has_a_dtype_and_a_meaning_and_units_where_measured() -> No
     assert schema.FINAL_STATUSES < set(schema.STATUSES)
 
 
+def test_the_glossary_states_the_evaluation_batch_and_the_mfu_caveat() -> None:
+    """The column meanings say what the code does: the evaluation batch factor the engine and
+    the cost model use, and that 3 x forward overstates MFU (no input gradient for layer 1)."""
+    from bench import schema
+    from bench.plan.steps import EVAL_BATCH_FACTOR
+
+    words = {2: "twice", 3: "three times", 4: "four times"}
+    batch = next(c for c in schema.TABLES["runs"] if c.name == "batch_size").meaning
+    assert f"evaluation uses {words[EVAL_BATCH_FACTOR]} this" in batch
+    mfu = next(c for c in schema.TABLES["runs"] if c.name == "mfu").meaning
+    assert "overstated" in mfu and "input gradient" in mfu
+
+
 def test_an_unknown_key_is_an_error_not_a_silent_drop(monkeypatch) -> None:
     from bench import schema
 

@@ -205,6 +205,35 @@ def test_budget_decides_the_mode_and_timing_only_near_it() -> None:
     assert not plan.needs_timing(Config(), near)
 
 
+def _plan_modes(strategies: tuple[str, ...], budget: float, timed: dict[str, float]) -> dict:
+    """{strategy: mode} of resnet18 on mnist under ``budget`` seconds, a timer saying
+    ``timed[strategy]`` seconds (a busy or a quiet machine) for every cell it is asked about."""
+    cfg = config.load("cpu").replace(models=("resnet18",), strategies=strategies,
+                                     cell_budget_s=budget)
+    cells = list(enumerate(config.cells(cfg), 1))
+    planned = plan.make_plan(cfg, cells, "cpu", results_dir=None,
+                             timer=lambda c: (timed.get(c.strategy, 1.0), ""))
+    return {p.cell.strategy: p.mode for p in planned}
+
+
+def test_every_strategy_of_a_model_gets_one_mode_from_the_cost_model() -> None:
+    """A model's strategies are compared in one mode, decided by the costliest one's FLOPs:
+    a timed probe on a busy machine (here 10,000 s for one cell) never splits them, and a
+    strategy far over the budget takes the cheap ones with it."""
+    # Both ~25 s by the cost model, near an 80 s budget (so timed): one probe says 10,000 s.
+    assert _plan_modes(("repeat3", "droppools"), 80, {"droppools": 1e4}) == {
+        "repeat3": "full", "droppools": "full"}
+    # resize224 is ~9 min by the cost model: over a 300 s budget, so repeat3 is measure-only too.
+    modes = _plan_modes(("repeat3", "resize224"), 300, {})
+    assert modes == {"repeat3": "measure-only", "resize224": "measure-only"}
+    cfg = config.load("cpu").replace(models=("resnet18", "vgg16"), strategies=("repeat3",))
+    est = costmodel.CostModel("cpu")
+    decided = plan.group_modes(cfg, [(c, est.estimate(cfg, c)) for c in config.cells(cfg)])
+    # vgg16 repeat3 is incompatible: it decides nothing, and resnet18 says what decided it.
+    assert set(decided) == {("mnist", "resnet18")}
+    assert decided[("mnist", "resnet18")][1].startswith("costliest strategy repeat3: cost model")
+
+
 def test_fmt_s() -> None:
     assert [progress.fmt_s(s) for s in (7.2, 95, 3725)] == ["7s", "1m35s", "1h02m"]
 

@@ -8,7 +8,8 @@ import pytest
 
 from bench.config import Cell, Config
 from bench.engine import measure, train
-from bench.plan.steps import extra_train_steps
+from bench.plan.steps import extra_train_steps, measure_only_total_steps
+from bench.schema import MIN_TIMED_WINDOWS
 
 TINY = Config(batch_size=32, train_size=320, test_size=100, epochs=1, warmup_steps=2,
               window_steps=2, profile_steps=1, peak_tflops=1.0)
@@ -217,6 +218,41 @@ def test_measure_only_has_no_accuracy() -> None:
     assert res.row["status"] == "ok" and res.row["mode"] == "measure-only"
     assert "test_acc" not in res.row and res.history == []
     assert res.row["train_img_s"] > 0
+    # 6 steps would time 2 windows of 2 after 2 warm-up steps: raised to the minimum (over
+    # the end of the 10-step epoch, whose partial window is dropped).
+    assert res.row["timed_windows"] >= MIN_TIMED_WINDOWS
+
+
+def _windows_timed(total: int, warmup: int, window: int, per_epoch: int) -> int:
+    """Windows the engine's meter closes over ``total`` steps, epochs as the engine runs them
+    (a counter for a clock: nothing here depends on speed)."""
+    import itertools
+
+    import torch
+
+    from bench.engine.measure import ThroughputMeter
+
+    ticks = itertools.count()
+    meter = ThroughputMeter(warmup, window, torch.device("cpu"), clock=lambda: float(next(ticks)))
+    step = 0
+    for _ in range(math.ceil(total / per_epoch)):
+        for _ in range(min(per_epoch, total - step)):
+            meter.begin_step()
+            step += 1
+            meter.end_step(1)
+        meter.interrupt()
+    return len(meter.window_img_s)
+
+
+@pytest.mark.parametrize("warmup,window,per_epoch", [(1, 2, 125), (2, 2, 10), (1, 2, 4),
+                                                     (0, 3, 7), (5, 5, 12)])
+def test_measure_only_runs_the_minimum_windows_and_no_more(warmup, window, per_epoch) -> None:
+    """The cpu profile's measure_only_steps=3 with window_steps=2 timed one window: a throughput
+    without a spread. The step count is raised to exactly what MIN_TIMED_WINDOWS needs."""
+    n = measure_only_total_steps(3, warmup, window, per_epoch)
+    assert _windows_timed(n, warmup, window, per_epoch) >= MIN_TIMED_WINDOWS
+    assert _windows_timed(n - 1, warmup, window, per_epoch) < MIN_TIMED_WINDOWS
+    assert measure_only_total_steps(500, warmup, window, per_epoch) == 500  # never lowered
 
 
 def test_schedule_warms_up_then_decays_to_zero() -> None:

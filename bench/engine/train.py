@@ -38,7 +38,7 @@ from bench.engine import step as step_mod
 from bench.executors import ddp
 from bench.identity import effective
 from bench.plan import fastpath
-from bench.plan.steps import EVAL_BATCH_FACTOR
+from bench.plan.steps import EVAL_BATCH_FACTOR, measure_only_total_steps
 from strategies._meta import forward_gflops_per_img
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -326,7 +326,9 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     if measure_only:
-        total_steps = cfg.measure_only_steps
+        # At least MIN_TIMED_WINDOWS timed windows: a throughput from one has no spread.
+        total_steps = measure_only_total_steps(cfg.measure_only_steps, cfg.warmup_steps,
+                                               cfg.window_steps, steps_per_epoch)
         epochs = math.ceil(total_steps / steps_per_epoch)
     else:
         epochs = cfg.epochs

@@ -90,7 +90,7 @@ class CostModel:
         compute_s = cfg.batch_size * img_train_s
         step_s = (max(compute_s, per_step_s) if speed.overlapped
                   else compute_s + per_step_s)
-        from bench.plan.steps import EVAL_BATCH_FACTOR, extra_train_steps
+        from bench.plan.steps import EVAL_BATCH_FACTOR, extra_train_steps, measure_only_total_steps
 
         eval_bs = EVAL_BATCH_FACTOR * cfg.batch_size
 
@@ -105,7 +105,8 @@ class CostModel:
                    + speed.start_s + (fastpath.COMPILE_S if fast.compile else 0.0)
                    + (fastpath.GRAPH_CAPTURE_S if fast.graphs else 0.0))
         full = cfg.epochs * (steps * step_s + epoch_eval_s) + final_test_s + extra_s
-        measure_only = cfg.measure_only_steps * step_s + extra_s
+        measure_only = (measure_only_total_steps(cfg.measure_only_steps, cfg.warmup_steps,
+                                                 cfg.window_steps, steps) * step_s + extra_s)
         return Estimate(full, measure_only, "cost-model")
 
 

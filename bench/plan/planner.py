@@ -10,13 +10,17 @@
 ``bench run`` executes exactly the cells it returns that are not done, in its order (under
 torchrun the ranks pull them longest expected first, :func:`bench.executors.ranks.longest_first`).
 
-**Estimates and modes.** Each cell gets a cost-model estimate (:mod:`bench.plan.costmodel`, instant).
-With ``cell_budget_s`` set, a cell estimated above the budget runs measure-only. Where the cost
-model is within a factor :data:`~bench.plan.costmodel.SURE_FACTOR` of the budget (too close to decide
-alone) the cell is timed for a few steps by the sweep's executor, in a cell process, never in the
-planner's (so its memory cannot disturb anything): the same timing for ``plan`` and ``run``, so
-both decide the same mode. ``plan --fast`` skips that timing and says so (a near-budget cell may
-then plan another mode than ``run`` will). Timings are shared by the seeds of a cell.
+**Modes.** The mode is decided per dataset x model, for all its compatible strategies together
+(:func:`group_modes`): with ``cell_budget_s`` set, when the *costliest* of them has a cost-model
+estimate (:mod:`bench.plan.costmodel`, FLOPs, instant) above the budget, every one of them runs
+measure-only, else every one trains. So the strategies a report compares for one model always
+ran in one mode, and the decision depends on FLOPs and the profile only, never on how busy the
+machine was while planning: ``plan``, ``plan --fast`` and ``run`` decide the same modes anywhere.
+
+**Estimates.** Where the cost model is within a factor :data:`~bench.plan.costmodel.SURE_FACTOR`
+of the budget, the cell is timed for a few steps by the sweep's executor, in a cell process,
+never in the planner's: that timing refines the cell's estimate (the ETA) and nothing else.
+``plan --fast`` skips it. Timings are shared by the seeds of a cell.
 
 **Done.** A cell whose current row has a final status (:data:`bench.schema.FINAL_STATUSES`) is
 done; a ``measure-only`` row is final only while the cell would still run measure-only (raise
@@ -53,6 +57,7 @@ class PlannedCell:
     estimate: Estimate
     mode: str  # "full" | "measure-only"
     done: bool = False  # a final row exists: a run skips it
+    mode_basis: str = ""  # what decided the mode: the dataset x model's costliest strategy
 
     @property
     def expected_s(self) -> float:
@@ -67,7 +72,8 @@ class PlannedCell:
                 "strategy": c.strategy, "seed": c.seed, "cell_hash": self.cell_hash,
                 "mode": self.mode, "estimate_s": round(self.estimate.seconds, 3),
                 "expected_s": round(self.expected_s, 3), "estimate_source": self.estimate.source,
-                "incompatible": self.estimate.incompatible, "done": self.done}
+                "incompatible": self.estimate.incompatible, "done": self.done,
+                "mode_basis": self.mode_basis}
 
 
 def budget_mode(cfg: Config, estimate_s: float) -> str:
@@ -75,6 +81,31 @@ def budget_mode(cfg: Config, estimate_s: float) -> str:
     if cfg.cell_budget_s and estimate_s > cfg.cell_budget_s:
         return "measure-only"
     return "full"
+
+
+def group_modes(cfg: Config, estimates: Sequence[tuple[Cell, Estimate]]
+                ) -> dict[tuple[str, str], tuple[str, str]]:
+    """``{(dataset, model): (mode, why)}``: one mode for every compatible strategy of a model.
+
+    ``estimates`` are cost-model estimates (seconds; never timed ones, which move with the
+    machine's load). A dataset x model runs measure-only when its costliest compatible cell is
+    above ``cell_budget_s``: a comparison of its strategies then never mixes trained cells with
+    untrained ones. ``why`` names that costliest cell, its estimate and the budget.
+    """
+    costliest: dict[tuple[str, str], tuple[float, str]] = {}
+    for cell, est in estimates:
+        if est.incompatible:
+            continue
+        key = (cell.dataset, cell.model)
+        if key not in costliest or est.seconds > costliest[key][0]:
+            costliest[key] = (est.seconds, cell.strategy)
+    out = {}
+    for key, (seconds, strategy) in costliest.items():
+        mode = budget_mode(cfg, seconds)
+        budget = (f" {'>' if mode == 'measure-only' else '<='} cell_budget_s "
+                  f"{fmt_s(cfg.cell_budget_s)}" if cfg.cell_budget_s else " (no budget)")
+        out[key] = (mode, f"costliest strategy {strategy}: cost model {fmt_s(seconds)}{budget}")
+    return out
 
 
 def needs_timing(cfg: Config, est: Estimate) -> bool:
@@ -105,6 +136,11 @@ def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
     mo_rows = measure_only_hashes(results_dir) if have_dir else set()
     timings: dict[tuple[str, str, str], tuple[float | None, str]] = {}
     planned = []
+    # Modes from the whole grid (one seed is enough: seeds share an estimate), so that
+    # --only, --shard and torchrun ranks plan a cell in the mode the full sweep gives it.
+    grid = {(c.dataset, c.model, c.strategy): c for c in config_mod.cells(cfg)}
+    grid.update({(c.dataset, c.model, c.strategy): c for _, c in cells})
+    modes = group_modes(cfg, [(c, model.estimate(cfg, c)) for c in grid.values()])
     for index, cell in cells:
         h = identity.cell_hash(cfg, cell, hw)
         est = model.estimate(cfg, cell)
@@ -115,9 +151,12 @@ def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
             if key not in timings:
                 timings[key] = timer(cell)
             est = _timed(identity.effective(cfg, cell, kind), kind, est, *timings[key])
-        mode = budget_mode(cfg, est.seconds)
+        # The dataset x model's mode from the cost model; an incompatible cell runs nothing.
+        mode, basis = modes.get((cell.dataset, cell.model), ("full", ""))
+        if est.incompatible:
+            mode, basis = "full", ""
         is_done = not force and h in done and (h not in mo_rows or mode == "measure-only")
-        p = PlannedCell(index, cell, h, est, mode, is_done)
+        p = PlannedCell(index, cell, h, est, mode, is_done, basis)
         planned.append(p)
         if on_cell is not None:
             on_cell(p)
@@ -177,7 +216,7 @@ def plan_line(p: PlannedCell) -> str:
     if p.estimate.incompatible:
         note = f"incompatible: {p.estimate.incompatible[:70]}"
     elif p.mode == "measure-only":
-        note = f"over budget: measure-only ({fmt_s(p.estimate.measure_only_s)})"
+        note = f"over budget: measure-only ({fmt_s(p.estimate.measure_only_s)}; {p.mode_basis})"
     if p.done:
         note = "done (skipped by run)" + (f"; {note}" if note else "")
     return (f"{p.index:>4}  {p.cell.label():<48} {fmt_s(p.estimate.seconds):>7}  "

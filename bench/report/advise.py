@@ -41,7 +41,7 @@ import pandas as pd
 from bench import REPO_ROOT
 from bench.report.aggregate import comparison_table, numeric_column
 from bench.report.fmt import md_escape
-from bench.report.load import TABLE_KEYS, ReportError, read_history, read_runs
+from bench.report.load import TABLE_KEYS, ReportError, current_runs, read_history, read_runs
 from bench.report.markdown import display_path
 from bench.report.stats import Pick, pick_best, ratio_interval
 
@@ -70,6 +70,8 @@ class Verdict:
     pick: Pick
     values: dict[str, tuple[float, float, float]]
     excluded: dict[str, str] = field(default_factory=dict)  # strategy -> why it did not compete
+    # Compatible strategies with no accuracy ('' = none): no winner is named while any is.
+    missing: str = ""
 
     @property
     def title(self) -> str:
@@ -175,9 +177,17 @@ def advise_table(t: pd.DataFrame, runs: pd.DataFrame, classes: int | None) -> tu
             no_per_s[s] = "no training time recorded"
         else:
             per_s[s] = ratio
-    return (Verdict("accuracy", pick_best(acc), acc, no_acc),
-            Verdict("acc_per_s", pick_best(per_s), per_s, no_per_s),
+    # A strategy that could have run but has no accuracy might have won: no accuracy winner
+    # (nor accuracy-per-second winner) while there is one; the verdict says which and why.
+    missing = str(t["missing_acc"].iloc[0]) if "missing_acc" in t and len(t) else ""
+    return (Verdict("accuracy", _unless(missing, pick_best(acc)), acc, no_acc, missing),
+            Verdict("acc_per_s", _unless(missing, pick_best(per_s)), per_s, no_per_s, missing),
             Verdict("memory", pick_best(mem, higher_is_better=False), mem, no_mem))
+
+
+def _unless(missing: str, pick: Pick) -> Pick:
+    """``pick`` with no winner when ``missing`` names strategies lacking an accuracy."""
+    return Pick(pick.top, None, pick.tied) if missing and pick.winner is not None else pick
 
 
 def advise(runs: pd.DataFrame, table: pd.DataFrame,
@@ -224,6 +234,8 @@ def verdict_text(v: Verdict) -> str:
     p = v.pick
     if p.top is None:
         return "nothing to compare"
+    if v.missing:
+        return f"no winner named — no accuracy for {v.missing}"
     if p.winner is not None:
         rest = len(v.values) - 1
         why = (f"its interval clears the other {rest}" if rest else
@@ -291,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                              "results/cpu of this checkout)")
     args = parser.parse_args(argv)
     try:
-        runs = read_runs(args.results)
+        runs, current_note = current_runs(read_runs(args.results))
+        if runs.empty:
+            print(f"{display_path(args.results)}: {current_note}")
+            return 0
         _choose("model", args.model, list(dict.fromkeys(runs["model"])), args.results)
         runs = runs[runs["model"] == args.model]
         _choose("dataset", args.dataset, list(dict.fromkeys(runs["dataset"])), args.results)
@@ -303,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{display_path(args.results)}:")
+    print(f"{display_path(args.results)}:" + (f" {current_note}" if current_note else ""))
     print(advice_text(advise(runs, table, history)), end="")
     return 0
 

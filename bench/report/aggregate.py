@@ -12,7 +12,7 @@ import pandas as pd
 from bench.report.fmt import fmt_pct
 from bench.report.load import GROUP_KEYS, TABLE_KEYS
 from bench.report.stats import accuracy_ci, accuracy_diff_ci, separated
-from bench.schema import STATUSES
+from bench.schema import MIN_TIMED_WINDOWS, STATUSES
 
 
 def _median(values: pd.Series) -> float:
@@ -182,6 +182,9 @@ def _group_row(key: tuple, g: pd.DataFrame, confidence: float) -> dict:
         "train_img_s_lo": img_s_lo,
         "train_img_s_hi": img_s_hi,
         "train_img_s_packed": packed,
+        # The fewest timed windows behind a seed's throughput (NaN: older rows do not say).
+        "timed_windows_min": float(numeric_column(speed, "timed_windows")[
+            numeric_column(speed, "train_img_s").notna()].min()),
         "eval_img_s_median": _median(speed["eval_img_s"]),
         "peak_mem_mib": _median(g["peak_mem_mib"]),
         "peak_mem_mib_lo": float(g["peak_mem_mib"].min()),  # min..max over seeds (NaN: none)
@@ -209,7 +212,10 @@ def _mark_best(table: pd.DataFrame, g: pd.DataFrame, confidence: float) -> None:
     table.loc[top, "is_top"] = True
     interval = (table.at[top, "test_acc_ci_lo"], table.at[top, "test_acc_ci_hi"])
     others = [i for i in scored.index if i != top]
-    if separated(interval, [(table.at[i, "test_acc_ci_lo"], table.at[i, "test_acc_ci_hi"])
+    missing = missing_accuracy(g)
+    if missing:  # a strategy that could run has no accuracy: it might have won
+        table.loc[g.index, "missing_acc"] = missing
+    elif separated(interval, [(table.at[i, "test_acc_ci_lo"], table.at[i, "test_acc_ci_hi"])
                             for i in others]):
         table.loc[top, "is_best"] = True
     else:
@@ -227,6 +233,15 @@ def _mark_best(table: pd.DataFrame, g: pd.DataFrame, confidence: float) -> None:
             table.loc[i, "diff_significant"] = d.significant
 
 
+def missing_accuracy(g: pd.DataFrame) -> str:
+    """'' or the compatible strategies of one dataset × model × device without an accuracy,
+    each with why ('resize224 (measure-only), conv1 (error)'): while there are any, no
+    strategy of the table is named the best. Incompatible strategies cannot compete."""
+    rows = g[(g["test_acc_n"] == 0) & (g["status"] != "incompatible")]
+    return ", ".join(f"{r['strategy']} ({r['status_detail'] if r['status'] == 'mixed' else r['status']})"
+                     for _, r in rows.iterrows())
+
+
 def _mark_fastest(table: pd.DataFrame, g: pd.DataFrame) -> None:
     """Set train_img_s_is_best on the fastest cell of one table, only when its p10 clears every
     other measured cell's p90 (and every one of them has a p10/p90)."""
@@ -235,6 +250,8 @@ def _mark_fastest(table: pd.DataFrame, g: pd.DataFrame) -> None:
     if len(measured) < 2:
         return
     top = measured.idxmax()
+    if table.at[top, "timed_windows_min"] < MIN_TIMED_WINDOWS:  # NaN: an older row, unknown
+        return  # a p10..p90 over one or two windows is no spread to judge by
     ranges = [(table.at[i, "train_img_s_lo"], table.at[i, "train_img_s_hi"])
               for i in measured.index if i != top]
     if separated((table.at[top, "train_img_s_lo"], table.at[top, "train_img_s_hi"]), ranges):
@@ -254,7 +271,10 @@ def comparison_table(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
     scored cell's (a lone scored cell is trivially best), else ``tied_with`` names the cells it
     cannot be told from. ``diff_vs_best`` is this strategy's mean minus the top one's, with the
     wider of the Welch and Newcombe intervals; ``diff_significant`` says it excludes 0.
-    ``train_img_s_is_best`` likewise needs the fastest cell's p10 above all others' p90.
+    ``train_img_s_is_best`` likewise needs the fastest cell's p10 above all others' p90, and
+    at least :data:`~bench.schema.MIN_TIMED_WINDOWS` timed windows behind each of its seeds.
+    ``missing_acc`` (on every row of a table) names the compatible strategies with no accuracy
+    (measure-only, failed); while it is set, nothing is ``is_best`` and ``tied_with`` is empty.
     """
     table = pd.DataFrame([_group_row(key, g, confidence)
                           for key, g in runs.groupby(GROUP_KEYS, sort=False)])
@@ -263,6 +283,7 @@ def comparison_table(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
     table["is_top"] = False
     table["is_best"] = False
     table["tied_with"] = ""
+    table["missing_acc"] = ""
     table["train_img_s_is_best"] = False
     for col in ("diff_vs_best", "diff_ci_lo", "diff_ci_hi"):
         table[col] = math.nan

@@ -45,5 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if args.headline:
         print()
-        print(headline_table(table), end="")
+        if table is None:  # every row superseded: the notes above say so
+            print("no current rows: no headline table")
+        else:
+            print(headline_table(table), end="")
     return 0

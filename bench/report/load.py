@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import results as results_mod
-from bench.schema import MODES, SCHEMA_VERSION, STATUSES
+from bench.schema import MODES, SCHEMA_VERSION, STATUSES, superseded_reason
 
 # Columns of runs.csv the report reads (a subset of bench.results.RUN_COLUMNS).
 RUN_KEY_COLUMNS = ("cell_hash", "dataset", "model", "strategy", "seed", "status", "mode",
@@ -187,7 +187,29 @@ def read_runs(results_dir: Path) -> pd.DataFrame:
     keep = sorted(r["_i"] for r in current)
     runs = runs.iloc[keep].reset_index(drop=True)
     runs.attrs["superseded"] = superseded
+    # Why a row's method is superseded ('' = current): kept out of headlines (current_runs).
+    runs["superseded"] = [superseded_reason(r) for r in runs.to_dict("records")]
     return runs
+
+
+def current_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """(the rows of the current method, '' or a plain sentence on what was left out).
+
+    Headline tables, charts, the page's recommendation and ``advise`` use these rows only;
+    when none is left the sentence says that no current rows exist.
+    """
+    reasons = runs["superseded"] if "superseded" in runs else pd.Series("", index=runs.index)
+    current = runs[reasons == ""].reset_index(drop=True)
+    old = reasons[reasons != ""]
+    if old.empty:
+        return current, ""
+    why = "; ".join(dict.fromkeys(old))
+    if current.empty:
+        return current, (f"No current rows: all {len(old)} rows here were produced by a "
+                         f"superseded method ({why}); they are shown in the full tables only, "
+                         "with no headline, chart or recommendation.")
+    return current, (f"{len(old)} rows produced by a superseded method ({why}) are left out of "
+                     "the headline, charts and recommendation.")
 
 
 def _read_optional(results_dir: Path, stem: str, required: tuple[str, ...],

@@ -63,6 +63,10 @@ def winner_line(t: pd.DataFrame) -> str:
     """One sentence on who wins the accuracy comparison of one table ('' with < 2 scored)."""
     if (t["test_acc_n"] > 0).sum() < 2:
         return ""
+    missing = t["missing_acc"].iloc[0] if "missing_acc" in t and len(t) else ""
+    if missing:
+        return (f"No winner named: {missing} could run here but {'have' if ', ' in missing else 'has'} "
+                "no accuracy, so none is bold.")
     best = t[t["is_best"]]
     if len(best):
         caveat = (" (one seed: the interval covers the test set's noise, not seed-to-seed "

@@ -26,6 +26,7 @@ from bench.report.load import (
     _files,
     _read_csv,
     _to_numeric,
+    current_runs,
     read_compat,
     read_history,
     read_ops,
@@ -172,7 +173,7 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
         "",
         "## At a glance",
         "",
-        headline_table(table).rstrip("\n"),
+        _glance(runs, table),
         *(advice or []),
     ]
     for key, t in table.groupby(TABLE_KEYS, sort=False):
@@ -195,6 +196,15 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
                 lines.append("")
         lines += [f"- {note}" for note in notes]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _glance(runs: pd.DataFrame, table: pd.DataFrame) -> str:
+    """The headline table of the current method's rows, or the sentence saying none exist."""
+    current, note = current_runs(runs)
+    if current.empty:
+        return note
+    glance = headline_table(table if len(current) == len(runs) else comparison_table(current))
+    return glance.rstrip("\n") + (f"\n\n{note}" if note else "")
 
 
 def gpu_check_markdown(results_dir: Path) -> list[str]:
@@ -259,8 +269,10 @@ def _default_compat(results_dir: Path) -> Path | None:
 
 
 def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
-           shared_axis: bool = True) -> tuple[list[Path], list[str], pd.DataFrame, list[str]]:
-    """Everything :func:`build_report` does, also returning the notes, table and warnings."""
+           shared_axis: bool = True
+           ) -> tuple[list[Path], list[str], pd.DataFrame | None, list[str]]:
+    """Everything :func:`build_report` does, also returning the notes, the headline table (the
+    current method's rows; None when every row is superseded) and the warnings."""
     from bench.report import advise  # matplotlib: only to draw charts
     from bench.report import charts as report_charts
     from bench.report import html as report_html
@@ -292,9 +304,18 @@ def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
         curves = history[[k in keep for k in zip(history["cell_hash"], history["device_name"],
                                                     strict=True)]]
         curves = curves if not curves.empty else None
-    charts, notes = report_charts.write_charts(table, curves, ops, compat, out_dir / "charts",
-                                               shared_axis=shared_axis)
-    advice = advise.advise(runs, table, history)
+    # Charts and the recommendation from the current method's rows only (superseded ones stay
+    # in the full tables); with none, neither exists and a note says so.
+    current, current_note = current_runs(runs)
+    headline = comparison_table(current) if len(current) else None
+    if headline is not None:
+        charts, notes = report_charts.write_charts(headline, curves, ops, compat,
+                                                   out_dir / "charts", shared_axis=shared_axis)
+        advice = advise.advise(current, headline, history)
+    else:
+        charts, notes, advice = [], [], []
+    if current_note:
+        notes.append(current_note)
 
     written = []
     csv_path = out_dir / "comparison.csv"
@@ -309,7 +330,7 @@ def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
         runs=runs, table=table, history=history, ops=ops, compat=compat, charts=charts,
         advice=advice, warnings=report_warnings(runs), results_dir=results_dir,
         inputs=inputs), out_dir / "index.html"))
-    return written + charts, notes, table, report_warnings(runs)
+    return written + charts, notes, headline, report_warnings(runs)
 
 
 def build_report(results_dir: Path, compat_csv: Path | None = None,
