@@ -180,3 +180,105 @@ def test_a_measure_only_ok_row_without_accuracy_is_still_done() -> None:
            "dataset": "mnist", "model": "m", "strategy": "s", "seed": "0"}
     assert results.rerun_reason(row) == ""
     assert "no test_acc" in results.rerun_reason({**row, "mode": "full"})
+
+
+# --- 3. configuration values refused before any cell --------------------------------------
+
+CONFIG_CASES = [
+    pytest.param("[grid]\nseeds = [1.5]\n", [], "bad value [1.5] for 'seeds' (expected "
+                 "comma-separated list of int): 1.5 is a float, not an integer",
+                 id="TOML seed a float"),
+    pytest.param("[grid]\nseeds = [0, true]\n", [], "bad value [0, True] for 'seeds' "
+                 "(expected comma-separated list of int): True is a boolean, not an integer",
+                 id="TOML seed a boolean"),
+    pytest.param("[recipe]\nepochs = true\n", [], "bad value True for 'epochs' (expected int): "
+                 "True is a boolean, not an integer", id="TOML int key a boolean"),
+    pytest.param("", ["seeds=12345678901234567890"], "bad seed 12345678901234567890 in seeds; "
+                 "valid: integers 0..4294967295", id="20-digit seed"),
+    pytest.param("", ["seeds=-1"], "bad seed -1 in seeds; valid: integers 0..4294967295",
+                 id="negative seed"),
+    pytest.param("", ["num_threads=100000"], "num_threads must be in 0..1024 (0: torch's "
+                 "default), got 100000", id="100000 threads"),
+]
+
+
+@pytest.mark.parametrize("toml, sets, expected", CONFIG_CASES)
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_a_bad_seed_or_thread_count_is_refused_before_any_cell(
+        toml, sets, expected, command, tmp_path, monkeypatch, capsys) -> None:
+    for name in HOOKS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ADAPTBENCH_CELL_IMPL", FAKE_IMPL)  # should a cell start after all
+    profile = "smoke"
+    if toml:
+        profile = str(tmp_path / "bad.toml")
+        (tmp_path / "bad.toml").write_text(toml)
+    rdir = tmp_path / "results"
+    argv = [command, "--profile", profile, *(a for s in sets for a in ("--set", s)),
+            "--results-dir", str(rdir), "--device", "cpu"]
+    line = refused(argv, capsys, tmp_path)
+    assert expected in line, line
+    assert not rdir.exists()
+
+
+def test_whole_seeds_and_thread_counts_in_range_are_accepted() -> None:
+    from bench import config
+
+    cfg = config.load("smoke", ["seeds=0,4294967295", "num_threads=1024"])
+    assert cfg.seeds == (0, 2**32 - 1) and cfg.num_threads == 1024
+
+
+def test_a_huge_thread_count_is_refused_from_the_command_line(tmp_path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in HOOKS}
+    env["ADAPTBENCH_CELL_IMPL"] = FAKE_IMPL
+    rdir = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--profile", "smoke", "--set",
+                           "num_threads=100000", "--results-dir", str(rdir), "--device", "cpu",
+                           "--quiet"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stdout[-1500:] + proc.stderr[-1500:]
+    assert proc.stderr.strip() == ("error: num_threads must be in 0..1024 (0: torch's default), "
+                                   "got 100000")
+    assert not rdir.exists()
+
+
+# --- 5. an output path under a regular file -----------------------------------------------
+
+@pytest.mark.parametrize("argv, expected", [
+    pytest.param(["report", "{results}", "--out", "{tmp}/somefile/sub"],
+                 "error: --out: {tmp}/somefile/sub cannot be created: {tmp}/somefile is a "
+                 "file, not a directory", id="report --out under a file"),
+    pytest.param(["report", "{results}", "--out", "{tmp}/somefile"],
+                 "error: --out: {tmp}/somefile is a file; expected a directory",
+                 id="report --out a file"),
+    pytest.param(["doctor", "--models", "resnet18", "--strategies", "repeat3", "-q", "--out",
+                  "{tmp}/somefile/sub/compat.csv"],
+                 "doctor: error: --out: {tmp}/somefile/sub/compat.csv cannot be created: "
+                 "{tmp}/somefile is a file, not a directory", id="doctor --out under a file"),
+    pytest.param(["doctor", "--models", "resnet18", "--strategies", "repeat3", "-q", "--out",
+                  "{tmp}"], "doctor: error: --out: {tmp} is a directory; expected a file name",
+                 id="doctor --out a directory"),
+    pytest.param(["doctor", "--models", "resnet18", "--strategies", "repeat3", "-q", "--out",
+                  "{tmp}/c.csv", "--png", "{tmp}/somefile/c.png"],
+                 "doctor: error: --png: {tmp}/somefile/c.png cannot be created",
+                 id="doctor --png under a file"),
+])
+def test_an_output_path_under_a_file_is_one_line(argv, expected, tmp_path, capsys) -> None:
+    rdir = copy_results(tmp_path)
+    (tmp_path / "somefile").write_text("a regular file\n")
+    fill = [a.replace("{results}", str(rdir)).replace("{tmp}", str(tmp_path)) for a in argv]
+    before = snapshot(tmp_path)
+    code = call(fill)
+    out, err = capsys.readouterr()
+    assert code == 2, out[-1500:] + err[-1500:]
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert expected.replace("{tmp}", str(tmp_path)) in err, err
+    assert snapshot(tmp_path) == before
+
+
+def test_report_out_under_a_file_from_the_command_line(tmp_path) -> None:
+    (tmp_path / "somefile").write_text("a regular file\n")
+    err = cli(["report", str(PUBLISHED), "--out", str(tmp_path / "somefile" / "sub")], tmp_path)
+    assert "somefile is a file, not a directory" in err
