@@ -377,6 +377,9 @@ def list_profiles() -> list[str]:
 def profile_path(profile: str) -> Path:
     """A profile name (``cpu``) or a path to a TOML file."""
     candidate = Path(profile)
+    if candidate.is_dir():  # not "unknown": say what it is and what is expected
+        raise ConfigError(f"profile {profile} is a directory; expected a profile name "
+                          f"({', '.join(list_profiles())}) or a .toml file")
     if candidate.suffix == ".toml":
         if not candidate.is_file():
             raise ConfigError(f"profile file not found or unreadable: {profile}")

@@ -282,3 +282,22 @@ def test_report_out_under_a_file_from_the_command_line(tmp_path) -> None:
     (tmp_path / "somefile").write_text("a regular file\n")
     err = cli(["report", str(PUBLISHED), "--out", str(tmp_path / "somefile" / "sub")], tmp_path)
     assert "somefile is a file, not a directory" in err
+
+
+# --- 6. messages that say what was given and what is expected -----------------------------
+
+def test_a_directory_as_profile_is_called_a_directory(tmp_path, capsys) -> None:
+    (tmp_path / "profiles").mkdir()
+    line = refused(["plan", "--profile", str(tmp_path / "profiles"), "--results-dir",
+                    str(tmp_path / "results"), "--device", "cpu"], capsys, tmp_path)
+    assert line == (f"error: profile {tmp_path / 'profiles'} is a directory; expected a profile "
+                    "name (cpu, gpu, gpu-crosses, gpu-quick, smoke) or a .toml file")
+
+
+def test_a_timm_pretrained_tag_is_refused_as_unsupported(tmp_path, capsys) -> None:
+    pytest.importorskip("timm")
+    line = refused(["plan", "--profile", "smoke", "--set", "models=timm:resnet18.a1_in1k",
+                    "--results-dir", str(tmp_path / "results"), "--device", "cpu"],
+                   capsys, tmp_path)
+    assert "pretrained tag 'a1_in1k' in 'timm:resnet18.a1_in1k': timm tags (timm:NAME.TAG) " \
+           "are not supported; name the architecture, timm:resnet18" in line, line
