@@ -301,3 +301,44 @@ def test_a_timm_pretrained_tag_is_refused_as_unsupported(tmp_path, capsys) -> No
                    capsys, tmp_path)
     assert "pretrained tag 'a1_in1k' in 'timm:resnet18.a1_in1k': timm tags (timm:NAME.TAG) " \
            "are not supported; name the architecture, timm:resnet18" in line, line
+
+
+# --- the table in docs/failures.md ----------------------------------------------------------
+
+# Row of the table -> text of its message that the tests above check (T is tmp_path).
+DOC_ROWS = {
+    "accuracy inf": "line 2, column 'test_acc': 'inf' is out of range (valid: [0, 1])",
+    "accuracy 1e9": "column 'test_acc': '1e9' is out of range (valid: [0, 1])",
+    "accuracy -5": "column 'test_acc': '-5' is out of range (valid: [0, 1])",
+    "negative count": "column 'test_count': '-1000' is out of range (valid: a finite number "
+                      ">= 0)",
+    "fractional parameter count": "column 'params': '1.5' is not a whole number",
+    **{c.id: c.values[2] for c in CONFIG_CASES
+       if c.id in ("TOML seed a float", "TOML seed a boolean", "20-digit seed",
+                   "100000 threads")},
+    "report --out under a file": "error: --out: T/somefile/sub cannot be created: T/somefile "
+                                 "is a file, not a directory",
+    "doctor --out under a file": "doctor: error: --out: T/somefile/sub/compat.csv cannot be "
+                                 "created: T/somefile is a file, not a directory",
+    "a directory as --profile": "is a directory; expected a profile name (cpu, gpu, "
+                                "gpu-crosses, gpu-quick, smoke) or a .toml file",
+    "timm pretrained tag": "timm tags (timm:NAME.TAG) are not supported; name the "
+                           "architecture, timm:resnet18",
+}
+
+
+def test_the_failures_doc_lists_these_cases_with_their_messages() -> None:
+    doc = (REPO / "docs" / "failures.md").read_text()
+    start = doc.index("## Hostile results directories and configuration")
+    table = doc[start:doc.index("\n## ", start + 1)]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].isdigit():
+            rows[cells[1]] = "|".join(cells[3:]).replace("`", "")
+    assert set(rows) == set(DOC_ROWS), set(rows) ^ set(DOC_ROWS)
+    for name, needle in DOC_ROWS.items():
+        assert needle in rows[name], (name, needle, rows[name])
+    ids = {p.id for p in BAD_VALUES} | {p.id for p in CONFIG_CASES}
+    assert {"accuracy inf", "accuracy 1e9", "accuracy -5", "negative count",
+            "fractional parameter count", "20-digit seed", "100000 threads"} <= ids
