@@ -29,3 +29,25 @@ def out_problem(path: Path, *, is_dir: bool) -> str:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{path} cannot be written: directory {existing} is not writable"
     return ""
+
+
+def results_dir_problem(results_dir: Path, names: list[str]) -> str:
+    """Why ``results_dir`` cannot hold a run ("" when it can): it, when it exists, must be a
+    writable directory and each of ``names`` in it (runs.csv, history.csv, ...), when it
+    exists, a regular file. The readers skip anything else, so a runs.csv replaced by a
+    directory was noticed only when the first cell's row was written, after it had trained."""
+    results_dir = Path(results_dir)
+    if not results_dir.exists():
+        return ""  # created by run; its parent is checked then
+    if not results_dir.is_dir():
+        # (the words the mkdir of run said before this check)
+        return f"results directory {results_dir} cannot be created: File exists"
+    if not os.access(results_dir, os.W_OK | os.X_OK):
+        return f"results directory {results_dir} is not writable"
+    for name in names:
+        path = results_dir / name
+        if (path.exists() or path.is_symlink()) and not path.is_file():
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            return (f"{path} is {kind}; a results file must be a regular file: move it away, "
+                    "or pass --results-dir for a fresh directory")
+    return ""

@@ -324,6 +324,8 @@ DOC_ROWS = {
                                 "gpu-crosses, gpu-quick, smoke) or a .toml file",
     "timm pretrained tag": "timm tags (timm:NAME.TAG) are not supported; name the "
                            "architecture, timm:resnet18",
+    "runs.csv replaced by a directory": "R/runs.csv is a directory; a results file must be a "
+                                        "regular file",
 }
 
 
@@ -342,3 +344,22 @@ def test_the_failures_doc_lists_these_cases_with_their_messages() -> None:
     ids = {p.id for p in BAD_VALUES} | {p.id for p in CONFIG_CASES}
     assert {"accuracy inf", "accuracy 1e9", "accuracy -5", "negative count",
             "fractional parameter count", "20-digit seed", "100000 threads"} <= ids
+
+
+# --- 4. the state of the results directory, before any cell --------------------------------
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+@pytest.mark.parametrize("name", ["runs.csv", "history.csv", "env.json"])
+def test_a_results_file_replaced_by_a_directory_is_refused_before_any_cell(
+        command, name, tmp_path, monkeypatch, capsys) -> None:
+    for hook in HOOKS:
+        monkeypatch.delenv(hook, raising=False)
+    monkeypatch.setenv("ADAPTBENCH_CELL_IMPL", FAKE_IMPL)  # should a cell start after all
+    rdir = copy_results(tmp_path)
+    (rdir / name).unlink()
+    (rdir / name).mkdir()
+    line = refused([command, "--profile", "smoke", "--results-dir", str(rdir), "--device",
+                    "cpu"], capsys, tmp_path)  # history.csv, ops.csv, env.json untouched too
+    assert line == (f"error: {rdir / name} is a directory; a results file must be a regular "
+                    "file: move it away, or pass --results-dir for a fresh directory")
+    assert not (rdir / "runs.lock").exists()
