@@ -159,7 +159,7 @@ def _coerce(key: str, value: Any) -> Any:
                 s.strip() for s in str(value).split(",") if s.strip()]
             if not items and key != "per_model":
                 raise ValueError("empty list")
-            elem = int if key == "seeds" else str
+            elem = _strict_int if key == "seeds" else str
             return tuple(elem(v) for v in items)
         if isinstance(default, bool):
             if isinstance(value, bool):
@@ -174,9 +174,7 @@ def _coerce(key: str, value: Any) -> Any:
             raise ValueError("not a boolean (true/false" + (" or auto)" if key in _AUTO_KEYS
                                                             else ")"))
         if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError("not an integer")
-            return int(str(value)) if not isinstance(value, (int, float)) else int(value)
+            return _strict_int(value)
         if isinstance(default, float):
             return float(value)
         return str(value)
@@ -185,6 +183,16 @@ def _coerce(key: str, value: Any) -> Any:
                     if isinstance(default, tuple) else type(default).__name__)
         raise ConfigError(
             f"bad value {value!r} for {key!r} (expected {expected}): {exc}") from None
+
+
+def _strict_int(value: Any) -> int:
+    """An int from TOML or the command line. A TOML float (1.5, even 2.0) or boolean (true) is
+    refused, not truncated: ``int(1.5) == int(True) == 1`` would silently run another seed."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is a boolean, not an integer")
+    if isinstance(value, float):
+        raise ValueError(f"{value!r} is a float, not an integer")
+    return value if isinstance(value, int) else int(str(value).strip())
 
 
 # Keys that take "auto": precision and channels_last resolve per device (resolve_auto),
@@ -247,6 +255,17 @@ _FLOAT_RANGES: dict[str, _Range] = {
 }
 
 
+# What the engine hands to torch, bounded here so a bad value is one refusal before any cell
+# and not one error row per cell. Seeds: 0..2**32-1, what every seeding API takes
+# (torch.manual_seed takes up to 2**64-1 and wraps negatives, numpy's default_rng refuses
+# negatives, its legacy np.random.seed and many libraries stop at 2**32-1); a 20-digit seed
+# overflowed torch in the cell. Threads: 0 (torch's default) or up to 1024, a fixed bound
+# and not the core count, so a profile validates the same on a login node and on the compute
+# node that runs it; torch.set_num_threads(100000) crashed the cell (SIGSEGV).
+MAX_SEED = 2**32 - 1
+MAX_THREADS = 1024
+
+
 def validate(cfg: Config) -> Config:
     """Check ranges and choices; raise :class:`ConfigError` naming the bad value."""
     for key, choices in _CHOICES.items():
@@ -265,6 +284,13 @@ def validate(cfg: Config) -> Config:
             finite = "" if math.isfinite(value) else "a finite number "
             raise ConfigError(f"{key} must be {finite}{valid}, got {value!r}")
     _check_ray_address(cfg.ray_address)
+    for seed in cfg.seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"bad seed {seed} in seeds; valid: integers 0..{MAX_SEED} "
+                              "(2**32 - 1)")
+    if cfg.num_threads > MAX_THREADS:
+        raise ConfigError(f"num_threads must be in 0..{MAX_THREADS} (0: torch's default), got "
+                          f"{cfg.num_threads}")
     for key in GRID_KEYS:
         if len(set(getattr(cfg, key))) != len(getattr(cfg, key)):
             raise ConfigError(f"{key} lists a value twice: {list(getattr(cfg, key))}")
@@ -351,6 +377,9 @@ def list_profiles() -> list[str]:
 def profile_path(profile: str) -> Path:
     """A profile name (``cpu``) or a path to a TOML file."""
     candidate = Path(profile)
+    if candidate.is_dir():  # not "unknown": say what it is and what is expected
+        raise ConfigError(f"profile {profile} is a directory; expected a profile name "
+                          f"({', '.join(list_profiles())}) or a .toml file")
     if candidate.suffix == ".toml":
         if not candidate.is_file():
             raise ConfigError(f"profile file not found or unreadable: {profile}")

@@ -203,6 +203,7 @@ def read_csv(path: Path, kind: str) -> list[dict[str, str]]:
                 "(a truncated or hand-edited row). Fix or remove that line, or move the file "
                 "away.")
         values = dict(zip(file_columns, fields, strict=True))
+        _check_values(path, line_no, kind, values)
         rows.append({c: values.get(c, "") for c in columns})
         line_nos.append(line_no)
     if kind == "runs":
@@ -224,6 +225,16 @@ def read_csv(path: Path, kind: str) -> list[dict[str, str]]:
                 raise ResultsError(f"{path}, line {line_no}: {problem} (a hand-edited row?). "
                                    "Fix or remove that line, or move the file away.")
     return rows
+
+
+def _check_values(path: Path, line_no: int, kind: str, values: dict[str, str]) -> None:
+    """Every numeric value of one row within its schema range (:func:`schema.check_value`)."""
+    for column in schema.TABLES[kind]:
+        problem = schema.check_value(column, values.get(column.name, ""))
+        if problem:
+            raise ResultsError(f"{path}, line {line_no}, column {column.name!r}: {problem} "
+                               "(a hand-edited row?). Fix or remove that line, or move the "
+                               "file away.")
 
 
 def kind_files(results_dir: Path, kind: str) -> list[Path]:
@@ -294,9 +305,34 @@ def read_current_runs(results_dir: Path) -> tuple[list[dict[str, str]], int]:
 
 
 def done_hashes(results_dir: Path) -> set[str]:
-    """Hashes of cells whose current row has a final status (the resume rule)."""
-    return {r["cell_hash"] for r in read_dir(results_dir, "runs")
+    """Hashes of cells whose current row has a final status and nothing that contradicts it
+    (the resume rule; :func:`rerun_reason`)."""
+    return {h for h, row in final_rows(results_dir).items() if not rerun_reason(row)}
+
+
+def final_rows(results_dir: Path) -> dict[str, dict[str, str]]:
+    """The current rows with a final status, by cell_hash (candidates for "done")."""
+    return {r["cell_hash"]: r for r in read_dir(results_dir, "runs")
             if r["status"] in FINAL_STATUSES}
+
+
+def rerun_reason(row: dict[str, str], cell: Any = None) -> str:
+    """Why a final row does not make its cell done ("" when it does), so the cell is rerun.
+
+    Resume trusts a row's cell_hash, so a row that contradicts itself must not be trusted: an
+    ``ok`` full-mode row without a test accuracy (emptied, or ``nan``, by hand or a truncated
+    write), or a row whose dataset, model, strategy or seed is not the one of the ``cell``
+    (a :class:`bench.config.Cell`) its hash names (an edited name).
+    """
+    if (row["status"] == "ok" and row["mode"] == "full"
+            and row["test_acc"].strip().lower() in ("", "nan", "none")):
+        return "its row says status ok but has no test_acc (an edited or truncated row)"
+    if cell is not None:
+        for key in ("dataset", "model", "strategy", "seed"):
+            if str(row[key]) != str(getattr(cell, key)):
+                return (f"its row (cell_hash {row['cell_hash']}) names {key} {row[key]!r}, "
+                        f"not {str(getattr(cell, key))!r} (an edited row)")
+    return ""
 
 
 # --- upserts -------------------------------------------------------------------------------

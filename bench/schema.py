@@ -38,6 +38,7 @@ Version history (``schema_version`` column of runs.csv):
 from __future__ import annotations
 
 import enum
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -274,6 +275,46 @@ STRICT_ENV = "ADAPTBENCH_STRICT_SCHEMA"
 def recipe_values(cfg: Any) -> dict[str, Any]:
     """The :data:`RECIPE` columns of a row, read off a (per-model resolved) Config."""
     return {key: getattr(cfg, key) for key in RECIPE}
+
+
+# The valid values of the numeric columns, checked by every reader (bench.results.read_csv,
+# bench.report.load): a hand-edited accuracy of 1e9 or -5 is refused with its file, line and
+# column instead of crashing a statistic later. Fractions are in [0, 1]; every other count,
+# time, size and rate is finite and >= 0. Not bounded: the losses (a diverged cell's loss is
+# not finite by definition), ``mfu`` (a busy machine's measured peak can sit below what a
+# cell achieved, so > 1 happens), the operators' net memory (a free is negative) and
+# ``schema_version`` (checked against the known versions).
+UNBOUNDED = frozenset({"final_train_loss", "train_loss", "mfu", "self_cpu_mem_mib",
+                       "self_device_mem_mib", "schema_version"})
+
+
+def value_range(column: Column) -> tuple[float, float] | None:
+    """``(low, high)``, both inclusive, of a numeric column's finite values; None when the
+    column is not numeric or not bounded (:data:`UNBOUNDED`)."""
+    if column.dtype not in ("int", "float") or column.name in UNBOUNDED:
+        return None
+    return (0.0, 1.0) if column.unit == "fraction" else (0.0, float("inf"))
+
+
+def check_value(column: Column, text: str) -> str:
+    """Why ``text`` (one CSV cell of ``column``) is not a valid value; "" when it is.
+    Empty, ``nan`` and ``none`` are "missing" (the writer's empty cell) and always valid."""
+    if column.dtype not in ("int", "float") or text.strip().lower() in ("", "nan", "none"):
+        return ""
+    try:
+        value = float(text)
+    except ValueError:
+        return f"{text!r} is not a number"
+    if column.dtype == "int" and math.isfinite(value) and not value.is_integer():
+        return f"{text!r} is not a whole number"
+    bounds = value_range(column)
+    if bounds is None:
+        return ""
+    low, high = bounds
+    if not math.isfinite(value) or not low <= value <= high:
+        valid = f"[{low:g}, {high:g}]" if math.isfinite(high) else f"a finite number >= {low:g}"
+        return f"{text!r} is out of range (valid: {valid})"
+    return ""
 
 
 class SchemaError(ValueError):

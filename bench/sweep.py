@@ -79,6 +79,7 @@ from bench.executors.ranks import (
     resolve_device,
 )
 from bench.identity import device_key, parent_device
+from bench.outpath import results_dir_problem
 from bench.plan import fastpath
 from bench.plan.grid import (
     parse_only,
@@ -168,6 +169,13 @@ def prepare(opts: SweepOptions, dist: Dist | None = None) -> Prepared:
     results_dir = Path(opts.results_dir or DEFAULT_RUNS_ROOT / config_mod.profile_name(profile))
     suffix = results.shard_suffix(*shard)
     write_suffix = results.rank_suffix(suffix, dist.rank) if dist.world > 1 else suffix
+    # Before any cell (and in plan): a runs.csv that is a directory, or a read-only directory,
+    # is refused now rather than after the first cell trained.
+    names = [results.file_name(kind, sfx) for kind in results.KINDS
+             for sfx in dict.fromkeys((suffix, write_suffix))]
+    problem = results_dir_problem(results_dir, [*names, "config.toml", "env.json"])
+    if problem:
+        raise results.ResultsError(problem)
     return Prepared(profile, cfg, chosen, mine, device, dist, results_dir, suffix, write_suffix,
                     dist.world if opts.ddp else 1)
 

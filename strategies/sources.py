@@ -179,6 +179,14 @@ def split_name(model_name: str) -> tuple[Source, str]:
                           for s in SOURCES)
         raise StrategyError(f"unknown model source {prefix!r} in {model_name!r}; valid forms: "
                             f"{valid}")
+    if source.name == "timm" and "." in bare:
+        # timm names weights as NAME.TAG; no architecture name has a dot. The harness builds
+        # the architecture and loads weights through the weights key, never by tag.
+        arch, _, tag = bare.partition(".")
+        raise StrategyError(f"pretrained tag {tag!r} in {model_name!r}: timm tags "
+                            f"(timm:NAME.TAG) are not supported; name the architecture, "
+                            f"timm:{arch}, and choose weights with the weights key "
+                            '("" random init, "imagenet", or a state-dict file)')
     return source, bare
 
 

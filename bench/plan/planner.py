@@ -23,7 +23,9 @@ never in the planner's: that timing refines the cell's estimate (the ETA) and no
 ``plan --fast`` skips it. Timings are shared by the seeds of a cell.
 
 **Done.** A cell whose current row has a final status (:data:`bench.schema.FINAL_STATUSES`) is
-done; a ``measure-only`` row is final only while the cell would still run measure-only (raise
+done, unless the row contradicts itself (:func:`bench.results.rerun_reason`: an ``ok`` row
+without accuracy, a name that is not the cell's; the plan says why it reruns it); a
+``measure-only`` row is final only while the cell would still run measure-only (raise
 ``cell_budget_s`` and it is trained). ``--force`` plans every selected cell as not done.
 """
 
@@ -58,6 +60,7 @@ class PlannedCell:
     mode: str  # "full" | "measure-only"
     done: bool = False  # a final row exists: a run skips it
     mode_basis: str = ""  # what decided the mode: the dataset x model's costliest strategy
+    rerun_why: str = ""  # a final row exists but is not trusted (results.rerun_reason)
 
     @property
     def expected_s(self) -> float:
@@ -73,7 +76,7 @@ class PlannedCell:
                 "mode": self.mode, "estimate_s": round(self.estimate.seconds, 3),
                 "expected_s": round(self.expected_s, 3), "estimate_source": self.estimate.source,
                 "incompatible": self.estimate.incompatible, "done": self.done,
-                "mode_basis": self.mode_basis}
+                "mode_basis": self.mode_basis, "rerun_why": self.rerun_why}
 
 
 def budget_mode(cfg: Config, estimate_s: float) -> str:
@@ -132,7 +135,7 @@ def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
     hw = device_key(device, ddp_world)
     model = CostModel(kind, device_model)
     have_dir = results_dir is not None and results_dir.is_dir()
-    done = results.done_hashes(results_dir) if have_dir else set()
+    final = results.final_rows(results_dir) if have_dir else {}
     mo_rows = measure_only_hashes(results_dir) if have_dir else set()
     timings: dict[tuple[str, str, str], tuple[float | None, str]] = {}
     planned = []
@@ -144,8 +147,11 @@ def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
     for index, cell in cells:
         h = identity.cell_hash(cfg, cell, hw)
         est = model.estimate(cfg, cell)
+        row = final.get(h)
+        why = results.rerun_reason(row, cell) if row is not None and not force else ""
+        in_done = row is not None and not why
         # A final full row is done whatever the mode: no need to time the cell to know it.
-        done_anyway = not force and h in done and h not in mo_rows
+        done_anyway = not force and in_done and h not in mo_rows
         if timer is not None and not done_anyway and needs_timing(cfg, est):
             key = (cell.dataset, cell.model, cell.strategy)
             if key not in timings:
@@ -155,8 +161,8 @@ def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
         mode, basis = modes.get((cell.dataset, cell.model), ("full", ""))
         if est.incompatible:
             mode, basis = "full", ""
-        is_done = not force and h in done and (h not in mo_rows or mode == "measure-only")
-        p = PlannedCell(index, cell, h, est, mode, is_done, basis)
+        is_done = not force and in_done and (h not in mo_rows or mode == "measure-only")
+        p = PlannedCell(index, cell, h, est, mode, is_done, basis, why)
         planned.append(p)
         if on_cell is not None:
             on_cell(p)
@@ -219,6 +225,8 @@ def plan_line(p: PlannedCell) -> str:
         note = f"over budget: measure-only ({fmt_s(p.estimate.measure_only_s)}; {p.mode_basis})"
     if p.done:
         note = "done (skipped by run)" + (f"; {note}" if note else "")
+    elif p.rerun_why:
+        note = f"rerun: {p.rerun_why}" + (f"; {note}" if note else "")
     return (f"{p.index:>4}  {p.cell.label():<48} {fmt_s(p.estimate.seconds):>7}  "
             f"{p.mode:<12} {p.estimate.source:<10} {note}")
 

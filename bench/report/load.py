@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import results as results_mod
+from bench import schema
 from bench.schema import MODES, SCHEMA_VERSION, STATUSES, superseded_reason
 
 # Columns of runs.csv the report reads (a subset of bench.results.RUN_COLUMNS).
@@ -78,6 +79,18 @@ def _to_numeric(df: pd.DataFrame, columns: Iterable[str], path: Path) -> None:
             raise ReportError(f"{path}, line {i + 2}: column {col!r} holds {raw.iloc[i]!r}, "
                               "which is not a number")
         df[col] = num.astype(float)
+
+
+def _check_values(df: pd.DataFrame, path: Path, kind: str) -> None:
+    """Every numeric value within its schema range (:func:`bench.schema.check_value`): an
+    accuracy of inf, 1e9 or -5 is named here, not met as a crash in a statistic later."""
+    for column in schema.TABLES[kind]:
+        if column.name not in df.columns or column.dtype not in ("int", "float"):
+            continue
+        for i, text in enumerate(df[column.name]):
+            problem = schema.check_value(column, text) if isinstance(text, str) else ""
+            if problem:
+                raise ReportError(f"{path}, line {i + 2}, column {column.name!r}: {problem}")
 
 
 def _check_not_empty(df: pd.DataFrame, path: Path, columns: Iterable[str]) -> None:
@@ -145,6 +158,7 @@ def read_runs(results_dir: Path) -> pd.DataFrame:
         _check_not_empty(df, path, RUN_KEY_COLUMNS)
         _check_choices(df, path, "status", STATUSES)
         _check_choices(df, path, "mode", MODES)
+        _check_values(df, path, "runs")
         _to_numeric(df, (*RUN_NUMERIC_COLUMNS, "seed"), path)
         versions[path.name] = set(df["schema_version"].dropna().astype(str))
         df["source_file"] = path.name
@@ -218,6 +232,7 @@ def _read_optional(results_dir: Path, stem: str, required: tuple[str, ...],
     for path in _files(results_dir, stem):
         df = _read_csv(path)
         _check_columns(df, path, required)
+        _check_values(df, path, stem)
         _to_numeric(df, numeric, path)
         df["device_name"] = df["device_name"].fillna(UNKNOWN_DEVICE)
         frames.append(df)

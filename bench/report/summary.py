@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.outpath import out_problem
 from bench.report.aggregate import comparison_table, numeric_column
 from bench.report.fmt import fmt_num, fmt_pct
 from bench.report.load import (
@@ -279,6 +280,9 @@ def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
 
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir
+    problem = out_problem(out_dir, is_dir=True)
+    if problem:  # before any reading: nothing is computed for a page that cannot be written
+        raise ReportError(f"--out: {problem}")
     runs = read_runs(results_dir)
     history = read_history(results_dir, runs)
     ops = read_ops(results_dir, runs)

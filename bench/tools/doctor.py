@@ -43,6 +43,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import strategies
+from bench.outpath import out_problem
 from strategies import NotApplicableError, StrategyError
 from strategies._meta import meta_forward
 from strategies.explain import ERROR_CLASSES, diagnose, explain_message
@@ -393,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
             info = data_mod.get_info(args.dataset, args.data_root)
             in_channels, input_px = info.shape[0], info.shape[1]
             args.num_classes = info.num_classes
+        png = None if args.no_png else args.png or args.out.with_suffix(".png")
+        for flag, path in (("--out", args.out), ("--png", png)):
+            problem = out_problem(path, is_dir=False) if path is not None else ""
+            if problem:  # before the matrix is computed, not a traceback after it
+                raise StrategyError(f"{flag}: {problem}")
     except (StrategyError, DataError) as exc:
         print(f"doctor: error: {exc}", file=sys.stderr)
         return 2
@@ -406,9 +412,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     write_csv(rows, args.out)
-    png = None
-    if not args.no_png:
-        png = args.png or args.out.with_suffix(".png")
+    if png is not None:
         title = (f"{args.source} models × strategies, input {in_channels}×{input_px}×{input_px} "
                  f"(meta device, torch {torch.__version__.split('+')[0]})")
         plot_heatmap(rows, specs, png, title)
