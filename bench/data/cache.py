@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.data import stale
 from bench.data import user as userdata
 from bench.data.readers import _check_arrays, _Raw, _sha256
 from bench.data.registry import (
@@ -95,7 +96,7 @@ def _write_cache(info: DatasetInfo, root: Path, raw: _Raw, replace: bool,
     """
     final = _cache_dir(root, info.cache_key)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{info.cache_key}-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=stale.temp_prefix(info.cache_key), dir=final.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is for everyone who can read root
         entries = {}
@@ -197,10 +198,14 @@ def _import_user(spec: userdata.UserSpec, root: Path, *, replace: bool) -> Datas
                {"fingerprint": f"sha256:{imported.fingerprint}"})
     _check_arrays(info, raw)
     _write_cache(info, root, raw, replace, extra={"user": user})
+    split = imported.split
+    # Drop the source arrays (memory-mapped from the user's file) before the read-back, so
+    # the peak holds one copy of the data, not two.
+    del imported, raw, train_x, y
     found = _read_cache(info, root)  # read back: what later loads verify
     assert found is not None
     _say(f"{spec.name}: imported {info.train_count}/{info.test_count} images of "
-         f"{info.shape_text}, {info.num_classes} classes ({imported.split}) into "
+         f"{info.shape_text}, {info.num_classes} classes ({split}) into "
          f"{_cache_dir(root, info.cache_key)} in {time.perf_counter() - started:.1f} s")
     return _info_from_manifest(spec, found[1])
 

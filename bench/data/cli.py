@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from bench.data import user
+from bench.data import stale, user
 from bench.data.cache import cache_status, fetch, get_info, user_datasets
 from bench.data.registry import (
     ENV_ROOT,
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc} (or all)", file=sys.stderr)
         return 2
     root = resolve_root(args.data_root)
+    removed = stale.remove_stale(root / "cache")  # left by a killed import or fetch
+    if removed:
+        print(removed)
     if args.command == "fetch":
         failed = 0
         for name in names:

@@ -33,10 +33,12 @@ and the fix, raised before anything is cached.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import os
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,7 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
+from bench.data import limits
 from bench.data.splits import stratified_indices  # the same rule as every subset in the harness
 
 KINDS = ("folder", "npz")
@@ -182,23 +185,52 @@ def _source_files(spec: UserSpec) -> list[tuple[str, Path]]:
                             "with one sub-folder of images per class (or train/ and test/ ones)")
     real_root = root.resolve()
     out = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        here = Path(dirpath)
-        real = here.resolve()
-        if real != real_root and real_root not in real.parents:
-            raise UserDataError(f"{spec.name}: {here} is a link to {real}, outside {real_root}; "
-                                "copy the images into the folder instead of linking out of it")
-        for fname in sorted(filenames):
-            if fname.startswith("."):
-                continue
-            path = here / fname
-            target = path.resolve()
-            if real_root not in target.parents:
-                raise UserDataError(f"{spec.name}: {path} links to {target}, outside {real_root};"
-                                    " copy the file into the folder instead of linking to it")
-            out.append((str(path.relative_to(root)), path))
+    seen: dict[Path, Path] = {}  # real folder -> the path it was first walked as
+
+    def walk_error(exc: OSError) -> None:  # os.walk ignores errors unless told
+        raise exc
+
+    try:
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=walk_error):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            here = Path(dirpath)
+            limits.check_name(spec.name, here)
+            real = here.resolve()
+            if real in seen:  # a link back into the tree would be walked forever
+                raise UserDataError(
+                    f"{spec.name}: {here} and {seen[real]} are the same folder {real} (a "
+                    "symlink loop, or the same images linked twice); remove the link")
+            seen[real] = here
+            if real != real_root and real_root not in real.parents:
+                raise UserDataError(f"{spec.name}: {here} is a link to {real}, outside "
+                                    f"{real_root}; copy the images into the folder instead of "
+                                    "linking out of it")
+            for fname in sorted(filenames):
+                if fname.startswith("."):
+                    continue
+                path = here / fname
+                limits.check_name(spec.name, path)
+                target = path.resolve(strict=True)
+                if real_root not in target.parents:
+                    raise UserDataError(f"{spec.name}: {path} links to {target}, outside "
+                                        f"{real_root}; copy the file into the folder instead "
+                                        "of linking to it")
+                limits.check_regular(spec.name, path)
+                out.append((str(path.relative_to(root)), path))
+    except limits.LimitError as exc:
+        raise UserDataError(str(exc)) from None
+    except (OSError, RuntimeError) as exc:  # ELOOP: a link to itself; RuntimeError on 3.11
+        where = getattr(exc, "filename", None) or str(exc).rpartition(" ")[2].strip("'")
+        if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+            raise UserDataError(f"{spec.name}: {where} is a symlink loop (a link that leads "
+                                "back to itself); remove it") from None
+        raise UserDataError(f"{spec.name}: cannot read {where} ({exc.strerror}); fix its "
+                            "permissions or remove it") from None
     return out
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # -- folders ----------------------------------------------------------------------------------
@@ -226,20 +258,32 @@ def _read_image(spec: UserSpec, path: Path) -> np.ndarray:
         raise UserDataError(f"{spec.name}: {path} is not an image file (valid: "
                             f"{', '.join(IMAGE_SUFFIXES)}); move it out of the folder")
     try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode not in _MODE_CHANNELS:
-                raise UserDataError(
-                    f"{spec.name}: {path} has pixel mode {mode!r}; valid: 8-bit "
-                    f"{', '.join(_MODE_CHANNELS)} (convert it, e.g. to 'L' for gray)")
-            if mode == "1":
-                img = img.convert("L")
-            elif mode == "P":
-                img = img.convert("RGB")
-            if spec.size is not None and img.size != (spec.size, spec.size):
-                img = img.resize((spec.size, spec.size), Image.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
+        limits.check_regular(spec.name, path)  # a FIFO named x.png would block open() forever
+    except limits.LimitError as exc:
+        raise UserDataError(str(exc)) from None
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between its pixel limit and twice it: refuse there too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                mode = img.mode
+                if mode not in _MODE_CHANNELS:
+                    raise UserDataError(
+                        f"{spec.name}: {path} has pixel mode {mode!r}; valid: 8-bit "
+                        f"{', '.join(_MODE_CHANNELS)} (convert it, e.g. to 'L' for gray)")
+                if mode == "1":
+                    img = img.convert("L")
+                elif mode == "P":
+                    img = img.convert("RGB")
+                if spec.size is not None and img.size != (spec.size, spec.size):
+                    img = img.resize((spec.size, spec.size), Image.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
+    except UserDataError:
+        raise  # already one line; the handler below would wrap it in a second message
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UserDataError(f"{spec.name}: {path} is too many pixels to decode safely "
+                            f"({_one_line(exc)}); shrink it or remove it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserDataError(f"{spec.name}: cannot read image {path} ({type(exc).__name__}: "
                             f"{exc}); replace or remove it") from None
@@ -302,6 +346,12 @@ def _import_folder(spec: UserSpec) -> tuple[dict[str, np.ndarray], tuple[str, ..
         tx, ty, tfiles = _read_split(spec, train_dir, classes)
         present = [c for c in classes if (test_dir / c).is_dir()]
         vx, vy, vfiles = _read_split(spec, test_dir, present)
+        if tx.shape[1:] != vx.shape[1:]:  # each split is checked alone: compare the two
+            (c, h, w), (vc, vh, vw) = tx.shape[1:], vx.shape[1:]
+            raise UserDataError(
+                f"{spec.name}: {root / vfiles[0]} is {vw}x{vh} px, {vc} channel(s), "
+                f"but {root / tfiles[0]} is {w}x{h} px, {c} channel(s); give both "
+                f"splits one size and mode, or import with {spec.kind}:{spec.path}?size=N")
         remap = np.asarray([classes.index(c) for c in present], dtype=np.int64)
         arrays = {"train_x": tx, "train_y": ty, "test_x": vx, "test_y": remap[vy]}
         return arrays, tuple(classes), tfiles + vfiles, "folders"
@@ -336,57 +386,51 @@ def _import_npz(spec: UserSpec) -> tuple[dict[str, np.ndarray], tuple[str, ...],
                             "with numpy.savez(path, x_train=..., y_train=..., x_test=..., "
                             "y_test=...)")
     try:
-        with np.load(spec.path, allow_pickle=False) as npz:
-            missing = [k for k in keys if k not in npz.files]
-            if missing:
-                raise UserDataError(f"{spec.name}: {spec.path} lacks array(s) {missing}; it "
-                                    f"needs {', '.join(keys)} (found: {', '.join(npz.files)})")
-            loaded = {k: npz[k] for k in keys}
-            classes_arr = npz["classes"] if "classes" in npz.files else None
-    except UserDataError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:  # not a zip, truncated, object arrays
+        # Headers first: every declared shape and size is checked before any data is read.
+        headers = limits.npz_headers(spec.path)
+        missing = [k for k in keys if k not in headers]
+        if missing:
+            raise UserDataError(f"{spec.name}: {spec.path} lacks array(s) {missing}; it "
+                                f"needs {', '.join(keys)} (found: {', '.join(headers)})")
+        train_shape = _check_npz_shapes(spec, "train", headers["x_train"], headers["y_train"])
+        test_shape = _check_npz_shapes(spec, "test", headers["x_test"], headers["y_test"])
+        if test_shape != train_shape:
+            raise UserDataError(f"{spec.name}: x_test images are {test_shape} but x_train "
+                                f"ones are {train_shape}; both splits need one shape")
+        # Memory-mapped (or read once in chunks): the peak stays near the file's size.
+        loaded = {k: limits.load_member(spec.path, headers[k]) for k in keys}
+        classes_arr = (limits.load_member(spec.path, headers["classes"])
+                       if "classes" in headers else None)
+    except limits.LimitError as exc:
+        raise UserDataError(f"{spec.name}: {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated, bad CRC
+        if isinstance(exc, UserDataError):
+            raise
         raise UserDataError(f"{spec.name}: cannot read {spec.path} as .npz ({exc}); save it "
                             "with numpy.savez(path, x_train=..., y_train=..., x_test=..., "
                             "y_test=...) and plain (non-object) arrays") from None
     arrays: dict[str, np.ndarray] = {}
-    shape: tuple[int, ...] | None = None
     for split in ("train", "test"):
         x, y = loaded[f"x_{split}"], loaded[f"y_{split}"]
-        if x.dtype != np.uint8:
-            raise UserDataError(f"{spec.name}: x_{split} is {x.dtype}; it must be uint8 pixels "
-                                "0..255 (e.g. (x * 255).round().astype(np.uint8))")
-        if x.ndim == 3:
-            x = x[:, None]
-        if x.ndim != 4:
-            raise UserDataError(f"{spec.name}: x_{split} has shape {x.shape}; valid: N×H×W "
-                                "(gray) or N×C×H×W")
-        if x.shape[1] > 4 and x.shape[-1] <= 4:
-            raise UserDataError(f"{spec.name}: x_{split} has shape {x.shape}, which looks like "
-                                "N×H×W×C; give N×C×H×W (x.transpose(0, 3, 1, 2))")
-        if not 1 <= x.shape[1] <= 4:
-            raise UserDataError(f"{spec.name}: x_{split} has {x.shape[1]} channels; valid: 1..4")
-        if x.shape[2] != x.shape[3]:
-            raise UserDataError(f"{spec.name}: x_{split} images are {x.shape[3]}x{x.shape[2]} "
-                                "px; only square images are supported (pad or resize them)")
-        if shape is not None and x.shape[1:] != shape:
-            raise UserDataError(f"{spec.name}: x_test images are {x.shape[1:]} but x_train "
-                                f"ones are {shape}; both splits need one shape")
-        shape = x.shape[1:]
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise UserDataError(f"{spec.name}: y_{split} must be a 1-D integer array, got "
-                                f"{y.dtype} with shape {y.shape}")
-        if len(y) != len(x):
-            raise UserDataError(f"{spec.name}: x_{split} has {len(x)} images but y_{split} "
-                                f"{len(y)} labels")
-        if len(y) == 0:
-            raise UserDataError(f"{spec.name}: the {split} split is empty")
-        arrays[f"{split}_x"], arrays[f"{split}_y"] = np.ascontiguousarray(x), y.astype(np.int64)
+        arrays[f"{split}_x"] = np.ascontiguousarray(x[:, None] if x.ndim == 3 else x)
+    n_named = None if classes_arr is None else int(np.asarray(classes_arr).size)
+    try:
+        if n_named is not None and n_named > limits.MAX_CLASSES:
+            raise limits.LimitError(f"classes names {n_named} classes, over the limit of "
+                                    f"{limits.MAX_CLASSES}")
+        # On the labels as stored: a uint64 label past 2^63 must be named as it is, and no
+        # class list is sized by a label before it is bounded.
+        n_classes = limits.check_labels("y_train", loaded["y_train"], n_named)
+        limits.check_labels("y_test", loaded["y_test"], n_classes)
+    except limits.LimitError as exc:
+        raise UserDataError(f"{spec.name}: {exc}") from None
+    for split in ("train", "test"):
+        arrays[f"{split}_y"] = np.asarray(loaded[f"y_{split}"]).astype(np.int64)
     train_y, test_y = arrays["train_y"], arrays["test_y"]
     if classes_arr is not None:
         classes = tuple(str(c) for c in np.asarray(classes_arr).reshape(-1))
     else:
-        classes = tuple(str(k) for k in range(int(max(train_y.max(), 0)) + 1))
+        classes = tuple(str(k) for k in range(max(n_classes, 1)))
     for split, y in (("train", train_y), ("test", test_y)):
         if y.min() < 0 or y.max() >= len(classes):
             bad = int(y.min() if y.min() < 0 else y.max())
@@ -402,6 +446,39 @@ def _import_npz(spec: UserSpec) -> tuple[dict[str, np.ndarray], tuple[str, ...],
     return arrays, classes, [spec.path.name], "arrays"
 
 
+def _check_npz_shapes(spec: UserSpec, split: str, xh: limits.NpyHeader,
+                      yh: limits.NpyHeader) -> tuple[int, ...]:
+    """The checks of one split's declared image and label arrays, from their headers alone;
+    returns the shape of one image, ``(C, H, W)``."""
+    shape = xh.shape if len(xh.shape) != 3 else (xh.shape[0], 1, *xh.shape[1:])
+    if xh.dtype != np.uint8:
+        raise UserDataError(f"{spec.name}: x_{split} is {xh.dtype}; it must be uint8 pixels "
+                            "0..255 (e.g. (x * 255).round().astype(np.uint8))")
+    if len(shape) != 4:
+        raise UserDataError(f"{spec.name}: x_{split} has shape {xh.shape}; valid: N×H×W "
+                            "(gray) or N×C×H×W")
+    if shape[1] > 4 and shape[-1] <= 4:
+        raise UserDataError(f"{spec.name}: x_{split} has shape {xh.shape}, which looks like "
+                            "N×H×W×C; give N×C×H×W (x.transpose(0, 3, 1, 2))")
+    if not 1 <= shape[1] <= 4:
+        raise UserDataError(f"{spec.name}: x_{split} has {shape[1]} channels; valid: 1..4")
+    if shape[2] != shape[3]:
+        raise UserDataError(f"{spec.name}: x_{split} images are {shape[3]}x{shape[2]} "
+                            "px; only square images are supported (pad or resize them)")
+    if shape[2] == 0:
+        raise UserDataError(f"{spec.name}: x_{split} images are 0x0 px (shape {xh.shape}); "
+                            "give images of at least 1x1 px")
+    if len(yh.shape) != 1 or yh.dtype.kind not in "iu":
+        raise UserDataError(f"{spec.name}: y_{split} must be a 1-D integer array, got "
+                            f"{yh.dtype} with shape {yh.shape}")
+    if yh.shape[0] != shape[0]:
+        raise UserDataError(f"{spec.name}: x_{split} has {shape[0]} images but y_{split} "
+                            f"{yh.shape[0]} labels")
+    if shape[0] == 0:
+        raise UserDataError(f"{spec.name}: the {split} split is empty")
+    return tuple(shape[1:])
+
+
 def read(spec: UserSpec) -> Imported:
     """Read and check the source of ``spec``; nothing is written. Raises :class:`UserDataError`."""
     fp = fingerprint(spec)  # also refuses links out of the folder before any image is opened
@@ -411,7 +488,19 @@ def read(spec: UserSpec) -> Imported:
 
 
 def normalisation(train_x: np.ndarray) -> tuple[float, float]:
-    """Mean and std of ``train_x / 255`` over all pixels and channels (float64 sums)."""
-    x = train_x.astype(np.float64) / 255.0
-    mean, std = float(x.mean()), float(x.std())
+    """Mean and std of ``train_x / 255`` over all pixels and channels.
+
+    From a histogram of the 256 pixel values, counted in chunks of images: exact integer
+    counts, and no float copy of the images (a float64 copy is 8x their size).
+    """
+    counts = np.zeros(256, dtype=np.int64)
+    # ~4 M pixels per chunk: bincount widens them to int64, a 32 MB transient.
+    step = max(1, (4 << 20) // max(1, train_x[0].size))
+    for start in range(0, len(train_x), step):
+        counts += np.bincount(np.asarray(train_x[start:start + step]).reshape(-1),
+                              minlength=256)
+    n = int(counts.sum())
+    values = np.arange(256, dtype=np.float64) / 255.0
+    mean = float((counts * values).sum() / n)
+    std = math.sqrt(float((counts * (values - mean) ** 2).sum() / n))
     return round(mean, 6), round(max(std, 1e-6), 6)  # a constant image set must not divide by 0
