@@ -206,3 +206,22 @@ def test_every_table_marks_a_contended_cell_and_says_when_none_was_checked(tmp_p
                     name="old")
     old_lines = markdown._table_markdown(report.comparison_table(report.read_runs(old)))
     assert any("Contention was not measured" in x for x in old_lines)
+
+
+def test_the_chart_crosses_a_contended_point_and_keeps_it_off_the_frontier(tmp_path):
+    from bench.report import charts
+
+    d = _runs_dir(tmp_path, [
+        _cell("resize32", 0.95, 10, 500, contended="true", cpu_share=0.4, schema_version=5),
+        _cell("repeat3", 0.80, 5, 900, contended="false", cpu_share=0.95, schema_version=5)])
+    table = report.comparison_table(report.read_runs(d))
+    fig = charts.accuracy_vs_throughput(table, charts.strategy_palette(table["strategy"]),
+                                        charts.strategy_markers(table["strategy"]))
+    (ax,) = fig.axes[:1]
+    crosses = [ln for ln in ax.get_lines() if ln.get_marker() == "x"]
+    assert len(crosses) == 1 and crosses[0].get_xdata()[0] == pytest.approx(EPOCH_IMAGES / 10)
+    # Both would be on the frontier (resize32 more accurate, repeat3 faster); contended,
+    # resize32 is not, so no frontier line of two points is drawn
+    assert not [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert any("contended" in t for t in labels)
