@@ -200,6 +200,7 @@ def test_every_table_marks_a_contended_cell_and_says_when_none_was_checked(tmp_p
     lines = "\n".join(markdown._table_markdown(table))
     row = next(x for x in lines.splitlines() if x.startswith("| `resize32`"))
     assert "contended, CPU share 0.40" in row and "ok, contended" in row
+    assert "top (contended)" in row
     assert "**" not in row  # never bold
     assert "(contended)" in markdown.headline_table(table)
     old = _runs_dir(tmp_path, [_cell("resize32", 0.95, 10, 500), _cell("repeat3", 0.8, 40, 900)],

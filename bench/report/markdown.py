@@ -48,6 +48,8 @@ def _diff_cell(r: pd.Series) -> str:
     """Δ vs the top strategy in pp with its interval; 'best' / 'top (tied)' on the top row."""
     if r["is_best"]:
         return "best"
+    if r["is_top"] and r.get("contended"):
+        return "top (contended)"
     if r["is_top"]:
         return "top (tied)"
     if pd.isna(r["diff_vs_best"]):
