@@ -98,6 +98,10 @@ class Config:
     profile_top_ops: int = 15  # operators kept per cell in ops.csv
     save_trace: bool = False  # also save a gzipped Chrome trace of the profiled window
     measure_only_steps: int = 30  # steps timed for a measure-only cell (see cell_budget_s)
+    # Re-timings of a CPU cell whose windows got under 80% of its threads' CPU time
+    # (bench.engine.contention): 0..5 passes of at most 10 windows of extra steps, after the
+    # training; a cell still contended after them is kept, marked contended, never a winner.
+    contended_retries: int = 2
     cell_budget_s: float = 0.0  # cells estimated above this run measure-only; 0 = no budget
     cell_timeout_s: float = 3600.0  # a cell's process is killed after this many seconds
     # How cells get a process (bench.executors): "warm" = one long-lived worker runs cell
@@ -135,10 +139,12 @@ GRID_KEYS = ("datasets", "models", "strategies", "seeds")
 # The executor is left out too: the same cell run warm or in a fresh process is one
 # experiment (its row names the executor), so switching executors resumes; so are the
 # executors' own settings (where they run; a packed row says so in its concurrency column).
+# contended_retries too: how hard a busy host is retried, not what is measured (the row says
+# how many re-measures it took), so existing rows resume.
 EXECUTOR_KEYS = ("executor", "ray_address", "pack", "slurm_partition", "slurm_folder",
                  "slurm_parallelism", "slurm_cluster")
 _NOT_HASHED = set(GRID_KEYS) | {"cell_timeout_s", "cell_budget_s", "data_root", "save_trace",
-                                "peak_tflops", *EXECUTOR_KEYS}
+                                "peak_tflops", "contended_retries", *EXECUTOR_KEYS}
 
 _FIELDS = {f.name: f for f in fields(Config)}
 _DEFAULTS = Config()
@@ -210,9 +216,10 @@ _CHOICES = {
     "slurm_cluster": ("auto", "slurm", "local", "debug"),
 }
 _POSITIVE = ("epochs", "batch_size", "window_steps", "pack", "slurm_parallelism")
+MAX_CONTENDED_RETRIES = 5
 _NON_NEGATIVE = ("train_size", "test_size", "val_size", "warmup_steps", "max_steps_per_epoch",
                  "eval_every_steps", "profile_steps", "profile_top_ops", "measure_only_steps",
-                 "num_threads")
+                 "num_threads", "contended_retries")
 
 
 @dataclass(frozen=True)
@@ -278,6 +285,9 @@ def validate(cfg: Config) -> Config:
     for key in _NON_NEGATIVE:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {getattr(cfg, key)!r}")
+    if cfg.contended_retries > MAX_CONTENDED_RETRIES:  # bounded: a busy host must not loop
+        raise ConfigError(f"contended_retries must be 0..{MAX_CONTENDED_RETRIES}, "
+                          f"got {cfg.contended_retries!r}")
     for key, valid in _FLOAT_RANGES.items():
         value = getattr(cfg, key)
         if value not in valid:
@@ -591,7 +601,7 @@ _SECTION_KEYS = {
     "data": ("train_size", "test_size", "val_size", "data_root"),
     "measure": ("warmup_steps", "window_steps", "max_steps_per_epoch", "target_acc",
                 "eval_every_steps", "profile_steps", "profile_top_ops", "save_trace",
-                "measure_only_steps", "cell_budget_s", "cell_timeout_s", "peak_tflops",
+                "measure_only_steps", "contended_retries", "cell_budget_s", "cell_timeout_s", "peak_tflops",
                 *EXECUTOR_KEYS),
 }
 assert set().union(*_SECTION_KEYS.values()) == set(_FIELDS), "every key belongs to one table"

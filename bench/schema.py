@@ -33,6 +33,11 @@ Version history (``schema_version`` column of runs.csv):
    ``fast_path_reason`` (why ``graphs`` and ``compile`` are on or off: the ``auto`` decision
    or the fallback); ``compile`` now records the resolved value of ``compile = "auto"``.
    Earlier files are read with these columns empty too (their cells ran eager, uncaptured).
+5. adds the contention check (bench/engine/contention.py): ``threads``, ``cpu_share``,
+   ``load_start``, ``load_end``, ``contended``, ``remeasured``; and the throughput the
+   time-based comparisons use, ``train_img_s_pooled`` (images over the windows' total
+   seconds) with ``timed_s`` and ``train_images``. Earlier files are read with these columns
+   empty: contention was not measured, so nothing in them is flagged (the report says so).
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ def _c(name: str, dtype: str, unit: str, meaning: str) -> Column:
     return Column(name, dtype, unit, meaning)
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Rows written under a method since replaced: (schema versions, why). A report keeps them in
 # its full tables, marked, and out of headline tables, charts and recommendations.
@@ -154,6 +159,25 @@ RUNS: tuple[Column, ...] = (
     _c("train_img_s_p90", "float", "images/s", "90th percentile over the timed windows"),
     _c("timed_windows", "int", "", "number of timed windows behind train_img_s (a measure-only "
        "cell runs at least MIN_TIMED_WINDOWS; a cell with fewer is never marked fastest)"),
+    _c("train_img_s_pooled", "float", "images/s", "images of every timed window over their "
+       "total seconds: what accuracy per training second, time to target and epoch cost in "
+       "the report are derived from (the median is the typical window)"),
+    _c("timed_s", "float", "s", "total seconds of the timed windows behind train_img_s"),
+    _c("train_images", "int", "images", "images the training steps processed, all epochs, "
+       "warm-up included (extra memory, profiler and re-measure steps excluded)"),
+    _c("threads", "int", "threads", "torch intra-op threads of the cell (torch.get_num_threads)"),
+    _c("cpu_share", "float", "fraction", "CPU cells: median over the kept timed windows of the "
+       "process's CPU seconds (user+sys, time.process_time) / (wall seconds x threads), 0..1; "
+       "empty on CUDA (not applicable) and in rows before schema 5 (not measured)"),
+    _c("load_start", "float", "processes", "1-minute load average (os.getloadavg) when the "
+       "cell started"),
+    _c("load_end", "float", "processes", "1-minute load average when its timing ended"),
+    _c("contended", "bool", "", "cpu_share < 0.8 (CPU_SHARE_THRESHOLD, "
+       "bench/engine/contention.py) after the re-measures: the host was busy, throughput is "
+       "not the cell's own; the report marks it and never names it a winner. False on CUDA"),
+    _c("remeasured", "int", "passes", "re-timings of contended windows (0..contended_retries "
+       "passes of at most 10 windows of extra steps after training; a pass that is not "
+       "contended replaces the first figures)"),
     _c("eval_img_s", "float", "images/s", "median evaluation throughput under "
        "torch.inference_mode (first pass excluded)"),
     _c("epoch_s", "float", "s", "median wall time of a training epoch, evaluation excluded"),
@@ -246,12 +270,15 @@ COLUMNS: dict[str, tuple[str, ...]] = {k: tuple(c.name for c in v) for k, v in T
 # Earlier layouts, read by mapping onto the current one (new columns empty).
 _V3 = ("input_shape", "data_digest", "executor")
 _V4 = ("world_size", "concurrency", "graphs", "capture_s", "fast_path_reason")
+_V5 = ("train_img_s_pooled", "timed_s", "train_images", "threads", "cpu_share", "load_start",
+       "load_end", "contended", "remeasured")
 LEGACY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "runs": (tuple(c for c in COLUMNS["runs"] if c not in (
         "test_count", "timed_windows", "eval_peak_mem_mib", "peak_rss_mib", "peak_fresh_tflops",
-        "device_id", *_V3, *_V4)),
-        tuple(c for c in COLUMNS["runs"] if c not in (*_V3, *_V4)),
-        tuple(c for c in COLUMNS["runs"] if c not in _V4)),
+        "device_id", *_V3, *_V4, *_V5)),
+        tuple(c for c in COLUMNS["runs"] if c not in (*_V3, *_V4, *_V5)),
+        tuple(c for c in COLUMNS["runs"] if c not in (*_V4, *_V5)),
+        tuple(c for c in COLUMNS["runs"] if c not in _V5)),
     "history": (),
     "ops": (COLUMNS["ops"][:-2],),
 }

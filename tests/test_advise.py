@@ -43,11 +43,17 @@ def _verdicts(d: Path) -> dict[str, advise.Verdict]:
     return {v.criterion: v for v in only.verdicts}
 
 
+# The fixture's epoch: 2,000 training images in whole batches of 64.
+EPOCH_IMAGES = 2000 // 64 * 64
+
+
 def _cell(strategy, acc, epoch_s, mem, **extra) -> dict:
-    """One seed of one strategy on 1,000 test images; throughput spread ±5% around 100 img/s."""
+    """One seed of one strategy on 1,000 test images whose timed windows ran an epoch in
+    ``epoch_s`` seconds; window-to-window spread ±5%."""
+    rate = EPOCH_IMAGES / epoch_s
     return {"strategy": strategy, "test_acc": acc, "test_size": 1000, "epoch_s": epoch_s,
-            "train_img_s": 100, "train_img_s_p10": 95, "train_img_s_p90": 105,
-            "peak_mem_mib": mem, **extra}
+            "train_img_s": rate, "train_img_s_p10": 0.95 * rate,
+            "train_img_s_p90": 1.05 * rate, "peak_mem_mib": mem, **extra}
 
 
 def test_a_clear_winner_on_every_criterion(tmp_path):
@@ -55,7 +61,7 @@ def test_a_clear_winner_on_every_criterion(tmp_path):
     v = _verdicts(d)
     assert {k: x.pick.winner for k, x in v.items()} == {
         "accuracy": "resize32", "acc_per_s": "resize32", "memory": "resize32"}
-    # Accuracy per training second = test_acc % / (epochs x epoch_s): 95 / (3 x 10 s).
+    # Accuracy per training second = test_acc % / window seconds: 95 / (3 x 10 s).
     value, lo, hi = v["acc_per_s"].values["resize32"]
     assert value == pytest.approx(95 / 30)
     acc = v["accuracy"].values["resize32"]
@@ -227,3 +233,71 @@ def test_superseded_rows_stay_out_of_headlines_charts_and_advice(tmp_path, capsy
     from bench.report.load import current_runs
     current, note = current_runs(current)
     assert list(current["strategy"]) == ["droppools"] and "2 rows produced by a superseded" in note
+
+
+def test_accuracy_per_second_comes_from_the_windows_not_the_epochs_wall_clock(tmp_path):
+    """results/cpu: three cells' epoch_s was 2.2-2.4x their windows' time (a busy host between
+    windows) and droppools, at 1.0x, was named the most efficient. The windows decide now."""
+    slow_wall = _cell("resize32", 0.95, 10, 500)
+    slow_wall["epoch_s"] = 24  # the epoch's wall clock: 2.4x what its windows measured
+    d = _runs_dir(tmp_path, [slow_wall, _cell("droppools", 0.80, 12, 500)])
+    v = _verdicts(d)["acc_per_s"]
+    assert v.values["resize32"][0] == pytest.approx(95 / 30)
+    assert v.pick.top == "resize32"
+
+
+def test_a_contended_cell_is_never_named(tmp_path):
+    d = _runs_dir(tmp_path, [
+        _cell("resize32", 0.95, 10, 500, contended="true", cpu_share=0.4, schema_version=5),
+        _cell("repeat3", 0.80, 40, 900, contended="false", cpu_share=0.95, schema_version=5)])
+    v = _verdicts(d)
+    assert v["accuracy"].pick.winner is None and v["accuracy"].withheld == "resize32"
+    assert "not named" in advise.verdict_text(v["accuracy"])
+    assert "resize32" not in v["acc_per_s"].values  # its seconds are the host's
+    assert v["acc_per_s"].excluded["resize32"].startswith("contended")
+    assert v["memory"].pick.winner is None
+    table = report.comparison_table(report.read_runs(d))
+    top = table[table["strategy"] == "resize32"].iloc[0]
+    assert top["contended"] and top["is_top"] and not top["is_best"]
+    assert not table["train_img_s_is_best"].any()
+    md = report.markdown.winner_line(table)
+    assert "No winner named" in md and "contended" in md
+
+
+def test_every_table_marks_a_contended_cell_and_says_when_none_was_checked(tmp_path):
+    from bench.report import markdown
+
+    flagged = _runs_dir(tmp_path, [
+        _cell("resize32", 0.95, 10, 500, contended="true", cpu_share=0.4, schema_version=5),
+        _cell("repeat3", 0.80, 40, 900, contended="false", cpu_share=0.95, schema_version=5)],
+        name="flagged")
+    table = report.comparison_table(report.read_runs(flagged))
+    lines = "\n".join(markdown._table_markdown(table))
+    row = next(x for x in lines.splitlines() if x.startswith("| `resize32`"))
+    assert "contended, CPU share 0.40" in row and "ok, contended" in row
+    assert "top (contended)" in row
+    assert "**" not in row  # never bold
+    assert "(contended)" in markdown.headline_table(table)
+    old = _runs_dir(tmp_path, [_cell("resize32", 0.95, 10, 500), _cell("repeat3", 0.8, 40, 900)],
+                    name="old")
+    old_lines = markdown._table_markdown(report.comparison_table(report.read_runs(old)))
+    assert any("Contention was not measured" in x for x in old_lines)
+
+
+def test_the_chart_crosses_a_contended_point_and_keeps_it_off_the_frontier(tmp_path):
+    from bench.report import charts
+
+    d = _runs_dir(tmp_path, [
+        _cell("resize32", 0.95, 10, 500, contended="true", cpu_share=0.4, schema_version=5),
+        _cell("repeat3", 0.80, 5, 900, contended="false", cpu_share=0.95, schema_version=5)])
+    table = report.comparison_table(report.read_runs(d))
+    fig = charts.accuracy_vs_throughput(table, charts.strategy_palette(table["strategy"]),
+                                        charts.strategy_markers(table["strategy"]))
+    (ax,) = fig.axes[:1]
+    crosses = [ln for ln in ax.get_lines() if ln.get_marker() == "x"]
+    assert len(crosses) == 1 and crosses[0].get_xdata()[0] == pytest.approx(EPOCH_IMAGES / 10)
+    # Both would be on the frontier (resize32 more accurate, repeat3 faster); contended,
+    # resize32 is not, so no frontier line of two points is drawn
+    assert not [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert any("contended" in t for t in labels)

@@ -255,6 +255,19 @@ def test_a_version_3_file_reads_with_every_version_4_column_empty(tmp_path) -> N
     assert row["concurrency"] == row["world_size"] == ""
 
 
+def test_a_version_4_file_reads_with_the_contention_columns_empty(tmp_path) -> None:
+    """results/cpu is schema 4: contention was not measured there, so nothing is flagged."""
+    from bench import schema
+
+    old_columns = schema.LEGACY_COLUMNS["runs"][3]
+    assert "graphs" in old_columns and "cpu_share" not in old_columns
+    row = _read_legacy_row(tmp_path, old_columns, schema_version="4", cell_hash="h4",
+                           train_img_s="60.9")
+    assert tuple(row) == RUN_COLUMNS and row["train_img_s"] == "60.9"
+    assert row["cpu_share"] == row["contended"] == row["train_img_s_pooled"] == ""
+    assert row["load_start"] == row["remeasured"] == row["threads"] == ""
+
+
 def test_the_current_row_of_a_cell_is_its_newest_for_every_reader(tmp_path) -> None:
     def row(h: str, ts: str, seed: int = 0, device_id: str = "cpu | A") -> dict:
         return run_row(h, timestamp=ts, seed=seed, device_id=device_id)

@@ -57,10 +57,14 @@ class ThroughputMeter:
     :meth:`interrupt` is a boundary that closes a complete window and drops a partial one;
     call it before evaluation and at the end of each epoch, so eval time never leaks into
     training throughput.
+
+    ``cpu_clock`` (process CPU seconds, :mod:`bench.engine.contention`) is read at the same
+    boundaries, so ``window_cpu_s[i]`` is the CPU time the process spent in ``windows[i]``.
     """
 
     def __init__(self, warmup_steps: int, window_steps: int, device: torch.device,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 cpu_clock: Callable[[], float] | None = None) -> None:
         self.warmup_steps = warmup_steps
         self.window_steps = max(1, window_steps)
         self.device = device
@@ -68,7 +72,11 @@ class ThroughputMeter:
         self.steps_seen = 0
         self.window_img_s: list[float] = []
         self.windows: list[tuple[float, float]] = []  # (start, end) clock readings, for audits
+        self.window_images: list[int] = []
+        self.cpu_clock = cpu_clock
+        self.window_cpu_s: list[float] = []
         self._start: float | None = None
+        self._cpu_start = 0.0
         self._steps_in_window = 0
         self._images_in_window = 0
 
@@ -82,6 +90,11 @@ class ThroughputMeter:
         self.windows.append((self._start, end))
         if elapsed > 0:
             self.window_img_s.append(self._images_in_window / elapsed)
+            self.window_images.append(self._images_in_window)
+        if self.cpu_clock is not None:
+            cpu = self.cpu_clock()
+            self.window_cpu_s.append(cpu - self._cpu_start)
+            self._cpu_start = cpu
         return end
 
     def begin_step(self) -> bool:
@@ -92,6 +105,8 @@ class ThroughputMeter:
         elif self._start is None and self.steps_seen >= self.warmup_steps:
             synchronize(self.device)
             self._start = self.clock()
+            if self.cpu_clock is not None:
+                self._cpu_start = self.cpu_clock()
         else:
             return False
         self._steps_in_window = 0
@@ -117,8 +132,14 @@ class ThroughputMeter:
         return len(self.window_img_s) * self.window_steps
 
     def summary(self) -> dict[str, float]:
+        """Median, p10, p90 of the window rates; ``train_img_s_pooled``: all the windows'
+        images over all their seconds; ``timed_s``: those seconds."""
         w = self.window_img_s
+        timed_s = sum(end - start for start, end in self.windows if end > start)
         return {
+            "train_img_s_pooled": (sum(self.window_images) / timed_s if timed_s > 0
+                                   else float("nan")),
+            "timed_s": timed_s,
             "train_img_s": statistics.median(w) if w else float("nan"),
             "train_img_s_p10": percentile(w, 10),
             "train_img_s_p90": percentile(w, 90),

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from bench.config import Cell, Config
-from bench.engine import measure
+from bench.engine import contention, measure
 from bench.engine import step as step_mod
 from bench.executors import ddp
 from bench.identity import effective
@@ -289,6 +289,8 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     row = result.row
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    threads = torch.get_num_threads()  # the CPU a timed window could use: wall x threads
+    row.update(threads=threads, load_start=contention.PROBE.load())
     info = data_mod.get_info(cell.dataset, cfg.data_root or None)  # names the valid ones
     num_classes = info.num_classes
     row["input_shape"] = info.shape_text
@@ -363,7 +365,9 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     row.update(compile=fast.compile, graphs=train_step.graphed, capture_s=steps.capture_s,
                fast_path_reason="; ".join(filter(None, [fast.reason, steps.note])))
 
-    meter = measure.ThroughputMeter(cfg.warmup_steps, cfg.window_steps, dev)
+    meter = measure.ThroughputMeter(
+        cfg.warmup_steps, cfg.window_steps, dev,
+        cpu_clock=contention.PROBE.cpu_clock(0) if dev.type == "cpu" else None)
     train_s = 0.0  # cumulative training seconds, evaluation excluded
     epoch_times: list[float] = []
     eval_rates: list[float] = []
@@ -440,7 +444,8 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
             record_eval(epoch + 1)
 
     summary = group.throughput(meter) if group is not None else meter.summary()
-    row.update({k: summary[k] for k in ("train_img_s", "train_img_s_p10", "train_img_s_p90")})
+    row.update({k: summary[k] for k in contention.THROUGHPUT_COLUMNS})
+    row["train_images"] = step * cfg.batch_size  # every rank's share under --ddp
     row["timed_windows"] = int(summary["timed_windows"])
     if not meter.window_img_s:
         row["reason"] = (f"no timed window: {step} steps <= warmup_steps={cfg.warmup_steps} "
@@ -460,9 +465,17 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
 
     extra = _endless_batches(data_mod, splits, cfg, mean, std, cell.seed, epochs, shard)
 
-    def extra_step() -> None:
+    def extra_step() -> int:
         xb, yb = next(extra)
         train_step(xb, yb, -1, advance_schedule=False)
+        return len(yb)
+
+    # Contended windows are re-timed here, after accuracy is final (the extra steps move the
+    # weights, never the schedule) and before the profiler window.
+    contention.settle(row, meter, extra_step, device_type=dev.type, device=dev, threads=threads,
+                      window_steps=cfg.window_steps, retries=cfg.contended_retries,
+                      distributed=group is not None)
+    row["load_end"] = contention.PROBE.load()
 
     # Memory and the profiler, in one window of extra steps after the timed ones (the CPU
     # memory figure runs under the profiler anyway): a settling step, then the measured steps

@@ -140,11 +140,16 @@ def global_windows(per_rank: list[list[tuple[float, float]]]) -> dict[str, float
 
     n = min((len(w) for w in per_rank), default=0)
     rates = []
+    total_s = total_images = 0.0
     for w in range(n):
         seconds = max(r[w][0] for r in per_rank)
         if seconds > 0:
             rates.append(sum(r[w][1] for r in per_rank) / seconds)
-    return {"train_img_s": statistics.median(rates) if rates else float("nan"),
+            total_s += seconds
+            total_images += sum(r[w][1] for r in per_rank)
+    return {"train_img_s_pooled": total_images / total_s if total_s > 0 else float("nan"),
+            "timed_s": total_s,
+            "train_img_s": statistics.median(rates) if rates else float("nan"),
             "train_img_s_p10": percentile(rates, 10), "train_img_s_p90": percentile(rates, 90),
             "timed_windows": float(len(rates))}
 

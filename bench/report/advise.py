@@ -9,13 +9,17 @@ answer is "no clear winner" with the tied set:
 (a) **best accuracy** — mean test accuracy with the report's 95% interval
     (:func:`bench.report.stats.accuracy_ci`: Wilson over the test images for one seed, the wider of
     Student t over seeds and Wilson for several).
-(b) **best accuracy per training second** — ``test_acc / (epochs × epoch_s)``: accuracy (in %)
-    over the seconds of training, evaluation excluded (``epoch_s`` is the median training epoch).
-    Its interval is interval arithmetic on the accuracy interval and a time interval: per seed,
-    ``epochs × epoch_s`` stretched by the window-to-window throughput spread
-    (``train_img_s / train_img_s_p90`` to ``train_img_s / train_img_s_p10``), min to max over
-    seeds. Only cells whose accuracy interval lies above chance (1 / classes) compete: a fast
-    cell that learned nothing is not efficient.
+(b) **best accuracy per training second** — ``test_acc / training seconds``, the seconds
+    derived from the timed windows' throughput (``epochs × images per epoch /
+    train_img_s_pooled``, the median window rate for rows before schema 5), never the wall clock
+    of an epoch, which counts whatever else the host ran. Its interval is interval arithmetic on
+    the accuracy interval and a time interval: per seed, the images over the p90 to the p10
+    window rate, min to max over seeds. Only cells whose accuracy interval lies above chance
+    (1 / classes) compete: a fast cell that learned nothing is not efficient; a contended cell
+    (timed on a busy host) does not compete either.
+
+A contended cell is never named under any criterion: where it would win, the verdict says it is
+not named.
 (c) **least peak memory** — ``peak_mem_mib`` (tensor bytes of one training step), median over
     seeds. The schema has no spread column for it (tensor bytes repeat exactly for a cell's
     shapes), so its interval is min..max over seeds widened by :data:`MEMORY_RESOLUTION`:
@@ -39,7 +43,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import REPO_ROOT
-from bench.report.aggregate import comparison_table, numeric_column
+from bench.report.aggregate import comparison_table, images_per_epoch, numeric_column, window_rate
 from bench.report.fmt import md_escape
 from bench.report.load import TABLE_KEYS, ReportError, current_runs, read_history, read_runs
 from bench.report.markdown import display_path
@@ -54,9 +58,10 @@ CRITERIA = (("accuracy", "best accuracy", "%", True),
             ("memory", "least peak memory", "MiB", False))
 DEFINITIONS = {
     "accuracy": "mean test accuracy, 95% CI (Wilson for one seed; t or Wilson over seeds)",
-    "acc_per_s": "test accuracy (%) / (epochs × epoch_s), training seconds without evaluation; "
-                 "interval from the accuracy CI and the p10–p90 throughput spread; only cells "
-                 "whose accuracy CI clears chance (1/classes)",
+    "acc_per_s": "test accuracy (%) / training seconds from the timed windows' throughput "
+                 "(epochs × images per epoch / images per second over all windows), evaluation "
+                 "excluded; interval from the accuracy CI and the p10–p90 window rates; only "
+                 "cells whose accuracy CI clears chance (1/classes) and not contended",
     "memory": "peak tensor MiB of one training step, median over seeds; interval = min–max "
               f"over seeds ± {100 * MEMORY_RESOLUTION:g}%",
 }
@@ -72,6 +77,7 @@ class Verdict:
     excluded: dict[str, str] = field(default_factory=dict)  # strategy -> why it did not compete
     # Compatible strategies with no accuracy ('' = none): no winner is named while any is.
     missing: str = ""
+    withheld: str = ""  # the top candidate, not named because it is contended
 
     @property
     def title(self) -> str:
@@ -123,15 +129,17 @@ def _why_not_scored(row: pd.Series) -> str:
 
 
 def _train_seconds(seeds: pd.DataFrame) -> tuple[float, float, float]:
-    """(median, lo, hi) training seconds over seeds, from epochs × epoch_s and the p10/p90
-    throughput spread of each seed's timed windows (NaN bounds when a seed lacks them)."""
-    t = numeric_column(seeds, "epochs") * numeric_column(seeds, "epoch_s")
+    """(median, lo, hi) training seconds over seeds, from the timed windows: epochs × images
+    per epoch over the windows' pooled rate, and over their p90 / p10 rates for the bounds
+    (NaN bounds when a seed lacks them). Not ``epochs × epoch_s``: an epoch's wall clock
+    counts what else the host ran (2.2-2.4x the window time in three results/cpu cells)."""
+    images = numeric_column(seeds, "epochs") * images_per_epoch(seeds)
+    t = images / window_rate(seeds)
     t = t[t > 0]
     if t.empty:
         return math.nan, math.nan, math.nan
-    img_s = numeric_column(seeds, "train_img_s")[t.index]
-    lo = t * img_s / numeric_column(seeds, "train_img_s_p90")[t.index]
-    hi = t * img_s / numeric_column(seeds, "train_img_s_p10")[t.index]
+    lo = images[t.index] / numeric_column(seeds, "train_img_s_p90")[t.index]
+    hi = images[t.index] / numeric_column(seeds, "train_img_s_p10")[t.index]
     if lo.isna().any() or hi.isna().any():
         return float(t.median()), math.nan, math.nan
     return float(t.median()), float(lo.min()), float(hi.max())
@@ -155,6 +163,8 @@ def advise_table(t: pd.DataFrame, runs: pd.DataFrame, classes: int | None) -> tu
     no_per_s: dict[str, str] = {}
     no_mem: dict[str, str] = {}
     chance = 1.0 / classes if classes else 0.0
+    contended = {s for s in t.loc[t["contended"].astype(bool), "strategy"]} \
+        if "contended" in t else set()
     for _, r in t.iterrows():
         s = r["strategy"]
         seeds = runs[runs["strategy"] == s]
@@ -172,6 +182,9 @@ def advise_table(t: pd.DataFrame, runs: pd.DataFrame, classes: int | None) -> tu
         if classes and not r["test_acc_ci_lo"] > chance:
             no_per_s[s] = f"at chance: {100 * chance:g}% is inside its accuracy CI"
             continue
+        if s in contended:  # its seconds are the busy host's, not its own
+            no_per_s[s] = "contended: timed on a busy host"
+            continue
         ratio = ratio_interval(a, _train_seconds(finished))
         if math.isnan(ratio[0]):
             no_per_s[s] = "no training time recorded"
@@ -180,9 +193,20 @@ def advise_table(t: pd.DataFrame, runs: pd.DataFrame, classes: int | None) -> tu
     # A strategy that could have run but has no accuracy might have won: no accuracy winner
     # (nor accuracy-per-second winner) while there is one; the verdict says which and why.
     missing = str(t["missing_acc"].iloc[0]) if "missing_acc" in t and len(t) else ""
-    return (Verdict("accuracy", _unless(missing, pick_best(acc)), acc, no_acc, missing),
+    return (_unnamed(Verdict("accuracy", _unless(missing, pick_best(acc)), acc, no_acc, missing),
+                     contended),
             Verdict("acc_per_s", _unless(missing, pick_best(per_s)), per_s, no_per_s, missing),
-            Verdict("memory", pick_best(mem, higher_is_better=False), mem, no_mem))
+            _unnamed(Verdict("memory", pick_best(mem, higher_is_better=False), mem, no_mem),
+                     contended))
+
+
+def _unnamed(v: Verdict, contended: set[str]) -> Verdict:
+    """``v`` with a contended winner withheld: it still counts as a candidate (its accuracy
+    and memory are not timing), but a cell timed on a busy host is never named."""
+    if v.pick.winner is None or v.pick.winner not in contended:
+        return v
+    return Verdict(v.criterion, Pick(v.pick.top, None, v.pick.tied), v.values, v.excluded,
+                   v.missing, withheld=v.pick.winner)
 
 
 def _unless(missing: str, pick: Pick) -> Pick:
@@ -236,6 +260,9 @@ def verdict_text(v: Verdict) -> str:
         return "nothing to compare"
     if v.missing:
         return f"no winner named — no accuracy for {v.missing}"
+    if v.withheld:
+        return (f"not named — {v.withheld} {_interval(v.values[v.withheld], v.unit)} leads, "
+                "but it is contended (timed on a busy host)")
     if p.winner is not None:
         rest = len(v.values) - 1
         why = (f"its interval clears the other {rest}" if rest else

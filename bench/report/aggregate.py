@@ -120,6 +120,50 @@ def scored_images(rows: pd.DataFrame) -> pd.Series:
     return count.fillna(full)
 
 
+def images_per_epoch(rows: pd.DataFrame) -> pd.Series:
+    """Images one training epoch processed: ``train_images / epochs`` (schema 5), else the
+    whole batches of the ``train_size`` subset or of a built-in dataset's whole train split
+    (rows before schema 5; NaN where neither is known)."""
+    epochs = numeric_column(rows, "epochs")
+    direct = numeric_column(rows, "train_images") / epochs.where(epochs > 0)
+    size, batch = numeric_column(rows, "train_size"), numeric_column(rows, "batch_size")
+    whole = rows["dataset"].map(lambda d: float(_builtin(str(d), "train_count"))) \
+        if "dataset" in rows else pd.Series(0.0, index=rows.index)
+    size = size.where(size > 0, whole)
+    subset = (size // batch * batch).where((size > 0) & (batch > 0))
+    return direct.fillna(subset)
+
+
+def window_rate(rows: pd.DataFrame) -> pd.Series:
+    """Images/s the time-based comparisons use: ``train_img_s_pooled`` (every timed window's
+    images over their total seconds), else (rows before schema 5) the median window rate.
+    Never the wall clock of an epoch, which counts whatever else the host ran."""
+    return numeric_column(rows, "train_img_s_pooled").fillna(numeric_column(rows, "train_img_s"))
+
+
+def window_train_seconds(rows: pd.DataFrame) -> pd.Series:
+    """Training seconds of each row from its window throughput: epochs x images per epoch /
+    :func:`window_rate` (NaN where the images are unknown)."""
+    return numeric_column(rows, "epochs") * images_per_epoch(rows) / window_rate(rows)
+
+
+def window_time_to_target(rows: pd.DataFrame) -> pd.Series:
+    """Seconds to ``target_acc`` from window throughput: ``epochs_to_target`` x images per
+    epoch / :func:`window_rate`; the wall-clock ``time_to_target_s`` only where the images
+    are unknown (an older row on a whole split)."""
+    derived = (numeric_column(rows, "epochs_to_target") * images_per_epoch(rows)
+               / window_rate(rows))
+    wall = numeric_column(rows, "time_to_target_s")
+    return derived.where(wall.notna()).fillna(wall)
+
+
+def contended_rows(rows: pd.DataFrame) -> pd.Series:
+    """True where the row's contention check flagged it (empty: not measured, never True)."""
+    if "contended" not in rows.columns:
+        return pd.Series(False, index=rows.index)
+    return rows["contended"].astype(str).str.strip().str.lower().isin(("true", "1"))
+
+
 def _throughput_range(rows: pd.DataFrame) -> tuple[float, float]:
     """(lowest p10, highest p90) of train img/s over ``rows``: the window-to-window spread of
     every seed together; NaN when any measured row lacks its p10/p90."""
@@ -153,8 +197,9 @@ def _group_row(key: tuple, g: pd.DataFrame, confidence: float) -> dict:
     status, detail = _status_summary(g)
     explained = (g["status"] != "ok") | (g["mode"] == "measure-only")
     reasons = [r for r in dict.fromkeys(g.loc[explained, "reason"]) if r]
-    ttt = finished["time_to_target_s"].dropna()
+    ttt = window_time_to_target(finished).dropna()
     speed, packed = _speed_rows(g)
+    share = numeric_column(speed, "cpu_share")
     img_s_lo, img_s_hi = _throughput_range(speed)
     reinit = [r for r in dict.fromkeys(g["reinitialized"].dropna().astype(str)) if r] \
         if "reinitialized" in g else []
@@ -185,6 +230,11 @@ def _group_row(key: tuple, g: pd.DataFrame, confidence: float) -> dict:
         # The fewest timed windows behind a seed's throughput (NaN: older rows do not say).
         "timed_windows_min": float(numeric_column(speed, "timed_windows")[
             numeric_column(speed, "train_img_s").notna()].min()),
+        "train_img_s_pooled_median": _median(numeric_column(speed, "train_img_s_pooled")),
+        "cpu_share_min": float(share.min()) if share.notna().any() else math.nan,
+        # Any contended seed makes the cell contended: its timing is not the cell's own.
+        "contended": bool(contended_rows(speed).any()),
+        "contention_measured": bool(share.notna().any()),
         "eval_img_s_median": _median(speed["eval_img_s"]),
         "peak_mem_mib": _median(g["peak_mem_mib"]),
         "peak_mem_mib_lo": float(g["peak_mem_mib"].min()),  # min..max over seeds (NaN: none)
@@ -215,8 +265,10 @@ def _mark_best(table: pd.DataFrame, g: pd.DataFrame, confidence: float) -> None:
     missing = missing_accuracy(g)
     if missing:  # a strategy that could run has no accuracy: it might have won
         table.loc[g.index, "missing_acc"] = missing
+    elif table.at[top, "contended"]:
+        pass  # timed on a busy host: never named a winner (the tables say contended)
     elif separated(interval, [(table.at[i, "test_acc_ci_lo"], table.at[i, "test_acc_ci_hi"])
-                            for i in others]):
+                              for i in others]):
         table.loc[top, "is_best"] = True
     else:
         tied = [table.at[top, "strategy"]] + [
@@ -252,6 +304,8 @@ def _mark_fastest(table: pd.DataFrame, g: pd.DataFrame) -> None:
     top = measured.idxmax()
     if table.at[top, "timed_windows_min"] < MIN_TIMED_WINDOWS:  # NaN: an older row, unknown
         return  # a p10..p90 over one or two windows is no spread to judge by
+    if table.at[top, "contended"]:  # its speed is the host's, not the cell's
+        return
     ranges = [(table.at[i, "train_img_s_lo"], table.at[i, "train_img_s_hi"])
               for i in measured.index if i != top]
     if separated((table.at[top, "train_img_s_lo"], table.at[top, "train_img_s_hi"]), ranges):

@@ -176,7 +176,7 @@ def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict,
     ncols = 3 if len(keys) > 4 else 2
     fig, axes = _figure(len(keys), ncols, 3.0)
     shown = []
-    no_interval = ringed = False
+    no_interval = ringed = crossed = False
     limits = shared_limits([100 * v for v in df["test_acc_ci_lo"].fillna(df["test_acc_mean"])],
                            [100 * v for v in df["test_acc_ci_hi"].fillna(df["test_acc_mean"])])
     for ax, key in zip(axes, keys, strict=True):
@@ -201,8 +201,14 @@ def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict,
                 ringed = True
                 ax.plot([xi], [yi], marker="o", markersize=13, markerfacecolor="none",
                         markeredgecolor="black", markeredgewidth=1.0, linestyle="", zorder=4)
+            if r.get("contended"):  # timed on a busy host: shown, crossed, off the frontier
+                crossed = True
+                ax.plot([xi], [yi], marker="x", markersize=12, color="red",
+                        markeredgewidth=1.5, linestyle="", zorder=5)
             shown.append(r["strategy"])
-        on = pareto_mask(x.tolist(), y.tolist())
+        contended = (p["contended"].astype(bool) if "contended" in p
+                     else pd.Series(False, index=p.index))
+        on = pareto_mask(x.where(~contended).tolist(), y.where(~contended).tolist())
         front = sorted((xi, yi) for xi, yi, o in zip(x, y, on, strict=True) if o)
         if len(front) > 1:
             ax.plot(*zip(*front, strict=True), linestyle="--", color="0.35", linewidth=1.2,
@@ -223,6 +229,9 @@ def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict,
         extra.append(Line2D([], [], marker="o", markersize=10, markerfacecolor="none",
                             markeredgecolor="black", linestyle="",
                             label="ring: layers created / re-initialised"))
+    if crossed:
+        extra.append(Line2D([], [], marker="x", color="red", linestyle="",
+                            label="red x: contended (busy host), never on the frontier"))
     if no_interval:
         extra.append(Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="0.3",
                             linestyle="", label="hollow: no interval (test count unknown)"))

@@ -179,7 +179,9 @@ def cells_table(t: pd.DataFrame, hidden: frozenset[str] = frozenset()) -> str:
         ci = ("—" if pd.isna(r["test_acc_ci_lo"]) else
               f"[{fmt_pct(r['test_acc_ci_lo'])}, {fmt_pct(r['test_acc_ci_hi'])}] "
               f"<small>{esc(r['test_acc_ci_method'])}</small>")
-        diff = ("best" if r["is_best"] else "top (tied)" if r["is_top"] else
+        diff = ("best" if r["is_best"] else
+                "top (contended)" if r["is_top"] and r.get("contended") else
+                "top (tied)" if r["is_top"] else
                 "—" if pd.isna(r["diff_vs_best"]) else f"{100 * r['diff_vs_best']:+.2f}"
                 + ("" if pd.isna(r["diff_significant"]) or r["diff_significant"]
                    else " <small>n.s.</small>"))
@@ -190,6 +192,8 @@ def cells_table(t: pd.DataFrame, hidden: frozenset[str] = frozenset()) -> str:
         if r["train_img_s_is_best"]:
             speed = f"<strong>{speed}</strong>"
         status = r["status_detail"] if r["status"] == "mixed" else r["status"]
+        if r.get("contended"):  # a busy host's timing: shown, never a winner
+            status += " (contended)"
         cells = [
             (r["dataset"], esc(r["dataset"])), (r["model"], esc(r["model"])),
             (r["device_name"], esc(r["device_name"])),

@@ -48,6 +48,8 @@ def _diff_cell(r: pd.Series) -> str:
     """Δ vs the top strategy in pp with its interval; 'best' / 'top (tied)' on the top row."""
     if r["is_best"]:
         return "best"
+    if r["is_top"] and r.get("contended"):
+        return "top (contended)"
     if r["is_top"]:
         return "top (tied)"
     if pd.isna(r["diff_vs_best"]):
@@ -73,6 +75,10 @@ def winner_line(t: pd.DataFrame) -> str:
                   "variation)" if (t.loc[t["test_acc_n"] > 0, "test_acc_n"] < 2).any() else "")
         return (f"Best accuracy: `{best['strategy'].iloc[0]}` — its 95% interval clears every "
                 f"other strategy's{caveat}.")
+    top = t[t["is_top"]]
+    if len(top) and bool(top["contended"].iloc[0]):
+        return (f"No winner named: `{top['strategy'].iloc[0]}` has the top mean, but its "
+                "timing ran on a busy host (contended), so it is not named.")
     tied = t.loc[t["is_top"], "tied_with"]
     names = ", ".join(f"`{n}`" for n in (tied.iloc[0].split(", ") if len(tied) else []))
     return f"No clear winner: {names} tied (their 95% intervals overlap), so none is bold."
@@ -80,6 +86,8 @@ def winner_line(t: pd.DataFrame) -> str:
 
 def _status_cell(row: pd.Series, note: int | None) -> str:
     mark = f" [{note}]" if note else ""
+    if row.get("contended"):
+        mark = f", contended{mark}"
     if row["status"] == "ok":
         return f"ok{mark}"
     if row["status"] == "measure-only":
@@ -130,6 +138,7 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
         ("best acc %", [fmt_pct(v) for v in t["best_acc_mean"]], True),
         ("time to target, s (reached)", ttt, True),
         ("train img/s", _bold_flagged(t["train_img_s_is_best"], _speeds(t)), True),
+        ("img/s, all windows", [fmt_num(v) for v in t["train_img_s_pooled_median"]], True),
         ("eval img/s", [fmt_num(v) for v in t["eval_img_s_median"]], True),
         ("MFU %", [DASH if pd.isna(v) else f"{100 * v:.1f}" for v in t["mfu_median"]], True),
         ("peak MiB", [fmt_num(v) for v in t["peak_mem_mib"]], True),
@@ -147,6 +156,7 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
     if notes:
         lines.append("")
         lines += [f"[{n}] {md_escape(reason)}  " for reason, n in notes.items()]
+    lines += contention_notes(t)
     if "reinitialized" in t and (t["reinitialized"] != "").any():
         lines += ["", "† the strategy created or replaced layers (`reinitialized` column; their "
                   "init rule is in runs.csv)."]
@@ -154,10 +164,33 @@ def _table_markdown(t: pd.DataFrame) -> list[str]:
 
 
 def speed_text(r: pd.Series) -> str:
-    """A cell's train img/s; a packed figure says how many cells shared the device."""
+    """A cell's train img/s; a packed figure says how many cells shared the device, a
+    contended one that the host was busy (and the CPU share it got)."""
     packed = int(r.get("train_img_s_packed", 1) or 1)
     text = fmt_num(r["train_img_s_median"])
-    return f"{text} (packed ×{packed})" if packed > 1 and text != DASH else text
+    if text == DASH:
+        return text
+    if packed > 1:
+        text = f"{text} (packed ×{packed})"
+    if r.get("contended"):
+        text = f"{text} (contended, CPU share {r.get('cpu_share_min', float('nan')):.2f})"
+    return text
+
+
+def contention_notes(t: pd.DataFrame) -> list[str]:
+    """The lines under a table about the contention check: what a contended mark means, or
+    that these rows predate the check (schema < 5) and so nothing could be flagged."""
+    if "contended" not in t:
+        return []
+    if t["contended"].any():
+        return ["", "contended: the cell's timed windows got under 80% of its threads' CPU "
+                "time even after re-measuring (a busy host); its speed and time figures are "
+                "not its own and it is never named best."]
+    cpu = t["device"].astype(str).eq("cpu") if "device" in t else pd.Series(True, t.index)
+    if cpu.any() and not t.loc[cpu, "contention_measured"].any():
+        return ["", "Contention was not measured for these rows (written before schema 5): "
+                "a busy host would not be flagged here."]
+    return []
 
 
 def _speeds(t: pd.DataFrame) -> list[str]:
@@ -200,6 +233,8 @@ def headline_table(df: pd.DataFrame) -> str:
         status = r["status_detail"] if r["status"] == "mixed" else r["status"]
         if r.get("chance_note"):
             status += " (at chance)"
+        if r.get("contended"):
+            status += " (contended)"
         mfu = ([DASH if pd.isna(r["mfu_median"]) else f"{100 * r['mfu_median']:.1f}"]
                if with_mfu else [])
         cells = [*(r[c] for c in extra), r["model"], f"`{r['strategy']}`", acc,

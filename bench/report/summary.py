@@ -180,8 +180,9 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
     for key, t in table.groupby(TABLE_KEYS, sort=False):
         dataset, model, device_name = key
         target = t["target_acc"].dropna()
-        target_txt = f" — time to target = first evaluation ≥ {fmt_pct(target.iloc[0], 1)}%" \
-            if len(target) else ""
+        target_txt = (f" — time to target = first evaluation ≥ {fmt_pct(target.iloc[0], 1)}%, "
+                      "its training images over the timed windows' img/s"
+                      if len(target) else "")
         winner = winner_line(t)
         lines += ["", f"## {dataset} · {model} · {device_name}", "",
                   f"{len(t)} strategies{target_txt}", *([winner] if winner else []), ""]

@@ -1,0 +1,127 @@
+"""The contention check: a window that did not get its threads' CPU time is flagged, the cell's
+windows are re-timed a bounded number of times, and a cell still contended stays marked.
+
+The CPU clock is injected (bench.engine.contention.PROBE), so no test depends on how busy this
+machine really is.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+
+from bench.config import Cell, Config, ConfigError, validate
+from bench.engine import contention, measure, train
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _meter_with_share(share: float, threads: int) -> measure.ThroughputMeter:
+    """Six 0.1 s steps after one warm-up step, during which the process got ``share`` of
+    ``threads`` cores."""
+    wall, cpu = FakeClock(), FakeClock()
+    meter = measure.ThroughputMeter(1, 2, torch.device("cpu"), clock=wall, cpu_clock=cpu)
+    for _ in range(7):
+        meter.begin_step()
+        wall.now += 0.1
+        cpu.now += 0.1 * threads * share
+        meter.end_step(10)
+    meter.interrupt()
+    return meter
+
+
+def test_each_window_records_the_cpu_time_it_got() -> None:
+    meter = _meter_with_share(0.3, threads=4)
+    assert len(meter.window_cpu_s) == len(meter.windows) == 3
+    assert all(abs(c - 0.2 * 4 * 0.3) < 1e-9 for c in meter.window_cpu_s)
+    s = meter.summary()
+    assert abs(s["train_img_s_pooled"] - 100.0) < 1e-9  # 60 images over 0.6 s of windows
+    assert abs(s["timed_s"] - 0.6) < 1e-9
+
+
+@pytest.mark.parametrize(("share", "contended"), [(0.3, True), (0.79, True), (0.95, False)])
+def test_a_window_below_the_threshold_is_contended(share: float, contended: bool) -> None:
+    meter = _meter_with_share(share, threads=2)
+    v = contention.judge(meter.window_cpu_s, meter.windows, 2, "cpu")
+    assert abs(v.cpu_share - share) < 1e-9
+    assert v.contended is contended
+
+
+def test_on_cuda_the_host_share_does_not_apply() -> None:
+    meter = _meter_with_share(0.1, threads=2)
+    v = contention.judge(meter.window_cpu_s, meter.windows, 2, "cuda")
+    assert math.isnan(v.cpu_share) and v.contended is False
+
+
+def test_contended_retries_is_bounded() -> None:
+    with pytest.raises(ConfigError, match="contended_retries"):
+        validate(Config(contended_retries=6))
+    with pytest.raises(ConfigError, match="contended_retries"):
+        validate(Config(contended_retries=-1))
+
+
+class HogProbe(contention.Probe):
+    """A CPU hog on the cell's cores, simulated: measurement pass ``i`` gets ``shares[i]`` of
+    the threads' CPU time (the last share repeats)."""
+
+    def __init__(self, shares: list[float]) -> None:
+        super().__init__(load=lambda: 3.5)
+        self.shares = shares
+        self.passes: list[int] = []
+
+    def cpu_clock(self, attempt: int):
+        self.passes.append(attempt)
+        share = self.shares[min(attempt, len(self.shares) - 1)]
+        threads = torch.get_num_threads()
+        return lambda: share * threads * time.perf_counter()
+
+
+CFG = Config(batch_size=16, train_size=160, test_size=50, epochs=1, warmup_steps=1,
+             window_steps=2, profile_steps=0)
+CELL = Cell("mnist", "resnet18", "conv1", 0)
+
+
+def test_a_hogged_cell_is_flagged_and_re_timed_until_it_is_not(monkeypatch) -> None:
+    probe = HogProbe([0.3, 1.0])  # the hog stops before the first re-measure
+    monkeypatch.setattr(contention, "PROBE", probe)
+    row = train.run_cell(CFG.replace(contended_retries=2), CELL, device="cpu").row
+    assert row["status"] == "ok", row["reason"]
+    assert probe.passes == [0, 1]  # the training's windows, one re-measure, no more
+    assert row["remeasured"] == 1
+    assert row["contended"] is False
+    assert abs(row["cpu_share"] - 1.0) < 1e-6
+    assert row["timed_windows"] == 4  # the re-measure's windows: as many as the first pass had
+    assert row["load_start"] == row["load_end"] == 3.5
+    assert row["threads"] == torch.get_num_threads()
+    assert row["train_images"] == 10 * 16  # 10 steps of 16: the re-measure's steps are extra
+    assert row["train_img_s_pooled"] > 0 and row["timed_s"] > 0
+
+
+def test_a_cell_still_contended_after_its_retries_is_kept_and_marked(monkeypatch) -> None:
+    probe = HogProbe([0.3, 0.4, 0.5])
+    monkeypatch.setattr(contention, "PROBE", probe)
+    row = train.run_cell(CFG.replace(contended_retries=2), CELL, device="cpu").row
+    assert row["status"] == "ok", row["reason"]
+    assert probe.passes == [0, 1, 2]  # bounded: two re-measures, then it stops
+    assert row["remeasured"] == 2
+    assert row["contended"] is True
+    assert abs(row["cpu_share"] - 0.5) < 1e-6  # the least contended pass is the one kept
+    assert row["test_acc"] == row["test_acc"]  # accuracy is kept: only timing was re-run
+
+
+@pytest.mark.slow
+def test_a_quiet_cell_is_measured_once(monkeypatch) -> None:
+    probe = HogProbe([1.0])
+    monkeypatch.setattr(contention, "PROBE", probe)
+    row = train.run_cell(CFG, CELL, device="cpu").row
+    assert probe.passes == [0]
+    assert row["remeasured"] == 0 and row["contended"] is False
