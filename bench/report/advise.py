@@ -330,13 +330,16 @@ def main(argv: list[str] | None = None) -> int:
                              "results/cpu of this checkout)")
     args = parser.parse_args(argv)
     try:
-        runs, current_note = current_runs(read_runs(args.results))
+        every = read_runs(args.results)
+        # A model or dataset that is not in the rows is bad input, superseded rows or not.
+        _choose("model", args.model, list(dict.fromkeys(every["model"])), args.results)
+        of_model = every[every["model"] == args.model]
+        _choose("dataset", args.dataset, list(dict.fromkeys(of_model["dataset"])), args.results)
+        runs, current_note = current_runs(every)
         if runs.empty:
             print(f"{display_path(args.results)}: {current_note}")
             return 0
-        _choose("model", args.model, list(dict.fromkeys(runs["model"])), args.results)
         runs = runs[runs["model"] == args.model]
-        _choose("dataset", args.dataset, list(dict.fromkeys(runs["dataset"])), args.results)
         if args.dataset is not None:
             runs = runs[runs["dataset"] == args.dataset]
         runs = runs.reset_index(drop=True)
