@@ -150,7 +150,7 @@ def test_list_does_not_cut_a_profile_description_mid_sentence(capsys) -> None:
 
     assert main(["list"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "(must stay under 8)" in out  # gpu-quick's sentence runs onto its second line
+    assert "7 min 48 s on one H100 (must stay under 8;" in out  # gpu-quick: onto line 2
     assert "with its recipe, data and measurement settings" in out  # gpu-crosses'
     for name in config.list_profiles():
         summary = _profile_summary(config.profile_path(name))

@@ -14,6 +14,10 @@ import pytest
 
 from bench import results
 
+# Built here, with submitit importable: a test below hides submitit to check the refusal, and a
+# CellTask class first built then would not be a Checkpointable for the tests after it.
+from bench.executors import slurm  # noqa: F401
+
 CELL_IMPL = f"{Path(__file__).resolve().parent / '_cluster_cells.py'}:run_cell"
 GRID = ["datasets=mnist", "models=resnet18", "seeds=0", "train_size=64", "test_size=32",
         "cell_timeout_s=60"]

@@ -90,7 +90,7 @@ def _peak_in_fresh_process(body: str, before: str = "") -> float:
     import sys
 
     code = ("import time, torch\n"
-            "from bench import measure\n"
+            "from bench.engine import measure\n"
             + "".join(f"{line}\n" for line in before.splitlines())
             + "with measure.PeakMemory(torch.device('cpu')) as mem:\n"
             + "".join(f"    {line}\n" for line in body.splitlines())
@@ -142,7 +142,7 @@ def test_one_window_gives_peak_memory_and_ops_of_its_measured_steps_only() -> No
 
     code = (
         "import json, torch\n"
-        "from bench import measure\n"
+        "from bench.engine import measure\n"
         "state = {'g': torch.ones(16 * 2**20, dtype=torch.uint8)}\n"
         "def step():\n"
         "    state['g'] = None\n"

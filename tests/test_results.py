@@ -22,7 +22,7 @@ def run_row(cell_hash: str, status: str = "ok", timestamp: str = "2025-01-01T00:
 
 def test_the_schema_is_the_contracts() -> None:
     assert RUN_COLUMNS[0] == "schema_version" and RUN_COLUMNS[-1] == "timestamp"
-    assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS) == 67
+    assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS) == 76
     for col in ("cell_hash", "status", "reason", "mode", "estimate_s", "git_sha", "git_dirty",
                 "config_hash", "device_name", "cudnn_version", "host_cpu"):
         assert col in RUN_COLUMNS
