@@ -90,6 +90,7 @@ CFG = Config(batch_size=16, train_size=160, test_size=50, epochs=1, warmup_steps
 CELL = Cell("mnist", "resnet18", "conv1", 0)
 
 
+@pytest.mark.slow
 def test_a_hogged_cell_is_flagged_and_re_timed_until_it_is_not(monkeypatch) -> None:
     probe = HogProbe([0.3, 1.0])  # the hog stops before the first re-measure
     monkeypatch.setattr(contention, "PROBE", probe)
@@ -106,6 +107,7 @@ def test_a_hogged_cell_is_flagged_and_re_timed_until_it_is_not(monkeypatch) -> N
     assert row["train_img_s_pooled"] > 0 and row["timed_s"] > 0
 
 
+@pytest.mark.slow
 def test_a_cell_still_contended_after_its_retries_is_kept_and_marked(monkeypatch) -> None:
     probe = HogProbe([0.3, 0.4, 0.5])
     monkeypatch.setattr(contention, "PROBE", probe)
