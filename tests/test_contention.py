@@ -99,7 +99,7 @@ def test_a_hogged_cell_is_flagged_and_re_timed_until_it_is_not(monkeypatch) -> N
     assert probe.passes == [0, 1]  # the training's windows, one re-measure, no more
     assert row["remeasured"] == 1
     assert row["contended"] is False
-    assert abs(row["cpu_share"] - 1.0) < 1e-6
+    assert abs(row["cpu_share"] - 1.0) < 1e-3  # the probe adds a real process_time() reading: micro-seconds of jitter
     assert row["timed_windows"] == 4  # the re-measure's windows: as many as the first pass had
     assert row["load_start"] == row["load_end"] == 3.5
     assert row["threads"] == torch.get_num_threads()
@@ -116,7 +116,7 @@ def test_a_cell_still_contended_after_its_retries_is_kept_and_marked(monkeypatch
     assert probe.passes == [0, 1, 2]  # bounded: two re-measures, then it stops
     assert row["remeasured"] == 2
     assert row["contended"] is True
-    assert abs(row["cpu_share"] - 0.5) < 1e-6  # the least contended pass is the one kept
+    assert abs(row["cpu_share"] - 0.5) < 1e-3  # the least contended pass is the one kept
     assert row["test_acc"] == row["test_acc"]  # accuracy is kept: only timing was re-run
 
 
