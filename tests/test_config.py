@@ -57,8 +57,11 @@ def test_cpu_runs_every_default_preset_within_its_budget() -> None:
     # resize224 alone is left to the GPU: with it, every strategy of both models ran
     # measure-only (one mode per model, decided by the costliest strategy).
     assert set(DEFAULT_PRESETS) - set(cfg.strategies) == {"resize224"}
-    assert cfg.cell_budget_s > 0 and cfg.train_size > 0 and cfg.precision == "fp32"
-    assert _eta(cfg, "cpu") < 18 * 60
+    assert cfg.cell_budget_s > 0 and cfg.train_size > 0 and cfg.precision == "auto"
+    # Three seeds with a validation split, sized on the 2-core AVX2 machine the cost model's
+    # CPU constants were fitted on: 35m12s estimated, 29m34s likely (bench/plan/speeds.py).
+    assert len(cfg.seeds) >= 3 and cfg.val_size > 0
+    assert _eta(cfg, "cpu") < 36 * 60
     cells = list(enumerate(config.cells(cfg), 1))
     plan = planner.make_plan(cfg, cells, "cpu", results_dir=None)
     assert {p.mode for p in plan if not p.estimate.incompatible} == {"full"}  # every one trains
