@@ -97,3 +97,11 @@ def test_separated():
     assert not stats.separated((0.9, 0.95), [(math.nan, math.nan)])
     assert stats.separated((0.9, 0.95), [])
     assert stats.separated((1.0, 2.0), [(3.0, 4.0)], higher_is_better=False)
+
+
+def test_accuracy_ci_stays_inside_zero_and_one():
+    # Three seeds near chance spread widely: the symmetric t interval reached below 0%.
+    low = stats.accuracy_ci([0.101, 0.245, 0.223], 1000)
+    assert low.method == "t" and low.lo == 0.0 and low.hi < 1.0
+    high = stats.accuracy_ci([0.999, 0.90, 0.998], 1000)
+    assert high.hi == 1.0 and high.lo > 0.0
