@@ -121,7 +121,8 @@ def test_plan_marks_the_budget_and_measure_only(capsys, tmp_path) -> None:
     # An empty results dir: the published results/cpu would mark the cell as already done.
     # resize224 is not in the cpu grid (it would make every vgg16 cell measure-only): asked for.
     assert main(["plan", "--profile", "cpu", "--fast", "--device", "cpu", "--set",
-                 "strategies=resize32,resize224", "--only", "model=vgg16,strategy=resize224",
+                 "strategies=resize32,resize224", "--set", "seeds=0", "--only",
+                 "model=vgg16,strategy=resize224",
                  "--results-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "measure-only" in out and "over budget" in out and "1 measure-only" in out
@@ -152,7 +153,7 @@ def test_list_does_not_cut_a_profile_description_mid_sentence(capsys) -> None:
 
     assert main(["list"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "7 min 48 s on one H100 (must stay under 8;" in out  # gpu-quick: onto line 2
+    assert "7 min 38 s on one H100 (must stay under 8;" in out  # gpu-quick: onto line 2
     assert "with its recipe, data and measurement settings" in out  # gpu-crosses'
     for name in config.list_profiles():
         summary = _profile_summary(config.profile_path(name))

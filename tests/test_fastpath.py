@@ -170,3 +170,24 @@ def test_every_cell_of_a_sweep_gets_one_compile_cache(tmp_path: Path,
     caches = {r["reason"] for r in results.read_csv(tmp_path / "runs.csv", "runs")}
     (cache,) = caches  # both cells, one directory
     assert cache.endswith("inductor-cache") and "adaptbench-" in cache
+
+
+def test_auto_is_one_decision_per_model_from_its_costliest_strategy() -> None:
+    # Per cell, resnet18 repeat3 at 28 px is launch-bound (graphs on) and resize224 is not
+    # (graphs off): one table would have compared captured with eager steps.
+    cfg = identity.effective(
+        config.load("gpu-quick", ["models=resnet18", "strategies=repeat3,resize224",
+                                  "graphs=auto", "compile=false"]),
+        Cell("mnist", "resnet18", "repeat3", 0), "cuda")
+    shape, steps = (1, 28, 28), 100
+    own = {s: fastpath.costliest_gflops("resnet18", (s,), 10, shape)[0]
+           for s in ("repeat3", "resize224")}
+    per_cell = {s: fastpath.resolve(cfg, "cuda", g, steps).graphs for s, g in own.items()}
+    assert per_cell == {"repeat3": True, "resize224": False}
+    per_model = {s: fastpath.resolve_for_model(cfg, "cuda", "resnet18", g, steps, 10, shape)
+                 for s, g in own.items()}
+    assert {d.graphs for d in per_model.values()} == {False}
+    assert all("from its costliest, resize224" in d.reason for d in per_model.values())
+    # On CPU nothing is decided from FLOPs, so no strategy is built.
+    assert fastpath.resolve_for_model(cfg, "cpu", "resnet18", own["repeat3"], steps, 10,
+                                      shape).graphs is False

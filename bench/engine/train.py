@@ -342,11 +342,11 @@ def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
     eval_bs = cfg.batch_size * EVAL_BATCH_FACTOR
     # graphs / compile "auto": decided for the cell as planned (all its epochs), so that a
     # measure-only row measures what the full cell trains with (bench.plan.fastpath).
-    fast = fastpath.resolve(cfg, dev.type, row["gflops_fwd_per_img"],
-                            cfg.epochs * steps_per_epoch,
-                            dynamic_shapes=bool(getattr(model, "dynamic_shapes", False)),
-                            fault_injection=fault is not None,
-                            distributed=group is not None)
+    fast = fastpath.resolve_for_model(
+        cfg, dev.type, cell.model, row["gflops_fwd_per_img"], cfg.epochs * steps_per_epoch,
+        num_classes, tuple(info.shape),
+        dynamic_shapes=bool(getattr(model, "dynamic_shapes", False)),
+        fault_injection=fault is not None, distributed=group is not None)
     cfg = cfg.replace(compile=fast.compile, graphs=fast.graphs)
     step_model = (torch.compile(train_model, mode=fast.compile_mode) if fast.compile
                   else train_model)

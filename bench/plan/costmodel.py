@@ -78,7 +78,9 @@ class CostModel:
         if cfg.max_steps_per_epoch:
             steps = min(steps, cfg.max_steps_per_epoch)
         # The fast paths the cell will take (the same decision bench.engine.train makes).
-        fast = fastpath.resolve(cfg, self.device_kind, gflops, cfg.epochs * steps)
+        fast = fastpath.resolve_for_model(cfg, self.device_kind, cell.model, gflops,
+                                          cfg.epochs * steps, info.num_classes,
+                                          tuple(info.shape))
         flop_s = speed.tflops * 1e12
         if fast.compile:  # compute-bound arithmetic at the compiled MFU instead of the eager
             flop_s /= 1.0 - fastpath.COMPILE_SAVING

@@ -1,6 +1,8 @@
 """Which speed paths a cell takes: the ``graphs`` and ``compile`` decisions and their reasons.
 
-Both keys take ``true | false | "auto"``. ``auto`` is decided per cell from cost-model estimates
+Both keys take ``true | false | "auto"``. ``auto`` is decided per model (from its costliest
+strategy in the grid: :func:`resolve_for_model`, so every strategy of a model runs in one
+execution mode) from cost-model estimates
 (:mod:`bench.plan.costmodel`), so the decision is a pure function of numbers and can be tested
 without a GPU (:func:`decide`); :func:`resolve` reads those numbers off a config and the cell's
 forward FLOPs. The row records what was decided (``graphs``, ``compile``) and why
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +173,55 @@ def resolve(cfg: Any, device_kind: str, gflops_fwd_per_img: float, planned_steps
                   schedule=cfg.schedule, optimizer=cfg.optimizer,
                   dynamic_shapes=dynamic_shapes, fault_injection=fault_injection,
                   distributed=distributed)
+
+
+def resolve_for_model(cfg: Any, device_kind: str, model: str, gflops_fwd_per_img: float,
+                      planned_steps: int, num_classes: int, shape: tuple[int, int, int],
+                      **cell_flags: bool) -> Decision:
+    """:func:`resolve` with ``auto`` decided once per model, not per strategy.
+
+    Two strategies of one model must run in one execution mode, or a table would compare CUDA
+    graphs with eager launches: an ``auto`` decision is made from the costliest strategy of
+    ``model`` in the config's grid (the most forward GFLOPs per image, the same strategy that
+    decides the model's full / measure-only mode), and every strategy of the model takes it.
+    ``gflops_fwd_per_img`` is this cell's own, used when no strategy of the grid builds.
+    ``cell_flags``: :func:`resolve`'s per-cell blockers (``dynamic_shapes``, ``fault_injection``,
+    ``distributed``), which stay per cell.
+    """
+    auto = "auto" in (cfg.graphs, cfg.compile)
+    if not auto or device_kind != "cuda":  # nothing is decided from FLOPs: skip the builds
+        return resolve(cfg, device_kind, gflops_fwd_per_img, planned_steps, **cell_flags)
+    costliest, name = costliest_gflops(model, tuple(cfg.strategies), num_classes, shape)
+    if costliest <= 0.0:
+        costliest, name = gflops_fwd_per_img, ""
+    decision = resolve(cfg, device_kind, costliest, planned_steps, **cell_flags)
+    if name:
+        reason = f"decided for every strategy of {model} from its costliest, {name}: "
+        return Decision(decision.graphs, decision.compile, decision.compile_mode,
+                        reason + decision.reason)
+    return decision
+
+
+@lru_cache(maxsize=256)
+def costliest_gflops(model: str, strategy_names: tuple[str, ...], num_classes: int,
+                     shape: tuple[int, int, int]) -> tuple[float, str]:
+    """(forward GFLOPs per image, strategy) of the costliest of ``strategy_names`` for
+    ``model`` on inputs of ``shape`` (C, H, W), from meta-device builds (no memory, no data);
+    strategies that cannot build or run are skipped; ``(0.0, "")`` when none can."""
+    import strategies
+    from strategies._meta import forward_gflops_per_img
+
+    best, best_name = 0.0, ""
+    for name in strategy_names:
+        try:
+            net = strategies.build(model, name, num_classes=num_classes, device="meta",
+                                   input_px=shape[1], in_channels=shape[0])
+            gflops = forward_gflops_per_img(net, shape)
+        except (strategies.StrategyError, RuntimeError):
+            continue
+        if gflops > best:
+            best, best_name = gflops, name
+    return best, best_name
 
 
 # --- the compile cache kept between the cells of a sweep ---------------------------------------
