@@ -11,7 +11,7 @@ How the faults are made (test hooks, documented in :mod:`bench.executors.worker`
   ``torch.cuda.OutOfMemoryError``), ``nan`` (non-finite loss), ``hang``.
 - ``ADAPTBENCH_CELL_RLIMIT_AS_MIB="model/strategy=+64"`` -- the named cell's process gets a soft
   ``RLIMIT_AS`` 64 MiB above what it has mapped after its imports.
-- ``ADAPTBENCH_CELL_IMPL`` -- the stand-in cell of tests/test_sweep.py, for the faults that are
+- ``ADAPTBENCH_CELL_IMPL`` -- the stand-in cell of tests/standins.py, for the faults that are
   about the sweep's files rather than the training (full disk, two sweeps, edited CSVs).
 
 **Executors.** The faults that concern the process a cell runs in -- a cell killed, out of
@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import pytest
+import standins  # tests/ is on sys.path under pytest
 
 from bench import config, identity, results
 from bench.__main__ import main
@@ -48,13 +49,13 @@ from bench.executors import proctree
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-FAKE_IMPL = f"{TESTS / 'test_sweep.py'}:fake_run_cell"
+FAKE_IMPL = standins.IMPL
 EXECUTORS = ("warm", "process")
 # The in-cell faults also run through the engines' executors where their package is installed
 # (CI installs both): ray on a local instance, submitit on its local cluster.
 CELL_FAULT_EXECUTORS = (*EXECUTORS, "ray", "submitit")
 HOOKS = ("ADAPTBENCH_CELL_IMPL", "ADAPTBENCH_INJECT_FAULT", "ADAPTBENCH_CELL_RLIMIT_AS_MIB",
-         "ADAPTBENCH_FAKE", "ADAPTBENCH_FAKE_ESTIMATE")
+         *standins.HOOKS)
 
 # A smoke-sized recipe: 4 steps per epoch, every step after the first one timed.
 TINY = ["datasets=mnist", "models=resnet18", "seeds=0", "train_size=64", "test_size=40",
