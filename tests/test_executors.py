@@ -73,7 +73,7 @@ def _alive(pid: int) -> bool:
 
 
 # The executors that run a request on this machine by themselves; ray and submitit (engines,
-# tests/test_cluster_executors.py) wrap these in actors and array tasks.
+# tests/test_executors_cluster.py) wrap these in actors and array tasks.
 LOCAL = ("warm", "process")
 
 

@@ -4,7 +4,7 @@ Most tests run the real sweep and real child processes (``python -m bench.execut
 the stand-in cell of tests/standins.py, chosen through ``ADAPTBENCH_CELL_IMPL``: a child then
 costs a fraction of a second instead of a torch import and a training run. ``ADAPTBENCH_FAKE``
 tells the stand-in how to misbehave for a ``model/strategy`` (``crash``, ``kill``, ``hang``,
-``raise``, ``oom``). One slow test runs a real cell; torchrun's ranks are tested in test_ddp.py.
+``raise``, ``oom``). One slow test runs a real cell; torchrun's ranks are tested in test_executors_ddp.py.
 
 Every sweep-level test runs under both executors where the executor matters (``warm``: one
 worker for the sweep, replaced after a failure; ``process``: a process per cell): the failure
@@ -463,7 +463,7 @@ def test_ddp_without_torchrun_is_refused(tmp_path, fake, capsys) -> None:
     assert not list(tmp_path.iterdir())
 
 
-# The sweep under torchrun (ranks pulling cells, --ddp) is tests/test_ddp.py.
+# The sweep under torchrun (ranks pulling cells, --ddp) is tests/test_executors_ddp.py.
 
 
 @pytest.mark.slow
