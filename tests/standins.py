@@ -27,7 +27,8 @@ Environment (every name starts with ``ADAPTBENCH_FAKE``; tests clear them with
   stopped early at that step), ``hang`` (sleeps).
 - Under a soft ``RLIMIT_AS`` (``ADAPTBENCH_CELL_RLIMIT_AS_MIB``) the cell asks for 256 MiB, so a
   cap of +64 MiB is met as a real cell meets it: a ``MemoryError`` the worker records.
-- ``ADAPTBENCH_FAKE_PROBE=1``: prints ``probe {json}`` with what the process looks like when
+- ``ADAPTBENCH_FAKE_PROBE=1``: torch is imported with this module (a real worker has it before
+  its first cell), and each cell prints ``probe {json}`` with what the process looks like when
   the cell starts (pid, torch threads, deterministic flag, seed, the ``leak`` variable) and
   its RSS peak, which also goes into the row (``peak_rss_mib``).
 - ``ADAPTBENCH_FAKE_LOG=PATH``: appends one JSON line per cell run: its label, pid and the
@@ -48,6 +49,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+if os.environ.get("ADAPTBENCH_FAKE_PROBE"):
+    # Loaded as a worker starts, before it records its baseline: with torch imported, as a real
+    # worker's engine imports have it, the baseline holds torch's state and resets it per cell.
+    import torch  # noqa: F401
 
 IMPL = f"{Path(__file__).resolve()}:run_cell"
 HOOKS = ("ADAPTBENCH_FAKE", "ADAPTBENCH_FAKE_HANG_MARK", "ADAPTBENCH_FAKE_PROBE",
