@@ -316,7 +316,7 @@ def test_the_name_parser_keeps_the_path_and_options() -> None:
 
 TINY = ["models=resnet18", "seeds=0", "train_size=0", "test_size=0", "batch_size=8", "epochs=1", "warmup_steps=1",
         "window_steps=1", "profile_steps=0", "num_threads=1", "peak_tflops=1",
-        "cell_timeout_s=180"]
+        "cell_timeout_s=180", "contended_retries=0"]
 
 
 @pytest.mark.slow

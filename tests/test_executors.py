@@ -183,7 +183,8 @@ def test_cell_spec_round_trips_through_the_child_protocol(tmp_path) -> None:
 
 TINY = ["datasets=mnist", "models=resnet18", "seeds=0", "train_size=64", "test_size=40",
         "batch_size=16", "epochs=1", "warmup_steps=1", "window_steps=1", "profile_steps=0",
-        "num_threads=1", "peak_tflops=1", "cell_timeout_s=180", "strategies=pad32,repeat3"]
+        "num_threads=1", "peak_tflops=1", "cell_timeout_s=180", "strategies=pad32,repeat3",
+        "contended_retries=0"]
 
 
 @pytest.mark.slow

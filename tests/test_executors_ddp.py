@@ -205,7 +205,7 @@ def test_ranks_pull_cells_so_one_long_cell_does_not_hold_back_the_short_ones(
 DDP_GRID = ["models=timm:test_nfnet", "strategies=repeat3", "train_size=512", "test_size=128",
             "batch_size=32", "epochs=1", "optimizer=adamw", "lr=0.003", "deterministic=true",
             "warmup_steps=1", "window_steps=2", "profile_steps=0", "peak_tflops=1.0",
-            "cell_timeout_s=200"]
+            "cell_timeout_s=200", "contended_retries=0"]
 
 
 @pytest.mark.slow

@@ -355,7 +355,7 @@ def test_exact_size_messages_of_both_libraries(message: str, px: int) -> None:
 
 TINY = ["datasets=mnist", "models=resnet18", "seeds=0", "train_size=64", "test_size=40",
         "batch_size=16", "epochs=1", "warmup_steps=1", "window_steps=1", "profile_steps=0",
-        "num_threads=1", "peak_tflops=1", "cell_timeout_s=180"]  # tests/test_faults.py's
+        "num_threads=1", "peak_tflops=1", "cell_timeout_s=180", "contended_retries=0"]  # tests/test_faults.py's
 
 
 @pytest.mark.slow
