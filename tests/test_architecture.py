@@ -178,3 +178,51 @@ def test_every_package_says_what_it_holds():
         if path.name == "__init__.py" and name != "strategies":
             doc = ast.get_docstring(ast.parse(path.read_text()))
             assert doc and len(doc) > 40, f"{name} has no docstring saying what it holds"
+
+
+# --- the tests mirror the code ----------------------------------------------------------------
+
+# Test modules named for no one package or module, each with what it holds.
+CROSS_CUTTING_TESTS = {
+    "test_architecture.py": "the layout itself",
+    "test_bad_inputs.py": "every command's refusals of a bad argument, through bench.__main__",
+    "test_cli.py": "the command line (bench/__main__.py) and its dispatch to each owner",
+    "test_faults.py": "faults injected across executor, engine, results store and data cache",
+    "test_readme.py": "the README's and the docs' commands and file names",
+}
+
+
+def _mirrored_names() -> set[str]:
+    """What a test module may be named for: bench's packages and modules, and strategies."""
+    names = {"strategies"}
+    for name in MODULES:
+        parts = name.split(".")
+        if parts[0] == "bench" and len(parts) == 2 and not parts[1].startswith("_"):
+            names.add(parts[1])
+    return names
+
+
+def test_every_test_module_is_named_for_what_it_tests() -> None:
+    """tests/test_<package>[_<more>].py: a test module per package or module it tests, so the
+    tests of bench/engine/train.py are found in tests/test_engine_train.py."""
+    names = _mirrored_names()
+    stray = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        stem = path.stem[len("test_"):]
+        if path.name in CROSS_CUTTING_TESTS:
+            continue
+        if not any(stem == n or stem.startswith(n + "_") for n in names):
+            stray.append(path.name)
+    assert not stray, f"test modules named for no package or module (see {sorted(names)}): {stray}"
+    gone = [name for name in CROSS_CUTTING_TESTS if not (ROOT / "tests" / name).is_file()]
+    assert not gone, f"CROSS_CUTTING_TESTS entries with no module: {gone}"
+
+
+def test_every_package_has_its_test_module() -> None:
+    packages = [name.split(".", 1)[1] for name, path in MODULES.items()
+                if path.name == "__init__.py" and name.count(".") == 1]
+    packages.append("strategies")
+    tests = [p.stem[len("test_"):] for p in (ROOT / "tests").glob("test_*.py")]
+    untested = [p for p in packages
+                if not any(t == p or t.startswith(p + "_") for t in tests)]
+    assert not untested, f"packages with no tests/test_<package>*.py: {untested}"

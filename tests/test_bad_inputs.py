@@ -16,15 +16,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import standins  # tests/ is on sys.path under pytest
 
 from bench import results
 from bench.__main__ import main
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-FAKE_IMPL = f"{TESTS / 'test_sweep.py'}:fake_run_cell"
+FAKE_IMPL = standins.IMPL
 HOOKS = ("ADAPTBENCH_CELL_IMPL", "ADAPTBENCH_INJECT_FAULT", "ADAPTBENCH_CELL_RLIMIT_AS_MIB",
-         "ADAPTBENCH_FAKE", "ADAPTBENCH_DATA")
+         "ADAPTBENCH_DATA", *standins.HOOKS)
 GRID = ["--set", "models=resnet18", "--set", "strategies=repeat3,conv1", "--set", "train_size=64",
         "--set", "test_size=40", "--set", "batch_size=16"]
 

@@ -1,10 +1,10 @@
 """Executors, request by request: what a cell sees of the cells before it, and what happens to
 the process after a failure or a hang.
 
-The cells here are a probe, :func:`probe_run_cell` (chosen through ``ADAPTBENCH_CELL_IMPL``): it
-prints what the process looks like when the cell starts -- pid, torch threads, deterministic
-flag, seed, a leaked environment variable -- and, as the ``leak`` cell, changes all of them and
-touches 300 MiB. The sweep-level behaviour of both executors (rows, statuses, resume, the plan)
+The cells here are the stand-in of tests/standins.py (chosen through ``ADAPTBENCH_CELL_IMPL``)
+as a probe (``ADAPTBENCH_FAKE_PROBE``): it prints what the process looks like when the cell
+starts -- pid, torch threads, deterministic flag, seed, a leaked environment variable -- and, as
+the ``leak`` cell, changes all of them and touches 300 MiB. The sweep-level behaviour of both executors (rows, statuses, resume, the plan)
 is in tests/test_sweep.py and tests/test_faults.py.
 """
 
@@ -12,60 +12,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import torch
+import standins  # tests/ is on sys.path under pytest
 
 from bench import config
 from bench.config import Cell, Config
 from bench.executors import NAMES, make_executor
 from bench.executors.protocol import child_env, failure_row
 
-PROBE_IMPL = f"{Path(__file__).resolve()}:probe_run_cell"
-LEAK_MIB = 300
-
-
-@dataclass
-class ProbeResult:
-    row: dict
-    history: list = field(default_factory=list)
-    ops: list = field(default_factory=list)
-
-
-def _peak_rss_mib() -> float:
-    from bench.engine.measure import peak_rss_mib
-
-    return peak_rss_mib()
-
-
-def probe_run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
-    seen = {"pid": os.getpid(), "threads": torch.get_num_threads(),
-            "deterministic": torch.are_deterministic_algorithms_enabled(),
-            "seed": torch.initial_seed(), "leaked_env": os.environ.get("PROBE_LEAK", "")}
-    if cell.strategy == "leak":  # a cell that changes every piece of process state it can
-        torch.set_num_threads(1)
-        torch.use_deterministic_algorithms(True)
-        os.environ["PROBE_LEAK"] = "1"
-        blob = bytearray(LEAK_MIB * 2**20)
-        blob[::4096] = b"\x01" * len(range(0, len(blob), 4096))  # make every page resident
-        del blob
-    if cell.strategy == "hang":
-        time.sleep(600)
-    seen["peak_rss_mib"] = _peak_rss_mib()
-    print("probe " + json.dumps(seen), flush=True)
-    status = "error" if cell.strategy == "fail" else "ok"
-    return ProbeResult({"status": status, "reason": "", "peak_rss_mib": seen["peak_rss_mib"]})
+PROBE_IMPL = standins.IMPL
+LEAK_MIB = standins.LEAK_MIB
+# The request's strategy names the stand-in's behaviour; every cell prints its probe.
+PROBE_CELLS = "resnet18/leak=leak;resnet18/fail=error;resnet18/hang=hang"
 
 
 @pytest.fixture
 def make(tmp_path, monkeypatch):
     """make(name) -> (executor, request(strategy, seed, timeout_s) -> (outcome, probe dict))."""
     monkeypatch.setenv("ADAPTBENCH_CELL_IMPL", PROBE_IMPL)
-    monkeypatch.delenv("PROBE_LEAK", raising=False)
+    for name in (*standins.HOOKS, "PROBE_LEAK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ADAPTBENCH_FAKE", PROBE_CELLS)
+    monkeypatch.setenv("ADAPTBENCH_FAKE_PROBE", "1")
     cfg_path = tmp_path / "config.toml"
     cfg_path.write_text(config.to_toml(Config(epochs=1)))
     opened = []
@@ -83,7 +54,7 @@ def make(tmp_path, monkeypatch):
                              "seed": seed}, "device": "cpu", "measure_only": False,
                     "out_dir": None}
             out = ex.request("run", spec, timeout_s, lines.append)
-            probes = [json.loads(x[len("probe "):]) for x in lines if x.startswith("probe ")]
+            probes = standins.probes(lines)
             return out, (probes[0] if probes else None)
 
         return ex, request
@@ -102,7 +73,7 @@ def _alive(pid: int) -> bool:
 
 
 # The executors that run a request on this machine by themselves; ray and submitit (engines,
-# tests/test_cluster_executors.py) wrap these in actors and array tasks.
+# tests/test_executors_cluster.py) wrap these in actors and array tasks.
 LOCAL = ("warm", "process")
 
 
@@ -190,7 +161,6 @@ def test_closing_the_warm_executor_ends_its_worker(make) -> None:
 def test_cell_spec_round_trips_through_the_child_protocol(tmp_path) -> None:
     """What the sweep writes (a saved config and a spec naming the cell) is what the child
     reads back: the same config, the same cell."""
-    import json
 
     from bench import config
     from bench.executors import worker
@@ -213,7 +183,8 @@ def test_cell_spec_round_trips_through_the_child_protocol(tmp_path) -> None:
 
 TINY = ["datasets=mnist", "models=resnet18", "seeds=0", "train_size=64", "test_size=40",
         "batch_size=16", "epochs=1", "warmup_steps=1", "window_steps=1", "profile_steps=0",
-        "num_threads=1", "peak_tflops=1", "cell_timeout_s=180", "strategies=pad32,repeat3"]
+        "num_threads=1", "peak_tflops=1", "cell_timeout_s=180", "strategies=pad32,repeat3",
+        "contended_retries=0"]
 
 
 @pytest.mark.slow

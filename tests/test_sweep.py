@@ -1,30 +1,26 @@
 """The sweep: grid selection, the cost model, one subprocess per cell, failures, resume, locks.
 
-Most tests run the real sweep and real child processes (``python -m bench.executors.worker``) with a stand-in
-cell, :func:`fake_run_cell` below, chosen through ``ADAPTBENCH_CELL_IMPL``: a child then costs a
-fraction of a second instead of a torch import and a training run. ``ADAPTBENCH_FAKE`` tells the
-stand-in how to misbehave for a ``model/strategy`` (``crash``, ``kill``, ``hang``, ``raise``,
-``oom``). One slow test runs a real cell; torchrun's ranks are tested in test_ddp.py.
+Most tests run the real sweep and real child processes (``python -m bench.executors.worker``) with
+the stand-in cell of tests/standins.py, chosen through ``ADAPTBENCH_CELL_IMPL``: a child then
+costs a fraction of a second instead of a torch import and a training run. ``ADAPTBENCH_FAKE``
+tells the stand-in how to misbehave for a ``model/strategy`` (``crash``, ``kill``, ``hang``,
+``raise``, ``oom``). One slow test runs a real cell; torchrun's ranks are tested in test_executors_ddp.py.
 
 Every sweep-level test runs under both executors where the executor matters (``warm``: one
 worker for the sweep, replaced after a failure; ``process``: a process per cell): the failure
 classification, timeouts, and the plan that ``run`` executes.
-
-This module is imported by those child processes, so it must stay light: no torch at the top.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import standins  # tests/ is on sys.path under pytest
 
 from bench import config, identity, progress, results, sweep
 from bench.config import Cell, Config, ConfigError
@@ -32,64 +28,8 @@ from bench.executors import protocol
 from bench.plan import costmodel, grid
 from bench.plan import planner as plan
 
-FAKE_IMPL = f"{Path(__file__).resolve()}:fake_run_cell"
+FAKE_IMPL = standins.IMPL
 REPO = Path(__file__).resolve().parent.parent
-
-
-# --- the stand-in cell (runs inside the child process) ---------------------------------------
-
-@dataclass
-class FakeResult:
-    row: dict
-    history: list = field(default_factory=list)
-    ops: list = field(default_factory=list)
-
-
-def _behaviour(cell) -> str:
-    for item in os.environ.get("ADAPTBENCH_FAKE", "").split(";"):
-        key, _, action = item.partition("=")
-        if key in (f"{cell.model}/{cell.strategy}", f"{cell.model}/*"):
-            return action
-    return "ok"
-
-
-def fake_run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
-    action = _behaviour(cell)
-    print(f"epoch 1/{cfg.epochs} fake {cell.label()}", flush=True)
-    if action == "crash":
-        print("Fatal Python error: Segmentation fault (pretend)", file=sys.stderr)
-        sys.exit(3)
-    if action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if action == "hang":
-        if mark := os.environ.get("ADAPTBENCH_FAKE_HANG_MARK"):  # tests wait for the hang
-            Path(mark).write_text(str(os.getpid()))
-        time.sleep(600)
-    if action == "raise":
-        raise RuntimeError("boom from the stand-in")
-    if action == "oom":
-        return FakeResult({"status": "oom", "reason": "out of memory (stand-in)"})
-    mode = "measure-only" if measure_only else "full"
-    row = {"status": "ok", "reason": "", "mode": mode, "train_img_s": 123.5, "wall_s": 0.01,
-           "epoch_s": None if measure_only else 0.1,
-           "test_acc": None if measure_only else 0.5, "device": device.split(":")[0],
-           "device_name": "Fake CPU", "reinitialized": "features.0"}
-    history = [] if measure_only else [
-        {"epoch": e + 1, "step": 10 * (e + 1), "train_loss": 1.0, "test_acc": 0.5,
-         "epoch_s": 0.1, "elapsed_s": 0.1 * (e + 1), "per_class_acc": [0.5] * 10}
-        for e in range(cfg.epochs)]
-    ops = [{"op": "aten::convolution", "self_cpu_ms": 1.5, "self_device_ms": 0.0, "calls": 3}]
-    return FakeResult(row, history, ops)
-
-
-def estimate_cell_s(cfg, cell, device="auto") -> float:
-    """``ADAPTBENCH_FAKE_ESTIMATE``: seconds for every cell (``"1000"``), or per cell
-    (``"resnet18/conv1=1000;*=1"``)."""
-    text = os.environ.get("ADAPTBENCH_FAKE_ESTIMATE", "1.0")
-    if "=" not in text:
-        return float(text)
-    values = dict(item.split("=", 1) for item in text.split(";"))
-    return float(values.get(f"{cell.model}/{cell.strategy}", values.get("*", "1.0")))
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -101,7 +41,8 @@ SMALL = ["datasets=mnist", "models=resnet18", "strategies=repeat3,conv1", "seeds
 @pytest.fixture
 def fake(monkeypatch):
     monkeypatch.setenv("ADAPTBENCH_CELL_IMPL", FAKE_IMPL)
-    monkeypatch.delenv("ADAPTBENCH_FAKE", raising=False)
+    for name in standins.HOOKS:
+        monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
 
@@ -522,7 +463,7 @@ def test_ddp_without_torchrun_is_refused(tmp_path, fake, capsys) -> None:
     assert not list(tmp_path.iterdir())
 
 
-# The sweep under torchrun (ranks pulling cells, --ddp) is tests/test_ddp.py.
+# The sweep under torchrun (ranks pulling cells, --ddp) is tests/test_executors_ddp.py.
 
 
 @pytest.mark.slow

@@ -316,7 +316,7 @@ def test_the_name_parser_keeps_the_path_and_options() -> None:
 
 TINY = ["models=resnet18", "seeds=0", "train_size=0", "test_size=0", "batch_size=8", "epochs=1", "warmup_steps=1",
         "window_steps=1", "profile_steps=0", "num_threads=1", "peak_tflops=1",
-        "cell_timeout_s=180"]
+        "cell_timeout_s=180", "contended_retries=0"]
 
 
 @pytest.mark.slow
@@ -390,10 +390,10 @@ def test_the_readme_docs_list_every_bad_user_dataset_with_its_message() -> None:
     """docs/failures.md (linked from the README) lists every case of ``BAD`` with its message."""
     failures = (Path(__file__).resolve().parent.parent / "docs" / "failures.md").read_text()
     assert bad_input_table() in failures, (
-        "regenerate: python tests/test_userdata.py, into docs/failures.md")
+        "regenerate: python tests/test_data_user.py, into docs/failures.md")
 
 
-if __name__ == "__main__":  # python tests/test_userdata.py: the table of docs/failures.md
+if __name__ == "__main__":  # python tests/test_data_user.py: the table of docs/failures.md
     print(bad_input_table())
 
 

@@ -3,7 +3,7 @@
 Each case of ``HOSTILE`` builds a bad ``folder:`` or ``npz:`` source that once crashed, hung or
 blew up the import; ``data fetch`` must now refuse it with one line on stderr, exit code 2, and
 nothing under the data root's ``cache/``. The table of docs/failures.md ("Hostile user
-datasets") is printed by ``.venv/bin/python tests/test_userdata_hostile.py`` and checked here.
+datasets") is printed by ``.venv/bin/python tests/test_data_user_hostile.py`` and checked here.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from bench.__main__ import main
-from tests.test_userdata import cache_listing, gray_folder, rgb_npz
+from tests.test_data_user import cache_listing, gray_folder, rgb_npz
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -227,8 +227,8 @@ def hostile_table() -> str:
 def test_the_docs_list_every_hostile_user_dataset_with_its_message() -> None:
     failures = (REPO / "docs" / "failures.md").read_text()
     assert hostile_table() in failures, (
-        "regenerate: python tests/test_userdata_hostile.py, into docs/failures.md")
+        "regenerate: python tests/test_data_user_hostile.py, into docs/failures.md")
 
 
-if __name__ == "__main__":  # python tests/test_userdata_hostile.py: the table of docs/failures.md
+if __name__ == "__main__":  # python tests/test_data_user_hostile.py: the table of docs/failures.md
     print(hostile_table())

@@ -3,7 +3,7 @@ clearly when unknown or not installed, runs in the doctor and end to end in a sm
 
 Weights are local state dicts only (timm's hub is not reachable here): a stand-in file in a
 temporary Hugging Face cache for ``weights="imagenet"``, a plain ``torch.save`` file for a path.
-Expected stds are analytic, as in tests/test_init_fairness.py: kaiming_normal_ fan_out relu
+Expected stds are analytic, as in tests/test_strategies_init.py: kaiming_normal_ fan_out relu
 gives sqrt(2 / (out * kh * kw)) = 0.0253 on resnet18's 64x1x7x7 stem (PyTorch's default would
 give 1 / sqrt(3 * 49) = 0.082).
 """
@@ -39,7 +39,7 @@ def x28(n: int = 2, device: str = "cpu") -> torch.Tensor:
 
 
 def _close(std: float, expected: float, n: int) -> bool:
-    """Within 10% or 4 sampling errors of a std estimated from n draws (test_init_fairness)."""
+    """Within 10% or 4 sampling errors of a std estimated from n draws (test_strategies_init.py)."""
     return abs(std - expected) <= max(0.10, 4 / math.sqrt(2 * n)) * expected
 
 
@@ -355,7 +355,7 @@ def test_exact_size_messages_of_both_libraries(message: str, px: int) -> None:
 
 TINY = ["datasets=mnist", "models=resnet18", "seeds=0", "train_size=64", "test_size=40",
         "batch_size=16", "epochs=1", "warmup_steps=1", "window_steps=1", "profile_steps=0",
-        "num_threads=1", "peak_tflops=1", "cell_timeout_s=180"]  # tests/test_faults.py's
+        "num_threads=1", "peak_tflops=1", "cell_timeout_s=180", "contended_retries=0"]  # tests/test_faults.py's
 
 
 @pytest.mark.slow

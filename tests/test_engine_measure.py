@@ -263,7 +263,7 @@ def test_a_cell_never_reports_mfu_above_one_against_a_stale_peak(tmp_path, monke
     (tmp_path / "adaptbench" / "peaks.json").write_text(
         json.dumps({key: {"tflops": 1e-9, "n": 128}}))
     cfg = Config(batch_size=16, train_size=160, test_size=50, warmup_steps=1, window_steps=2,
-                 profile_steps=0, peak_tflops=0.0)
+                 profile_steps=0, peak_tflops=0.0, contended_retries=0)
     row = train.run_cell(cfg, Cell("mnist", "resnet18", "repeat3", 0), device="cpu").row
     assert row["status"] == "ok", row["reason"]
     assert row["peak_tflops"] > 1e-9 and 0 < row["mfu"] <= 1

@@ -1,6 +1,6 @@
 """The ``ray`` and ``submitit`` executors on this machine: a local Ray instance (one per module,
 its start costs seconds) and submitit's ``local`` cluster, with the stand-in cell of
-``tests/_cluster_cells.py``. Rows are written by the sweep as each cell's result comes back;
+``tests/standins.py``. Rows are written by the sweep as each cell's result comes back;
 a lost Ray actor costs one retry; bad input (engine missing, cluster unreachable) is exit 2
 with nothing written. Not tested here: a real multi-node Ray cluster or Slurm.
 """
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import standins  # tests/ is on sys.path under pytest
 
 from bench import results
 
@@ -18,7 +19,7 @@ from bench import results
 # CellTask class first built then would not be a Checkpointable for the tests after it.
 from bench.executors import slurm  # noqa: F401
 
-CELL_IMPL = f"{Path(__file__).resolve().parent / '_cluster_cells.py'}:run_cell"
+CELL_IMPL = standins.IMPL
 GRID = ["datasets=mnist", "models=resnet18", "seeds=0", "train_size=64", "test_size=32",
         "cell_timeout_s=60"]
 
@@ -36,7 +37,8 @@ def sweep(tmp_path: Path, executor: str, *sets: str) -> int:
 @pytest.fixture
 def stand_in(monkeypatch):
     monkeypatch.setenv("ADAPTBENCH_CELL_IMPL", CELL_IMPL)
-    monkeypatch.delenv("ADAPTBENCH_TEST_CELLS", raising=False)
+    for name in standins.HOOKS:
+        monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
 
@@ -53,7 +55,7 @@ def test_ray_runs_each_cell_on_the_first_free_actor_and_the_sweep_writes_its_row
         tmp_path, stand_in, ray_instance) -> None:
     # Two actors (pack=2 on the 2 CPUs); repeat3 is slow, so conv1 and pad32 both finish on
     # the other actor before it: rows arrive, and are written, in order of completion.
-    stand_in.setenv("ADAPTBENCH_TEST_CELLS", "resnet18/repeat3=sleep:3")
+    stand_in.setenv("ADAPTBENCH_FAKE", "resnet18/repeat3=sleep:3")
     assert sweep(tmp_path, "ray", "strategies=repeat3,conv1,pad32", "pack=2") == 0
     got = results.read_csv(tmp_path / "runs.csv", "runs")
     assert [r["strategy"] for r in got] == ["conv1", "pad32", "repeat3"]
@@ -98,7 +100,7 @@ def test_a_ray_cell_prints_its_epoch_lines_through_the_driver_while_it_runs(
     from bench.executors import make_executor
     from bench.executors.protocol import Job, child_env
 
-    stand_in.setenv("ADAPTBENCH_TEST_CELLS", "resnet18/repeat3=sleep:4")
+    stand_in.setenv("ADAPTBENCH_FAKE", "resnet18/repeat3=sleep:4")
     cfg = config.load("smoke", [*GRID, "executor=ray"])
     (tmp_path / "config.toml").write_text(config.to_toml(cfg))
     spec = {"config_path": str(tmp_path / "config.toml"), "device": "cpu",
@@ -110,7 +112,7 @@ def test_a_ray_cell_prints_its_epoch_lines_through_the_driver_while_it_runs(
         ex.run_many([Job(None, "run", spec, 60, lambda line: seen.append((time.monotonic(),
                                                                            line)))],
                     lambda _job, outcome: done.append(time.monotonic()))
-    assert [line.strip() for _, line in seen] == ["epoch 0.5: stand-in resnet18/repeat3"]
+    assert [line.strip() for _, line in seen] == ["epoch 1/1 fake mnist/resnet18/repeat3/seed0"]
     assert done and done[0] - seen[0][0] > 2.0  # relayed while the cell still slept
 
 
@@ -118,7 +120,7 @@ def test_a_ray_cell_prints_its_epoch_lines_through_the_driver_while_it_runs(
 def test_a_cell_whose_ray_actor_dies_is_retried_once_then_recorded(tmp_path, stand_in,
                                                                    ray_instance) -> None:
     marker = tmp_path / "killed-once"
-    stand_in.setenv("ADAPTBENCH_TEST_CELLS",
+    stand_in.setenv("ADAPTBENCH_FAKE",
                     f"resnet18/conv1=killparent:{marker};resnet18/pad32=killparent")
     assert sweep(tmp_path / "out", "ray", "strategies=conv1,pad32,repeat3") == 0
     by = {r["strategy"]: r for r in results.read_csv(tmp_path / "out" / "runs.csv", "runs")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import standins  # tests/ is on sys.path under pytest
 
 from bench import config, identity
 from bench.config import Cell, ConfigError
@@ -136,20 +137,6 @@ def test_compile_cache_env_is_one_directory_per_sweep(tmp_path: Path,
 
 # --- the sweep hands every cell the same compile cache -----------------------------------------
 
-class _Result:
-    def __init__(self, row: dict) -> None:
-        self.row, self.history, self.ops = row, [], []
-
-
-def cache_reporting_run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
-    """Stand-in cell (ADAPTBENCH_CELL_IMPL): reports the compile cache it was given."""
-    import os
-
-    return _Result({"status": "ok", "reason": os.environ.get(fastpath.CACHE_ENV, "unset"),
-                    "mode": "full", "train_img_s": 1.0, "wall_s": 0.01, "device": "cpu",
-                    "device_name": "Fake CPU"})
-
-
 @pytest.mark.slow  # a real sweep and worker (with a stand-in cell): ~5 s on 2 idle cores
 def test_every_cell_of_a_sweep_gets_one_compile_cache(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,8 +145,9 @@ def test_every_cell_of_a_sweep_gets_one_compile_cache(tmp_path: Path,
     from bench import results
     from bench.__main__ import main
 
-    monkeypatch.setenv("ADAPTBENCH_CELL_IMPL", f"{Path(__file__).resolve()}:"
-                                               "cache_reporting_run_cell")
+    log = tmp_path / "cells.jsonl"
+    monkeypatch.setenv("ADAPTBENCH_CELL_IMPL", standins.IMPL)
+    monkeypatch.setenv("ADAPTBENCH_FAKE_LOG", str(log))  # each cell's compile cache
     monkeypatch.delenv(fastpath.SHARED_CACHE_ENV, raising=False)
     argv = ["run", "--profile", "smoke", "--results-dir", str(tmp_path), "--device", "cpu",
             "--quiet", "--executor", "warm"]
@@ -167,8 +155,9 @@ def test_every_cell_of_a_sweep_gets_one_compile_cache(tmp_path: Path,
                  "train_size=64", "test_size=32", "cell_timeout_s=60"):
         argv += ["--set", item]
     assert main(argv) == 0
-    caches = {r["reason"] for r in results.read_csv(tmp_path / "runs.csv", "runs")}
-    (cache,) = caches  # both cells, one directory
+    seen = standins.log_records(log)
+    assert len(seen) == len(results.read_csv(tmp_path / "runs.csv", "runs")) == 2
+    (cache,) = {r["compile_cache"] for r in seen}  # both cells, one directory
     assert cache.endswith("inductor-cache") and "adaptbench-" in cache
 
 

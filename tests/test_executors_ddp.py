@@ -1,11 +1,9 @@
 """torchrun: ranks that pull cells from a shared counter, and ``--ddp`` (one cell, every rank).
 
 The two slow tests launch ``python -m torch.distributed.run --standalone --nproc_per_node 2``
-on CPU (gloo). The first uses the stand-in cell below (``ADAPTBENCH_CELL_IMPL``): one long cell
-and several short ones; the second trains a real resnet18 cell data-parallel and compares it
+on CPU (gloo). The first uses the stand-in cell of tests/standins.py (``ADAPTBENCH_CELL_IMPL``):
+one long cell and several short ones; the second trains a real resnet18 cell data-parallel and compares it
 with the same cell trained by one process. The rest are the pure pieces, in this process.
-
-This module is imported by the cells' processes, so it must stay light: no torch at the top.
 """
 
 from __future__ import annotations
@@ -14,11 +12,11 @@ import os
 import re
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import standins  # tests/ is on sys.path under pytest
 
 from bench import identity, results
 from bench.__main__ import main
@@ -26,30 +24,9 @@ from bench.executors import ddp
 from bench.executors.ranks import Dist, longest_first
 
 REPO = Path(__file__).resolve().parent.parent
-SLEEPY_IMPL = f"{Path(__file__).resolve()}:sleepy_run_cell"
+SLEEPY_IMPL = standins.IMPL
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
             "2", "-m", "bench", "run", "--profile", "smoke", "--device", "cpu"]
-
-
-# --- the stand-in cell (runs inside the cell processes) --------------------------------------
-
-@dataclass
-class _Result:
-    row: dict
-    history: list = field(default_factory=list)
-    ops: list = field(default_factory=list)
-
-
-def sleepy_run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
-    """Sleeps ``ADAPTBENCH_TEST_SLEEP`` seconds (``"resnet18/resize224=6;*=0.2"``) and appends
-    the cell's label to the file ``ADAPTBENCH_TEST_LOG``: which cells ran, and how often."""
-    spec = dict(item.split("=") for item in os.environ["ADAPTBENCH_TEST_SLEEP"].split(";"))
-    time.sleep(float(spec.get(f"{cell.model}/{cell.strategy}", spec["*"])))
-    with open(os.environ["ADAPTBENCH_TEST_LOG"], "a") as log:
-        log.write(cell.label() + "\n")
-    return _Result({"status": "ok", "reason": "", "mode": "full", "train_img_s": 1.0,
-                    "wall_s": 0.0, "epoch_s": 0.1, "test_acc": 0.5, "device": "cpu",
-                    "device_name": "Fake CPU"})
 
 
 def _sets(items: list[str]) -> list[str]:
@@ -196,12 +173,12 @@ def test_ranks_pull_cells_so_one_long_cell_does_not_hold_back_the_short_ones(
     rank runs every short one. A cell done before (resume) is skipped by both ranks."""
     log = tmp_path / "cells.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ADAPTBENCH_CELL_IMPL": SLEEPY_IMPL,
-           "ADAPTBENCH_TEST_LOG": str(log),
-           "ADAPTBENCH_TEST_SLEEP": "resnet18/resize224=6;*=0.2"}
+           "ADAPTBENCH_FAKE_LOG": str(log),
+           "ADAPTBENCH_FAKE": "resnet18/resize224=sleep:6;*=sleep:0.2"}
     grid = _sets(["models=resnet18", f"strategies=repeat3,resize224,{','.join(SHORT)}",
                   "train_size=64", "test_size=32"])
     rdir = tmp_path / "r"
-    for key in ("ADAPTBENCH_CELL_IMPL", "ADAPTBENCH_TEST_LOG", "ADAPTBENCH_TEST_SLEEP"):
+    for key in ("ADAPTBENCH_CELL_IMPL", "ADAPTBENCH_FAKE_LOG", "ADAPTBENCH_FAKE"):
         monkeypatch.setenv(key, env[key])
     assert main(["run", "--profile", "smoke", "--device", "cpu", "--quiet", "--results-dir",
                  str(rdir), *grid, "--only", "strategy=repeat3"]) == 0  # done before: resume
@@ -209,7 +186,7 @@ def test_ranks_pull_cells_so_one_long_cell_does_not_hold_back_the_short_ones(
                           env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "5 cells to run, 1 already done" in proc.stdout
-    ran = log.read_text().split()
+    ran = [r["cell"] for r in standins.log_records(log)]
     assert sorted(ran) == sorted(f"mnist/resnet18/{s}/seed0" for s in ("repeat3", "resize224",
                                                                        *SHORT)), ran
     by_rank: dict[str, list[str]] = {}
@@ -228,7 +205,7 @@ def test_ranks_pull_cells_so_one_long_cell_does_not_hold_back_the_short_ones(
 DDP_GRID = ["models=timm:test_nfnet", "strategies=repeat3", "train_size=512", "test_size=128",
             "batch_size=32", "epochs=1", "optimizer=adamw", "lr=0.003", "deterministic=true",
             "warmup_steps=1", "window_steps=2", "profile_steps=0", "peak_tflops=1.0",
-            "cell_timeout_s=200"]
+            "cell_timeout_s=200", "contended_retries=0"]
 
 
 @pytest.mark.slow

@@ -19,8 +19,10 @@ import torch
 from bench.config import Cell, Config
 from bench.engine import train
 
+# contended_retries=0: a busy host re-times a real cell up to twice more (tests/test_engine_contention.py
+# checks that); here it would only add minutes and steps on a loaded machine.
 TINY = Config(batch_size=32, train_size=256, test_size=100, epochs=1, warmup_steps=1,
-              window_steps=2, profile_steps=2, peak_tflops=1.0)
+              window_steps=2, profile_steps=2, peak_tflops=1.0, contended_retries=0)
 STEPS = 256 // 32  # training steps of one TINY epoch
 CELL = Cell("mnist", "resnet18", "conv1", 0)
 

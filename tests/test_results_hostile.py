@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import standins  # tests/ is on sys.path under pytest
 
 from bench.__main__ import main
 
@@ -25,8 +26,8 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 PUBLISHED = REPO / "results" / "cpu"
 HOOKS = ("ADAPTBENCH_CELL_IMPL", "ADAPTBENCH_INJECT_FAULT", "ADAPTBENCH_CELL_RLIMIT_AS_MIB",
-         "ADAPTBENCH_FAKE", "ADAPTBENCH_DATA")
-FAKE_IMPL = f"{TESTS / 'test_sweep.py'}:fake_run_cell"
+         "ADAPTBENCH_DATA", *standins.HOOKS)
+FAKE_IMPL = standins.IMPL
 
 
 def copy_results(tmp_path: Path) -> Path:
