@@ -31,6 +31,7 @@ import pandas as pd
 
 from bench.report import page_header
 from bench.report.advise import CRITERIA, DEFINITIONS, Advice, verdict_text
+from bench.report.findings import findings_html
 from bench.report.fmt import fmt_num
 from bench.report.markdown import display_path, speed_text, unique_value
 from bench.report.page_assets import CSS, ERROR_HOOK, SCRIPT
@@ -53,6 +54,7 @@ class Page:
     results_dir: Path
     inputs: list[str]
     out_dir: Path | None = None  # where index.html is written; default results_dir
+    findings: list[str] = dataclasses.field(default_factory=list)  # "What we found" (markdown)
 
 
 def esc(value: object) -> str:
@@ -412,6 +414,7 @@ def render(page: Page) -> str:
     links = " · ".join(f'<a href="{esc(href)}">{esc(text)}</a>' for text, href in
                        page_header.links(page.results_dir, page.out_dir or page.results_dir,
                                          page.inputs))
+    found_link = '<a href="#findings">what we found</a> · ' if page.findings else ""
     body = (
         f"<h1>adaptbench results: profile {esc(profile)}</h1>"
         + (f'<p class="constants">{shared}every cell</p>' if shared else "")
@@ -424,10 +427,13 @@ def render(page: Page) -> str:
         f"<li><b>Cells:</b> {len(table)} from {len(runs)} runs (cell × seed)</li>"
         f"<li><b>Provenance:</b> {esc(', '.join(prov))}</li>{warnings}</ul>"
         '<p id="url-note" role="status"></p><ul id="js-errors"></ul>'
-        '<nav><a href="#recommendation">recommendation</a> · <a href="#cells-h">cells</a> · '
+        f'<nav>{found_link}<a href="#recommendation">recommendation</a> · '
+        '<a href="#cells-h">cells</a> · '
         '<a href="#charts">charts</a> · <a href="#details">cell details</a> · '
         '<a href="#compatibility">compatibility</a></nav>'
-        f'<h2 id="recommendation">Recommendation</h2>{advice_section(page.advice, frozenset(constants))}'
+        + (f'<h2 id="findings">What we found</h2>{findings_html(page.findings)}'
+           if page.findings else "")
+        + f'<h2 id="recommendation">Recommendation</h2>{advice_section(page.advice, frozenset(constants))}'
         '<h2 id="cells-h">Every cell</h2><p class="note">Accuracy: mean over the seeds that '
         "finished, with the interval it is judged by (Wilson over the test images for one seed; "
         "t over seeds, or Wilson where wider). Throughput: median over seeds with the p10–p90 "
