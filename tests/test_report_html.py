@@ -242,7 +242,7 @@ def test_loads_without_errors_and_sorts_in_chromium(page, tmp_path):
     assert scored == sorted(scored, reverse=True) and len(scored) == 4
     assert acc[len(scored):] == [""] * (7 - len(scored))  # unscored cells last
     assert "script ran" not in dom  # no debug text
-    assert dom.count('<svg class="chart"') == 6  # the charts are there once the script ran
+    assert dom.count('<svg class="chart"') == 7  # the charts are there once the script ran
     # Ascending by strategy name, and a filter that keeps the vgg16 rows only.
     url = index.as_uri() + "?sort=strategy&order=asc&filter=vgg16"
     dom = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", url).stdout
@@ -269,7 +269,7 @@ def test_an_unknown_url_key_is_ignored_with_a_note_naming_the_valid_ones(page, t
     assert 'order "sideways" ignored; valid: asc, desc' in note
     assert 'unknown option "colour" ignored' in note
     assert "3 of 7 cells" in dom  # the filter still applied
-    assert dom.count('<svg class="chart"') == 6
+    assert dom.count('<svg class="chart"') == 7
 
 
 @needs_browser
