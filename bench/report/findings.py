@@ -1,6 +1,7 @@
 """"What we found": three to five findings generated from a results directory, never typed in.
 
-The same text goes into ``summary.md``, ``index.html`` and, with ``bench report DIR --readme
+The same text goes into ``summary.md``, ``index.html`` (rendered by
+:func:`bench.report.html.findings_section`) and, with ``bench report DIR --readme
 README.md``, between the two marker comments of the README that name ``DIR``
 (:func:`fill_readme`), so the README's findings are the published files' own.
 
@@ -18,10 +19,8 @@ sampling noise, not seed-to-seed variation.
 
 from __future__ import annotations
 
-import html
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,26 +272,6 @@ def findings_body(runs: pd.DataFrame, table: pd.DataFrame | None, advice: list[A
 def findings_markdown(body: list[str]) -> list[str]:
     """The "What we found" section of summary.md (lines)."""
     return ["", "## What we found", "", *body]
-
-
-_CODE = re.compile(r"`([^`]+)`")
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
-
-
-def findings_html(body: list[str]) -> str:
-    """The same section for index.html: escaped, code spans kept on one line, bold kept."""
-    items, paras = [], []
-    for line in body:
-        if not line:
-            continue
-        text = _BOLD.sub(r"<b>\1</b>", _CODE.sub(r'<code>\1</code>', html.escape(line, False)))
-        m = re.match(r"\d+\. (.*)", text)
-        if m:
-            items.append(f"<li>{m.group(1)}</li>")
-        else:
-            paras.append(f"<p>{text}</p>")
-    listed = f'<ol class="findings">{"".join(items)}</ol>' if items else ""
-    return f'<div id="findings-body">{paras[0] if paras else ""}{listed}{"".join(paras[1:])}</div>'
 
 
 # ---------------------------------------------------------------------------------------------

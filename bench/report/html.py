@@ -31,7 +31,6 @@ import pandas as pd
 
 from bench.report import page_header
 from bench.report.advise import CRITERIA, DEFINITIONS, Advice, verdict_text
-from bench.report.findings import findings_html
 from bench.report.fmt import fmt_num
 from bench.report.markdown import display_path, speed_text, unique_value
 from bench.report.page_assets import CSS, ERROR_HOOK, SCRIPT
@@ -243,6 +242,30 @@ def keep_words(escaped: str) -> str:
     return _HYPHENATED.sub(lambda m: f'<span class="id">{m.group(0)}</span>', escaped)
 
 
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+
+
+def findings_section(body: list[str]) -> str:
+    """The "What we found" lines (:func:`bench.report.findings.findings_body`, markdown) as
+    HTML: escaped, `code` and **bold** kept, the numbered findings as a list. Code spans may
+    wrap at spaces here (a command is longer than a 400 px screen) but hyphenated identifiers
+    never break (:func:`keep_words`)."""
+    items, paras = [], []
+    for line in body:
+        if not line:
+            continue
+        text = _BOLD.sub(r"<b>\1</b>", _CODE.sub(r"<code>\1</code>", keep_words(esc(line))))
+        numbered = re.match(r"\d+\. (.*)", text)
+        if numbered:
+            items.append(f"<li>{numbered.group(1)}</li>")
+        else:
+            paras.append(f"<p>{text}</p>")
+    listed = f'<ol class="findings">{"".join(items)}</ol>' if items else ""
+    return (f'<div id="findings-body">{paras[0] if paras else ""}{listed}'
+            f'{"".join(paras[1:])}</div>')
+
+
 def advice_section(advice: list[Advice], hidden: frozenset[str] = frozenset()) -> str:
     """The verdicts per dataset × model × device; ``hidden``: the constant columns ("dataset",
     "device") the page's header already names, left out so a narrow screen shows verdicts."""
@@ -355,21 +378,28 @@ def compat_section(compat: pd.DataFrame | None) -> str:
                 continue
             ok = r["status"] == "ok"
             label = "ok" if ok else (r.get("error_class") or "failed")
+            # Not applicable (cifarstem on a non-ResNet) is no failure: shaded apart.
+            kind = "ok" if ok else "na" if label == "not-applicable" else "bad"
             px = r.get("min_input_px")
             if not ok and px and not pd.isna(px):
                 label = f"{label} ≥{px}"
             tip = r.get("explanation") or r.get("error") or ""
-            tds.append(f'<td class="{"ok" if ok else "bad"}" title="{esc(tip)}">'
+            tds.append(f'<td class="{kind}" title="{esc(tip)}">'
                        f"{esc(label)}</td>")
         rows.append(f"<tr>{''.join(tds)}</tr>")
     head = "".join(f"<th>{esc(s)}</th>" for s in strategies)
     n_ok = int((c["status"] == "ok").sum())
+    # The heatmap (charts) shows the matrix; the table, the same cells with each failure's
+    # explanation, stays folded so the page does not show the matrix twice.
     return (f"<p>{n_ok} of {len(c)} model × strategy pairs build and run a step on the meta "
-            "device (hover a failed cell for the explanation).</p>"
+            "device; the compatibility chart above shows the matrix.</p>"
+            f'<details id="compat-details"><summary>The matrix as a table ({len(rows)} models '
+            f"× {len(strategies)} strategies; hover a failed cell for the explanation)</summary>"
             '<div class="controls"><label>filter <input id="compat-filter" type="search" '
             'placeholder="model or error class"></label></div>'
-            f'<div class="scroll" id="compat-scroll"><table id="compat" class="small"><thead><tr><th>model</th>'
-            f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+            '<div class="scroll" id="compat-scroll"><table id="compat" class="small"><thead>'
+            f"<tr><th>model</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+            "</details>")
 
 
 def charts_section(charts: list[Path]) -> str:
@@ -431,7 +461,7 @@ def render(page: Page) -> str:
         '<a href="#cells-h">cells</a> · '
         '<a href="#charts">charts</a> · <a href="#details">cell details</a> · '
         '<a href="#compatibility">compatibility</a></nav>'
-        + (f'<h2 id="findings">What we found</h2>{findings_html(page.findings)}'
+        + (f'<h2 id="findings">What we found</h2>{findings_section(page.findings)}'
            if page.findings else "")
         + f'<h2 id="recommendation">Recommendation</h2>{advice_section(page.advice, frozenset(constants))}'
         '<h2 id="cells-h">Every cell</h2><p class="note">Accuracy: mean over the seeds that '
