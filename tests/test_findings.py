@@ -68,7 +68,7 @@ def test_a_separated_winner_is_named_with_its_interval_and_file(tmp_path):
     # The costliest (slowest windows) strategy: what it costs and what it buys, with intervals.
     cost = items[1]
     assert "`resize32` trains at 20 img/s" in cost and "against 100 img/s" in cost
-    assert "5.0× slower [" in cost and "900 MiB of peak memory against 500 (1.80×)" in cost
+    assert "5.0× slower (4.7–5.3× by the window spreads)" in cost and "900 MiB of peak memory against 500 (1.80×)" in cost
     assert "loses accuracy: -35.00 pp [" in cost
 
 
@@ -163,3 +163,11 @@ def test_cli_readme_option(tmp_path, capsys):
     assert report.main([str(d), "--readme", str(bare)]) == 2
     assert "no findings block for" in capsys.readouterr().err
     assert bare.read_text() == "no markers\n"
+
+
+def test_an_interval_is_never_shown_past_0_or_100_percent(tmp_path):
+    """Three scattered seeds give a t interval below 0; an accuracy is not, so it stops at 0."""
+    d = _dir(tmp_path, [*_cell("repeat3", [0.20, 0.21, 0.19], 100),
+                        *_cell("resize32", [0.05, 0.40, 0.10], 30)])
+    items = _numbered(findings_for(d))
+    assert "`resize32` 18.33% [0.00, " in items[0] and "[-" not in items[0]
