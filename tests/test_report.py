@@ -723,3 +723,28 @@ def test_measure_only_cells_sit_hollow_at_the_foot_of_the_accuracy_chart(tmp_pat
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "hollow at the foot: measure-only (img/s, no accuracy)" in labels
     assert "not shown" not in fig.get_suptitle()  # it is shown
+
+
+def test_throughput_ticks_label_the_whole_drawn_span(tmp_path):
+    """A cell whose slowest window ran at 5 img/s stretches the axis to 5; its labels must
+    reach there too, not stop at the medians' 100-400 as when the ticks followed them alone."""
+    import math as _math
+
+    from bench.report import charts as report_charts
+
+    d = _runs_dir(tmp_path, [
+        {"strategy": "resize32", "test_acc": 0.95, "test_size": 1000, "train_img_s": 300,
+         "train_img_s_p10": 5, "train_img_s_p90": 320},
+        {"strategy": "conv1", "test_acc": 0.94, "test_size": 1000, "train_img_s": 400,
+         "train_img_s_p10": 390, "train_img_s_p90": 410}])
+    table = comparison_table(read_runs(d))
+    fig = report_charts.accuracy_vs_throughput(table, *_palette(table))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    left, right = ax.get_xlim()
+    labelled = [t.get_position()[0] for t in ax.get_xticklabels()
+                if t.get_text() and left <= t.get_position()[0] <= right]
+    span = _math.log10(right / left)
+    assert left < 5 and labelled
+    assert _math.log10(min(labelled) / left) < 0.5 * span  # a label in the left half
+    assert _math.log10(right / max(labelled)) < 0.5 * span

@@ -232,7 +232,11 @@ def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict,
         if len(front) > 1:
             ax.plot(*zip(*front, strict=True), linestyle="--", color="0.35", linewidth=1.2,
                     zorder=2)
-        _log_x(ax, [*x.tolist(), *timed["train_img_s_median"].tolist()])
+        # The ticks follow the drawn span, bars included: from the medians alone a wide p10
+        # (a slow first window) left the left half of the axis without a label.
+        _log_x(ax, [*x.tolist(), *timed["train_img_s_median"].tolist(),
+                    *p.get("train_img_s_lo", pd.Series(dtype=float)).tolist(),
+                    *p.get("train_img_s_hi", pd.Series(dtype=float)).tolist()])
         ax.set_title(_panel_title(key, dims, varying))
         ax.set_xlabel("train throughput (img/s, log)")
         ax.set_ylabel("test accuracy (%)")
