@@ -192,9 +192,12 @@ def test_the_findings_section_leads_the_page(page):
     body = text.split('<div id="findings-body">', 1)[1].split("</div>", 1)[0]
     assert "<b>Measured</b>" in body and "weights" in body  # what was measured, up front
     assert "`" not in body and "**" not in body  # markdown rendered, not shown raw
-    html = report_html.findings_section(["**a** `post-convtranspose` x", "", "1. one `b`"])
+    html = report_html.findings_section(["**a** `post-convtranspose` x", "", "says how",
+                                          "", "1. one `b`", "2. two", "", "after"])
     assert '<code><span class="id">post-convtranspose</span></code>' in html
-    assert '<ol class="findings"><li>one <code>b</code></li></ol>' in html
+    # Every paragraph where the lines put it: the list between "says how" and "after".
+    assert html.endswith('x</p><p>says how</p><ol class="findings"><li>one <code>b</code>'
+                         '</li><li>two</li></ol><p>after</p></div>')
 
 
 def test_rerun_command_parses_as_the_cli_wants(page):

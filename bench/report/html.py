@@ -251,19 +251,20 @@ def findings_section(body: list[str]) -> str:
     HTML: escaped, `code` and **bold** kept, the numbered findings as a list. Code spans may
     wrap at spaces here (a command is longer than a 400 px screen) but hyphenated identifiers
     never break (:func:`keep_words`)."""
-    items, paras = [], []
-    for line in body:
+    out: list[str] = []
+    for line in body:  # in order; consecutive numbered lines are one list
         if not line:
             continue
         text = _BOLD.sub(r"<b>\1</b>", _CODE.sub(r"<code>\1</code>", keep_words(esc(line))))
         numbered = re.match(r"\d+\. (.*)", text)
-        if numbered:
-            items.append(f"<li>{numbered.group(1)}</li>")
+        if not numbered:
+            out.append(f"<p>{text}</p>")
+        elif out and out[-1].endswith("</ol>"):
+            out[-1] = out[-1][:-len("</ol>")] + f"<li>{numbered.group(1)}</li></ol>"
         else:
-            paras.append(f"<p>{text}</p>")
-    listed = f'<ol class="findings">{"".join(items)}</ol>' if items else ""
-    return (f'<div id="findings-body">{paras[0] if paras else ""}{listed}'
-            f'{"".join(paras[1:])}</div>')
+            out.append(f'<ol class="findings"><li>{numbered.group(1)}</li></ol>')
+    return f'<div id="findings-body">{"".join(out)}</div>'
+
 
 
 def advice_section(advice: list[Advice], hidden: frozenset[str] = frozenset()) -> str:
