@@ -176,3 +176,31 @@ def test_the_docs_name_no_file_outside_the_repository() -> None:
         text = path.read_text()
         for name in ("DESIGN.md", "original-post.md"):
             assert name not in text, f"{path.relative_to(ROOT)} cites {name}, not in the repository"
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's findings are generated from the published files
+
+
+def _findings_labels() -> list[str]:
+    return re.findall(r"<!-- findings: (\S+) \(", README.read_text())
+
+
+def test_the_readme_has_a_findings_block_per_published_machine() -> None:
+    assert {"results/cpu", "results/gpu"} <= set(_findings_labels())
+
+
+@pytest.mark.parametrize("label", _findings_labels())
+def test_each_readme_findings_block_is_what_the_generator_makes(label: str) -> None:
+    from bench.report.findings import findings_for, readme_block
+
+    block = readme_block(README.read_text(), label)
+    assert block == findings_for(ROOT / label), (
+        f"README's findings for {label} are stale or edited by hand: run "
+        f"`python -m bench report {label} --readme README.md` (make publish does)")
+
+
+def test_make_publish_rewrites_the_readme_findings() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\npublish:", 1)[1].split("\n\n", 1)[0]
+    assert "-m bench report results/$(RESOLVED) --readme README.md" in recipe

@@ -21,8 +21,8 @@ from bench.schema import SCHEMA_VERSION
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 RESULT_FILES = ("runs.csv", "runs.shard-1-of-2.csv", "history.csv", "ops.csv")
-CHARTS = ("accuracy_vs_throughput", "peak_memory", "learning_curves_epoch",
-          "learning_curves_time", "compatibility", "op_time_shares")
+CHARTS = ("accuracy_vs_throughput", "accuracy_delta", "peak_memory",
+          "learning_curves_epoch", "learning_curves_time", "compatibility", "op_time_shares")
 
 
 def _results_dir(tmp_path: Path, files=RESULT_FILES, compat: bool = True) -> Path:
@@ -678,3 +678,73 @@ def test_measure_only_operator_bars_are_hatched():
     assert "hatched = measure-only" in fig.get_suptitle()
     plain = report_charts.op_time_shares(ops)
     assert not any(bar.get_hatch() for ax in plain.axes for bar in ax.patches)
+
+
+def test_the_gap_chart_zooms_each_panel_to_its_gaps_with_their_intervals(tmp_path):
+    """The shared accuracy axis keeps a one-point gap small; the gap chart gives each panel its
+    own scale, draws every gap's 95% interval and lists a measure-only cell without a point."""
+    from matplotlib.container import ErrorbarContainer
+
+    from bench.report import charts as report_charts
+
+    d = _runs_dir(tmp_path, [
+        {"strategy": "resize32", "test_acc": 0.95, "test_size": 1000},
+        {"strategy": "conv1", "test_acc": 0.94, "test_size": 1000},
+        {"strategy": "resize224", "mode": "measure-only", "test_acc": "", "test_size": 1000},
+        {"model": "vgg16", "strategy": "resize32", "test_acc": 0.50, "test_size": 1000},
+        {"model": "vgg16", "strategy": "conv1", "test_acc": 0.30, "test_size": 1000}])
+    table = comparison_table(read_runs(d))
+    fig = report_charts.accuracy_delta(table, *_palette(table))
+    resnet, vgg = fig.axes
+    assert resnet.get_xlim()[1] - resnet.get_xlim()[0] < 6  # a one-point gap spans a sixth
+    assert vgg.get_xlim()[0] < -20 < resnet.get_xlim()[0]
+    bars = [c for c in resnet.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 2 and all(c.has_xerr for c in bars)
+    assert [t.get_text() for t in resnet.get_yticklabels()] == ["resize32", "conv1", "resize224"]
+    texts = [t.get_text() for t in resnet.texts]
+    assert "measure-only: no accuracy" in texts and "top" in texts and "-1.0 n.s." in texts
+    shared = report_charts.accuracy_vs_throughput(table, *_palette(table))
+    assert shared.axes[0].get_ylim() == shared.axes[1].get_ylim()  # the scatter stays shared
+
+
+def test_measure_only_cells_sit_hollow_at_the_foot_of_the_accuracy_chart(tmp_path):
+    from bench.report import charts as report_charts
+
+    d = _runs_dir(tmp_path, [
+        {"strategy": "resize32", "test_acc": 0.95, "test_size": 1000},
+        {"strategy": "resize224", "mode": "measure-only", "test_acc": "", "test_size": 1000,
+         "train_img_s": 7.0, "train_img_s_p10": 6.8, "train_img_s_p90": 7.2}])
+    table = comparison_table(read_runs(d))
+    fig = report_charts.accuracy_vs_throughput(table, *_palette(table))
+    ax = fig.axes[0]
+    foot = [line for line in ax.lines if list(line.get_xdata()) == [7.0]]
+    assert len(foot) == 1 and foot[0].get_markerfacecolor() == "white"
+    assert ax.get_xlim()[0] < 7.0  # inside the panel's throughput range
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "hollow at the foot: measure-only (img/s, no accuracy)" in labels
+    assert "not shown" not in fig.get_suptitle()  # it is shown
+
+
+def test_throughput_ticks_label_the_whole_drawn_span(tmp_path):
+    """A cell whose slowest window ran at 5 img/s stretches the axis to 5; its labels must
+    reach there too, not stop at the medians' 100-400 as when the ticks followed them alone."""
+    import math as _math
+
+    from bench.report import charts as report_charts
+
+    d = _runs_dir(tmp_path, [
+        {"strategy": "resize32", "test_acc": 0.95, "test_size": 1000, "train_img_s": 300,
+         "train_img_s_p10": 5, "train_img_s_p90": 320},
+        {"strategy": "conv1", "test_acc": 0.94, "test_size": 1000, "train_img_s": 400,
+         "train_img_s_p10": 390, "train_img_s_p90": 410}])
+    table = comparison_table(read_runs(d))
+    fig = report_charts.accuracy_vs_throughput(table, *_palette(table))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    left, right = ax.get_xlim()
+    labelled = [t.get_position()[0] for t in ax.get_xticklabels()
+                if t.get_text() and left <= t.get_position()[0] <= right]
+    span = _math.log10(right / left)
+    assert left < 5 and labelled
+    assert _math.log10(min(labelled) / left) < 0.5 * span  # a label in the left half
+    assert _math.log10(right / max(labelled)) < 0.5 * span

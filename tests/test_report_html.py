@@ -112,7 +112,7 @@ def test_self_contained_one_row_per_cell(page):
     assert csp and "default-src 'none'" in csp[0]
     assert text.count('<tr class="cell"') == len(table) == 7
     assert text.count('<details id="cell-') == 7
-    assert sum(t == "svg" and "chart" in a.get("class", "") for t, a in doc.tags) == 6
+    assert sum(t == "svg" and "chart" in a.get("class", "") for t, a in doc.tags) == 7
     assert "Recommendation" in text and 'id="compat"' in text
 
 
@@ -164,6 +164,40 @@ def test_not_applicable_is_shaded_apart_from_failures(page):
     na = css.split("tr.cell[data-status=incompatible]>td{", 1)[1].split("}", 1)[0]
     failed = css.split("tr.cell[data-status=oom]>td", 1)[1].split("}", 1)[0]
     assert "background" in na and "background" in failed and na not in failed
+
+
+def test_the_compatibility_table_is_folded_and_not_applicable_is_no_failure():
+    """The heatmap shows the matrix; the table stays in a <details>, its n/a cells grey."""
+    compat = pd.DataFrame({"model": ["vgg16", "vgg16", "vgg16"],
+                           "strategy": ["cifarstem", "repeat3", "resize32"],
+                           "status": ["failed", "failed", "ok"],
+                           "error_class": ["not-applicable", "too-small", ""],
+                           "explanation": ["ResNet only", "0x0 map", ""],
+                           "min_input_px": [None, 32, None]})
+    text = report_html.compat_section(compat)
+    assert text.index('<details id="compat-details">') < text.index('<table id="compat"')
+    assert text.rstrip().endswith("</details>")
+    cells = {c: a.get("class") for c, (t, a) in zip(
+        ("na", "bad", "ok"), [x for x in _parse(text).tags if x[0] == "td"], strict=True)}
+    assert cells == {"na": "na", "bad": "bad", "ok": "ok"}
+    css = report_html.CSS
+    assert "#compat td.na{background:repeating-linear-gradient" in css
+
+
+def test_the_findings_section_leads_the_page(page):
+    index, _ = page
+    text = index.read_text(encoding="utf-8")
+    assert text.index('<h2 id="findings">What we found</h2>') < text.index(
+        '<h2 id="recommendation">')
+    body = text.split('<div id="findings-body">', 1)[1].split("</div>", 1)[0]
+    assert "<b>Measured</b>" in body and "weights" in body  # what was measured, up front
+    assert "`" not in body and "**" not in body  # markdown rendered, not shown raw
+    html = report_html.findings_section(["**a** `post-convtranspose` x", "", "says how",
+                                          "", "1. one `b`", "2. two", "", "after"])
+    assert '<code><span class="id">post-convtranspose</span></code>' in html
+    # Every paragraph where the lines put it: the list between "says how" and "after".
+    assert html.endswith('x</p><p>says how</p><ol class="findings"><li>one <code>b</code>'
+                         '</li><li>two</li></ol><p>after</p></div>')
 
 
 def test_rerun_command_parses_as_the_cli_wants(page):
@@ -242,7 +276,8 @@ def test_loads_without_errors_and_sorts_in_chromium(page, tmp_path):
     assert scored == sorted(scored, reverse=True) and len(scored) == 4
     assert acc[len(scored):] == [""] * (7 - len(scored))  # unscored cells last
     assert "script ran" not in dom  # no debug text
-    assert dom.count('<svg class="chart"') == 6  # the charts are there once the script ran
+    assert dom.count('<svg class="chart"') == 7  # the charts are there once the script ran
+    assert '<h2 id="findings">What we found</h2>' in dom and '<div id="findings-body">' in dom
     # Ascending by strategy name, and a filter that keeps the vgg16 rows only.
     url = index.as_uri() + "?sort=strategy&order=asc&filter=vgg16"
     dom = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", url).stdout
@@ -269,7 +304,7 @@ def test_an_unknown_url_key_is_ignored_with_a_note_naming_the_valid_ones(page, t
     assert 'order "sideways" ignored; valid: asc, desc' in note
     assert 'unknown option "colour" ignored' in note
     assert "3 of 7 cells" in dom  # the filter still applied
-    assert dom.count('<svg class="chart"') == 6
+    assert dom.count('<svg class="chart"') == 7
 
 
 @needs_browser

@@ -9,8 +9,11 @@ backend or style state is touched.
 Charts that do not mislead: every point carries its interval (accuracy: the 95% CI; throughput:
 the p10–p90 spread of the timed windows; memory: min–max over seeds), a point without one is
 drawn hollow and says so; accuracy panels share one y axis by default (``shared_axis``), so a
-0.1-point gap in one panel does not look like a 10-point gap in another; and strategies that
-created or re-initialised layers (the ``reinitialized`` column) are ringed / marked ``†``.
+0.1-point gap in one panel does not look like a 10-point gap in another, and the gap chart
+(:func:`accuracy_delta`) then gives each panel its own scale so a one-point gap is visible with
+its interval; measure-only cells (timed, no accuracy) are hollow or hatched in every chart that
+shows them; and strategies that created or re-initialised layers (the ``reinitialized``
+column) are ringed / marked ``†``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from bench.report.stats import pareto_mask
 FIG_WIDTH_IN = 10.0
 DPI = 150
 MEASURE_ONLY = "measure-only"  # the comparison table's status of a cell that was only timed
-CHART_STEMS = ("accuracy_vs_throughput", "peak_memory", "learning_curves_epoch",
+CHART_STEMS = ("accuracy_vs_throughput", "accuracy_delta", "peak_memory", "learning_curves_epoch",
                "learning_curves_time", "compatibility", "op_time_shares")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*")
 _RC = {"font.size": 10, "axes.titlesize": 10.5, "axes.labelsize": 10, "xtick.labelsize": 9,
@@ -163,6 +166,12 @@ def shared_limits(lows: Sequence[float], highs: Sequence[float], pad: float = 0.
     return lo - margin, min(hi + margin, ceiling + 0.03 * (hi - lo + 2 * margin))
 
 
+def _timed_only(table: pd.DataFrame, key: tuple, dims: Sequence[str]) -> pd.DataFrame:
+    """The measure-only cells of one panel that measured a throughput."""
+    t = table[(table["status"] == MEASURE_ONLY) & (table["train_img_s_median"] > 0)]
+    return t[(t[list(dims)] == pd.Series(key, index=dims)).all(axis=1)]
+
+
 def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict,
                            shared_axis: bool = True) -> Figure | None:
     """Mean test accuracy (95% CI bars) against median train img/s (p10–p90 bars), log x,
@@ -176,7 +185,7 @@ def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict,
     ncols = 3 if len(keys) > 4 else 2
     fig, axes = _figure(len(keys), ncols, 3.0)
     shown = []
-    no_interval = ringed = crossed = False
+    no_interval = ringed = crossed = footed = False
     limits = shared_limits([100 * v for v in df["test_acc_ci_lo"].fillna(df["test_acc_mean"])],
                            [100 * v for v in df["test_acc_ci_hi"].fillna(df["test_acc_mean"])])
     for ax, key in zip(axes, keys, strict=True):
@@ -206,6 +215,16 @@ def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict,
                 ax.plot([xi], [yi], marker="x", markersize=12, color="red",
                         markeredgewidth=1.5, linestyle="", zorder=5)
             shown.append(r["strategy"])
+        # Measure-only cells were timed but not trained to the end: no accuracy to place,
+        # so each sits hollow at the panel's foot, at its measured throughput.
+        timed = _timed_only(table, key, dims)
+        for _, r in timed.iterrows():
+            ax.plot([r["train_img_s_median"]], [0.035], transform=ax.get_xaxis_transform(),
+                    marker=markers[r["strategy"]], markersize=7, linestyle="",
+                    markerfacecolor="white", markeredgecolor=palette[r["strategy"]],
+                    markeredgewidth=1.5, clip_on=False, zorder=3)
+            shown.append(r["strategy"])
+        footed |= not timed.empty
         contended = (p["contended"].astype(bool) if "contended" in p
                      else pd.Series(False, index=p.index))
         on = pareto_mask(x.where(~contended).tolist(), y.where(~contended).tolist())
@@ -213,7 +232,11 @@ def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict,
         if len(front) > 1:
             ax.plot(*zip(*front, strict=True), linestyle="--", color="0.35", linewidth=1.2,
                     zorder=2)
-        _log_x(ax, x.tolist())
+        # The ticks follow the drawn span, bars included: from the medians alone a wide p10
+        # (a slow first window) left the left half of the axis without a label.
+        _log_x(ax, [*x.tolist(), *timed["train_img_s_median"].tolist(),
+                    *p.get("train_img_s_lo", pd.Series(dtype=float)).tolist(),
+                    *p.get("train_img_s_hi", pd.Series(dtype=float)).tolist()])
         ax.set_title(_panel_title(key, dims, varying))
         ax.set_xlabel("train throughput (img/s, log)")
         ax.set_ylabel("test accuracy (%)")
@@ -235,12 +258,91 @@ def accuracy_vs_throughput(table: pd.DataFrame, palette: dict, markers: dict,
     if no_interval:
         extra.append(Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="0.3",
                             linestyle="", label="hollow: no interval (test count unknown)"))
+    if footed:
+        extra.append(Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="0.3",
+                            markeredgewidth=1.5, linestyle="",
+                            label="hollow at the foot: measure-only (img/s, no accuracy)"))
     _strategy_legend(fig, order, palette, markers, extra=extra)
-    hidden = int(table["test_acc_mean"].isna().sum())
-    note = f"{hidden} cell(s) without accuracy (measure-only/failed) not shown" if hidden else ""
+    hidden = int((table["test_acc_mean"].isna() & (table["status"] != MEASURE_ONLY)).sum())
+    note = f"{hidden} cell(s) without accuracy (failed or n/a) not shown" if hidden else ""
     axis = "one accuracy axis for all panels" if shared_axis else "each panel its own accuracy axis"
     fig.suptitle("Test accuracy vs training throughput (up-right is better; bars = 95% CI and "
                  f"p10–p90 img/s)\n{axis}" + (f"; {note}" if note else ""))
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# 1b. Accuracy gap to the top strategy
+
+
+def accuracy_delta(table: pd.DataFrame, palette: dict, markers: dict) -> Figure | None:
+    """Each strategy's gap to the top one's mean accuracy (pp) with the gap's 95% interval (the
+    wider of Welch and Newcombe, from :func:`bench.report.aggregate.comparison_table`); the top
+    one at 0 with its own 95% interval. Each panel has its own scale, so a one-point gap is as
+    visible as it is real, which the shared accuracy axis of the scatter cannot show.
+    Measure-only and failed cells get a row that says so and no point; n/a cells are left out.
+    """
+    dims = ("model", "dataset", "device_name")
+    scored = table[table["test_acc_n"] > 0]
+    keys = [k for k in _panel_keys(scored, dims)
+            if len(scored[(scored[list(dims)] == pd.Series(k, index=dims)).all(axis=1)]) > 1]
+    if not keys:
+        return None
+    varying = _varying(table, dims)
+    panels = []
+    for key in keys:
+        p = table[(table[list(dims)] == pd.Series(key, index=dims)).all(axis=1)
+                  & (table["status"] != "incompatible")]
+        gap = (100 * p["diff_vs_best"]).where(~p["is_top"].astype(bool), 0.0)
+        # Top first, then by gap; cells without an accuracy last, in table order.
+        p = p.assign(_gap=gap).sort_values("_gap", ascending=False, na_position="last",
+                                           kind="stable")
+        panels.append(p)
+    ncols = 2 if len(keys) > 1 else 1
+    sizes = [len(p) for p in panels]
+    rows = [max(sizes[i:i + ncols]) for i in range(0, len(keys), ncols)]
+    fig, axes = _figure(len(keys), ncols, [0.9 + 0.34 * n for n in rows])
+    for ax, key, p in zip(axes, keys, panels, strict=True):
+        spans = [0.0]
+        for i, (_, r) in enumerate(p.iterrows()):
+            colour, marker = palette[r["strategy"]], markers[r["strategy"]]
+            if r["test_acc_n"] == 0:
+                why = "measure-only: no accuracy" if r["status"] == MEASURE_ONLY else \
+                    f"no accuracy ({r['status']})"
+                ax.text(0.02, i, why, transform=ax.get_yaxis_transform(), va="center",
+                        fontsize=8.5, color="0.35", style="italic")
+                continue
+            if r["is_top"]:
+                lo = 100 * (r["test_acc_ci_lo"] - r["test_acc_mean"])
+                hi = 100 * (r["test_acc_ci_hi"] - r["test_acc_mean"])
+                label = "top"
+            else:
+                lo = 100 * r["diff_ci_lo"] - r["_gap"]
+                hi = 100 * r["diff_ci_hi"] - r["_gap"]
+                sig = r["diff_significant"]
+                label = f"{r['_gap']:+.1f}" + ("" if not pd.isna(sig) and bool(sig) else " n.s.")
+            x = r["_gap"]
+            xerr = None if pd.isna(lo) else [[x - (x + lo)], [(x + hi) - x]]
+            if xerr is not None:
+                spans += [x + lo, x + hi]
+            spans.append(x)
+            ax.errorbar([x], [i], xerr=xerr, fmt=marker, color=colour, ecolor=colour,
+                        markersize=7, elinewidth=1.2, capsize=3, zorder=3)
+            ax.annotate(label, (x, i), xytext=(0, 7), textcoords="offset points",
+                        ha="center", fontsize=8.5, color="0.2")
+        ax.axvline(0.0, color="0.4", linewidth=1, linestyle="--", zorder=1)
+        lo_x, hi_x = min(spans), max(spans)
+        pad = max(0.08 * (hi_x - lo_x), 0.3)
+        ax.set_xlim(lo_x - pad, hi_x + pad)
+        ax.set_ylim(len(p) - 0.4, -0.7)  # top row first, room for its label
+        ax.set_yticks(range(len(p)), [f"{s} {REINIT_MARK}" if _reinitialized(r) else s
+                                      for s, (_, r) in zip(p["strategy"], p.iterrows(),
+                                                           strict=True)])
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+        ax.set_title(_panel_title(key, dims, varying))
+        ax.set_xlabel("test accuracy − top strategy's (pp)")
+    fig.suptitle("Accuracy gap to the top strategy, each panel its own scale\n"
+                 "bars = 95% interval of the gap (top: its own); n.s. = cannot be told from 0")
     return fig
 
 
@@ -558,6 +660,8 @@ def write_charts(table: pd.DataFrame, history: pd.DataFrame | None, ops: pd.Data
     jobs: list[tuple[str, str, Callable[[], Figure | None]]] = [
         ("accuracy_vs_throughput", "no cell has both a test accuracy and a train throughput",
          lambda: accuracy_vs_throughput(table, palette, markers, shared_axis)),
+        ("accuracy_delta", "no panel has two strategies with an accuracy",
+         lambda: accuracy_delta(table, palette, markers)),
         ("peak_memory", "no cell recorded peak_mem_mib",
          lambda: peak_memory(table, palette)),
     ]

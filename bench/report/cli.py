@@ -1,6 +1,7 @@
-"""``python -m bench report DIR [--compat CSV] [--out DIR] [--headline]``: regenerate
-``summary.md``, ``comparison.csv``, ``charts/`` and ``index.html`` from a results directory;
-exit 2 on unusable input.
+"""``python -m bench report DIR [--compat CSV] [--out DIR] [--headline] [--readme README.md]``:
+regenerate ``summary.md``, ``comparison.csv``, ``charts/`` and ``index.html`` from a results
+directory (and, with ``--readme``, the README's findings block for DIR); exit 2 on unusable
+input.
 """
 
 from __future__ import annotations
@@ -9,9 +10,24 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.report.findings import ReadmeError, fill_readme, findings_for, shown_path
 from bench.report.load import ReportError
 from bench.report.markdown import display_path, headline_table
 from bench.report.summary import _build
+
+
+def _fill_readme(readme: Path, results_dir: Path) -> Path:
+    """Rewrite ``readme``'s findings block for ``results_dir`` from the files alone (the same
+    function tests/test_readme.py compares it with); nothing else in the file changes."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ReadmeError(f"--readme {readme}: cannot read it ({exc.strerror})") from None
+    label = shown_path(results_dir)
+    new = fill_readme(text, label, findings_for(results_dir))
+    if new != text:  # an unchanged file keeps its timestamp
+        readme.write_text(new, encoding="utf-8")
+    return readme
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,11 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-axis", action=argparse.BooleanOptionalAction, default=True,
                         help="one accuracy axis across chart panels (default: on, so a gap "
                              "looks as large in every panel; --no-shared-axis zooms each)")
+    parser.add_argument("--readme", type=Path, default=None, metavar="README.md",
+                        help="also replace the findings block of this file (between the two "
+                             "marker comments naming the results directory) with the generated "
+                             "'What we found' text; make publish does this for README.md")
     args = parser.parse_args(argv)
     try:
         written, notes, table, warnings = _build(args.results_dir, args.compat, args.out,
                                                  args.shared_axis)
-    except ReportError as exc:
+        if args.readme is not None:
+            written.append(_fill_readme(args.readme, args.results_dir))
+    except (ReportError, ReadmeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for path in written:

@@ -53,6 +53,7 @@ class Page:
     results_dir: Path
     inputs: list[str]
     out_dir: Path | None = None  # where index.html is written; default results_dir
+    findings: list[str] = dataclasses.field(default_factory=list)  # "What we found" (markdown)
 
 
 def esc(value: object) -> str:
@@ -241,6 +242,31 @@ def keep_words(escaped: str) -> str:
     return _HYPHENATED.sub(lambda m: f'<span class="id">{m.group(0)}</span>', escaped)
 
 
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+
+
+def findings_section(body: list[str]) -> str:
+    """The "What we found" lines (:func:`bench.report.findings.findings_body`, markdown) as
+    HTML: escaped, `code` and **bold** kept, the numbered findings as a list. Code spans may
+    wrap at spaces here (a command is longer than a 400 px screen) but hyphenated identifiers
+    never break (:func:`keep_words`)."""
+    out: list[str] = []
+    for line in body:  # in order; consecutive numbered lines are one list
+        if not line:
+            continue
+        text = _BOLD.sub(r"<b>\1</b>", _CODE.sub(r"<code>\1</code>", keep_words(esc(line))))
+        numbered = re.match(r"\d+\. (.*)", text)
+        if not numbered:
+            out.append(f"<p>{text}</p>")
+        elif out and out[-1].endswith("</ol>"):
+            out[-1] = out[-1][:-len("</ol>")] + f"<li>{numbered.group(1)}</li></ol>"
+        else:
+            out.append(f'<ol class="findings"><li>{numbered.group(1)}</li></ol>')
+    return f'<div id="findings-body">{"".join(out)}</div>'
+
+
+
 def advice_section(advice: list[Advice], hidden: frozenset[str] = frozenset()) -> str:
     """The verdicts per dataset × model × device; ``hidden``: the constant columns ("dataset",
     "device") the page's header already names, left out so a narrow screen shows verdicts."""
@@ -353,21 +379,28 @@ def compat_section(compat: pd.DataFrame | None) -> str:
                 continue
             ok = r["status"] == "ok"
             label = "ok" if ok else (r.get("error_class") or "failed")
+            # Not applicable (cifarstem on a non-ResNet) is no failure: shaded apart.
+            kind = "ok" if ok else "na" if label == "not-applicable" else "bad"
             px = r.get("min_input_px")
             if not ok and px and not pd.isna(px):
                 label = f"{label} ≥{px}"
             tip = r.get("explanation") or r.get("error") or ""
-            tds.append(f'<td class="{"ok" if ok else "bad"}" title="{esc(tip)}">'
+            tds.append(f'<td class="{kind}" title="{esc(tip)}">'
                        f"{esc(label)}</td>")
         rows.append(f"<tr>{''.join(tds)}</tr>")
     head = "".join(f"<th>{esc(s)}</th>" for s in strategies)
     n_ok = int((c["status"] == "ok").sum())
+    # The heatmap (charts) shows the matrix; the table, the same cells with each failure's
+    # explanation, stays folded so the page does not show the matrix twice.
     return (f"<p>{n_ok} of {len(c)} model × strategy pairs build and run a step on the meta "
-            "device (hover a failed cell for the explanation).</p>"
+            "device; the compatibility chart above shows the matrix.</p>"
+            f'<details id="compat-details"><summary>The matrix as a table ({len(rows)} models '
+            f"× {len(strategies)} strategies; hover a failed cell for the explanation)</summary>"
             '<div class="controls"><label>filter <input id="compat-filter" type="search" '
             'placeholder="model or error class"></label></div>'
-            f'<div class="scroll" id="compat-scroll"><table id="compat" class="small"><thead><tr><th>model</th>'
-            f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+            '<div class="scroll" id="compat-scroll"><table id="compat" class="small"><thead>'
+            f"<tr><th>model</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+            "</details>")
 
 
 def charts_section(charts: list[Path]) -> str:
@@ -412,6 +445,7 @@ def render(page: Page) -> str:
     links = " · ".join(f'<a href="{esc(href)}">{esc(text)}</a>' for text, href in
                        page_header.links(page.results_dir, page.out_dir or page.results_dir,
                                          page.inputs))
+    found_link = '<a href="#findings">what we found</a> · ' if page.findings else ""
     body = (
         f"<h1>adaptbench results: profile {esc(profile)}</h1>"
         + (f'<p class="constants">{shared}every cell</p>' if shared else "")
@@ -424,10 +458,13 @@ def render(page: Page) -> str:
         f"<li><b>Cells:</b> {len(table)} from {len(runs)} runs (cell × seed)</li>"
         f"<li><b>Provenance:</b> {esc(', '.join(prov))}</li>{warnings}</ul>"
         '<p id="url-note" role="status"></p><ul id="js-errors"></ul>'
-        '<nav><a href="#recommendation">recommendation</a> · <a href="#cells-h">cells</a> · '
+        f'<nav>{found_link}<a href="#recommendation">recommendation</a> · '
+        '<a href="#cells-h">cells</a> · '
         '<a href="#charts">charts</a> · <a href="#details">cell details</a> · '
         '<a href="#compatibility">compatibility</a></nav>'
-        f'<h2 id="recommendation">Recommendation</h2>{advice_section(page.advice, frozenset(constants))}'
+        + (f'<h2 id="findings">What we found</h2>{findings_section(page.findings)}'
+           if page.findings else "")
+        + f'<h2 id="recommendation">Recommendation</h2>{advice_section(page.advice, frozenset(constants))}'
         '<h2 id="cells-h">Every cell</h2><p class="note">Accuracy: mean over the seeds that '
         "finished, with the interval it is judged by (Wilson over the test images for one seed; "
         "t over seeds, or Wilson where wider). Throughput: median over seeds with the p10–p90 "

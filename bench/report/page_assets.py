@@ -25,6 +25,8 @@ th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] bu
 .advice td:first-child{min-width:0;white-space:nowrap}
 .controls{margin:.5em 0}input[type=search]{width:22em}
 .scroll{overflow-x:auto;max-width:100%}#compat-scroll{overflow:auto;max-height:34em}#compat td.ok{background:#e3f3e6}#compat td.bad{background:#fde8e4}
+#compat td.na{background:repeating-linear-gradient(135deg,#f4f4f4 0 6px,#e9e9e9 6px 12px);color:#555}
+#findings-body code{white-space:normal}.findings li{margin:.3em 0}
 figure{margin:1em 0}svg.chart{max-width:100%;height:auto}
 svg.curve{font-size:10px;background:#fafafa}svg.curve .ax{stroke:#888}
 svg.curve polyline{fill:none;stroke-width:1.6}.s0{stroke:#1f77b4;fill:#1f77b4}

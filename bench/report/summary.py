@@ -108,8 +108,10 @@ def report_warnings(runs: pd.DataFrame) -> list[str]:
 
 def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
                      inputs: list[str], charts: list[Path], notes: list[str],
-                     out_dir: Path, advice: list[str] | None = None) -> str:
-    """The whole summary.md text; ``advice``: the recommendation section's lines."""
+                     out_dir: Path, advice: list[str] | None = None,
+                     found: list[str] | None = None) -> str:
+    """The whole summary.md text; ``advice``: the recommendation section's lines; ``found``:
+    the "What we found" section's (:mod:`bench.report.findings`)."""
     profile = unique_value(runs, "profile") or Path(results_dir).name
     n_cells = len(table)
     labels = pd.Series(["measure-only" if (s == "ok" and m == "measure-only") else s
@@ -175,6 +177,7 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
         "## At a glance",
         "",
         _glance(runs, table),
+        *(found or []),
         *(advice or []),
     ]
     for key, t in table.groupby(TABLE_KEYS, sort=False):
@@ -277,6 +280,7 @@ def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
     current method's rows; None when every row is superseded) and the warnings."""
     from bench.report import advise  # matplotlib: only to draw charts
     from bench.report import charts as report_charts
+    from bench.report import findings as report_findings
     from bench.report import html as report_html
 
     results_dir = Path(results_dir)
@@ -319,6 +323,7 @@ def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
         advice = advise.advise(current, headline, history)
     else:
         charts, notes, advice = [], [], []
+    found = report_findings.findings_body(current, headline, advice, results_dir, current_note)
     if current_note:
         notes.append(current_note)
 
@@ -328,13 +333,14 @@ def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
     written.append(csv_path)
     md_path = out_dir / "summary.md"
     md_path.write_text(summary_markdown(runs, table, results_dir, inputs, charts, notes,
-                                        out_dir, advise.advice_markdown(advice)),
+                                        out_dir, advise.advice_markdown(advice),
+                                        report_findings.findings_markdown(found)),
                        encoding="utf-8")
     written.append(md_path)
     written.append(report_html.write_index(report_html.Page(
         runs=runs, table=table, history=history, ops=ops, compat=compat, charts=charts,
         advice=advice, warnings=report_warnings(runs), results_dir=results_dir,
-        inputs=inputs), out_dir / "index.html"))
+        inputs=inputs, findings=found), out_dir / "index.html"))
     return written + charts, notes, headline, report_warnings(runs)
 
 
