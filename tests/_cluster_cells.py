@@ -2,10 +2,14 @@
 the cell's process, so it stays light (no torch, no Ray). ``ADAPTBENCH_TEST_CELLS`` gives a
 ``model/strategy`` a behaviour: ``sleep:S`` (seconds), ``killparent:MARKER`` (SIGKILL the
 process that started this one -- the Ray actor -- the first time, when MARKER does not exist
-yet; then an ordinary cell) or ``killparent`` (every time)."""
+yet; then an ordinary cell), ``killparent`` (every time) or ``kill`` (SIGKILL its own process:
+a warm worker dies mid-cell). ``ADAPTBENCH_TEST_STAMPS=DIR``: every cell writes
+``DIR/<strategy>.json`` with its start and end (wall clock, s), its pid and the
+``OMP_NUM_THREADS`` it saw, so a test can see which cells ran at once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -31,6 +35,7 @@ def _action(cell) -> str:
 def run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
     action = _action(cell)
     kind, _, arg = action.partition(":")
+    start = time.time()
     # What the engine prints after each epoch: the executor relays it to the sweep's progress.
     print(f"  epoch 0.5: stand-in {cell.model}/{cell.strategy}", flush=True)
     if kind == "sleep":
@@ -40,6 +45,12 @@ def run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
             Path(arg).write_text("killed once")
         os.kill(os.getppid(), signal.SIGKILL)
         time.sleep(60)  # the kernel ends this process with its parent (PR_SET_PDEATHSIG)
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if stamps := os.environ.get("ADAPTBENCH_TEST_STAMPS"):
+        Path(stamps, f"{cell.strategy}.json").write_text(json.dumps(
+            {"start": start, "end": time.time(), "pid": os.getpid(),
+             "omp_threads": os.environ.get("OMP_NUM_THREADS", "")}))
     row = {"status": "ok", "reason": "", "mode": "full", "train_img_s": 100.0, "wall_s": 0.01,
            "epoch_s": 0.1, "test_acc": 0.5, "device": "cpu", "device_name": "Fake CPU",
            "train_img_s_p10": 90.0, "train_img_s_p90": 110.0}
