@@ -61,9 +61,13 @@ def _rows(tmp_path: Path) -> dict[str, dict]:
 
 @pytest.mark.parametrize("executor", ["warm", "process"])
 def test_two_packed_cells_run_at_once_and_their_rows_say_so(tmp_path, stamps, monkeypatch,
-                                                            executor) -> None:
+                                                            capsys, executor) -> None:
     monkeypatch.setenv("ADAPTBENCH_TEST_CELLS", "resnet18/repeat3=sleep:2;resnet18/conv1=sleep:2")
     assert sweep(tmp_path, "strategies=repeat3,conv1", "pack=2", executor=executor) == 0
+    out = capsys.readouterr().out
+    assert "pack: 2 cells at once on cpu (cores split between the workers)" in out
+    assert "100.0 img/s (packed ×2)" in out  # each cell's line: not a solo figure
+    assert "2 of these cells shared the device with others (concurrency > 1)" in out
     a, b = _stamp(stamps, "repeat3"), _stamp(stamps, "conv1")
     assert a["pid"] != b["pid"]  # two workers
     assert max(a["start"], b["start"]) < min(a["end"], b["end"])  # at once
