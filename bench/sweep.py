@@ -144,6 +144,11 @@ def prepare(opts: SweepOptions, dist: Dist | None = None) -> Prepared:
         raise ConfigError(f"--ddp trains each cell with every torchrun rank, but WORLD_SIZE is "
                           f"{os.environ.get('WORLD_SIZE') or 'unset'}; launch it with torchrun "
                           "--nproc_per_node N (N >= 2) -m bench run ... --ddp, or drop --ddp")
+    if opts.ddp and cfg.pack != 1:
+        # A --ddp cell already holds every rank's device; two at once would share all of them.
+        raise ConfigError(f"--ddp trains each cell on every rank's device, and pack={cfg.pack} "
+                          "runs several cells at once on one device; use one of them "
+                          "(pack=1 under --ddp)")
     if dist.world > 1 and cfg.executor in ("ray", "submitit"):
         # Each rank would hand the whole grid to the engine again: N copies of every cell.
         raise ConfigError(f"executor {cfg.executor!r} schedules the cells over its own cluster, "

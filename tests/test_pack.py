@@ -120,6 +120,17 @@ def test_a_bad_pack_is_refused_naming_the_valid_values(value, shown) -> None:
                               "sharing one device at once) or auto")
 
 
+def test_packing_ddp_cells_is_refused_before_anything_runs(tmp_path, capsys) -> None:
+    """The plan of a --ddp run goes through the same checks as the run (without torchrun)."""
+    from bench.__main__ import main
+
+    code = main(["plan", "--profile", "smoke", "--ddp", "2", "--fast", "--results-dir",
+                 str(tmp_path / "out"), "--device", "cpu", "--set", "pack=2"])
+    assert code == 2
+    assert "pack=2 runs several cells at once on one device" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_pack_auto_survives_the_saved_config() -> None:
     """The cell's process reads the sweep's saved config.toml."""
     cfg = config.load("smoke", ["pack=auto"])
