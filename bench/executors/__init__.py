@@ -54,7 +54,8 @@ _REGISTRY: dict[str, str] = {
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
 DEFAULT = "warm"
 
-__all__ = ["NAMES", "DEFAULT", "LOCAL", "ChildOutcome", "Executor", "Job", "make_executor", "preflight"]
+__all__ = ["NAMES", "DEFAULT", "LOCAL", "ChildOutcome", "Executor", "Job", "make_executor",
+           "preflight"]
 
 
 def _class(name: str) -> type[Executor]:
