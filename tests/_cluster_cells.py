@@ -5,7 +5,11 @@ process that started this one -- the Ray actor -- the first time, when MARKER do
 yet; then an ordinary cell), ``killparent`` (every time) or ``kill`` (SIGKILL its own process:
 a warm worker dies mid-cell). ``ADAPTBENCH_TEST_STAMPS=DIR``: every cell writes
 ``DIR/<strategy>.json`` with its start and end (wall clock, s), its pid and the
-``OMP_NUM_THREADS`` it saw, so a test can see which cells ran at once."""
+``OMP_NUM_THREADS`` it saw, so a test can see which cells ran at once; with it, ``waitfor:NAME``
+holds the cell (60 s at most) until another cell has written ``DIR/NAME.json``, so two cells
+overlap however slowly a loaded machine starts the other; ``meet:NAME`` writes
+``DIR/<strategy>.start`` and holds the cell (60 s at most) until ``DIR/NAME.start`` exists: two
+cells that meet each other both started before either ended."""
 
 from __future__ import annotations
 
@@ -47,6 +51,14 @@ def run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
         time.sleep(60)  # the kernel ends this process with its parent (PR_SET_PDEATHSIG)
     if kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "meet":
+        Path(os.environ["ADAPTBENCH_TEST_STAMPS"], f"{cell.strategy}.start").write_text("")
+    if kind in ("waitfor", "meet"):
+        suffix = ".json" if kind == "waitfor" else ".start"
+        other = Path(os.environ["ADAPTBENCH_TEST_STAMPS"], f"{arg}{suffix}")
+        deadline = time.monotonic() + 60
+        while not other.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
     if stamps := os.environ.get("ADAPTBENCH_TEST_STAMPS"):
         Path(stamps, f"{cell.strategy}.json").write_text(json.dumps(
             {"start": start, "end": time.time(), "pid": os.getpid(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,10 @@ def _rows(tmp_path: Path) -> dict[str, dict]:
 @pytest.mark.parametrize("executor", ["warm", "process"])
 def test_two_packed_cells_run_at_once_and_their_rows_say_so(tmp_path, stamps, monkeypatch,
                                                             capsys, executor) -> None:
-    monkeypatch.setenv("ADAPTBENCH_TEST_CELLS", "resnet18/repeat3=sleep:2;resnet18/conv1=sleep:2")
+    # Each cell waits for the other to start: one after the other, the first would wait 60 s.
+    monkeypatch.setenv("ADAPTBENCH_TEST_CELLS",
+                       "resnet18/repeat3=meet:conv1;resnet18/conv1=meet:repeat3")
+    t0 = time.time()
     assert sweep(tmp_path, "strategies=repeat3,conv1", "pack=2", executor=executor) == 0
     out = capsys.readouterr().out
     assert "pack: 2 cells at once on cpu (cores split between the workers)" in out
@@ -71,6 +75,7 @@ def test_two_packed_cells_run_at_once_and_their_rows_say_so(tmp_path, stamps, mo
     a, b = _stamp(stamps, "repeat3"), _stamp(stamps, "conv1")
     assert a["pid"] != b["pid"]  # two workers
     assert max(a["start"], b["start"]) < min(a["end"], b["end"])  # at once
+    assert max(a["end"], b["end"]) - t0 < 50  # neither waited out the 60 s for the other
     assert a["omp_threads"] == b["omp_threads"] == "1"  # 2 cores / 2 workers
     rows = _rows(tmp_path)
     assert {r["status"] for r in rows.values()} == {"ok"}
@@ -89,9 +94,10 @@ def test_without_pack_the_cells_run_one_after_the_other(tmp_path, stamps, monkey
 
 def test_a_killed_packed_worker_costs_its_own_cell_only(tmp_path, stamps, monkeypatch) -> None:
     """conv1 kills its worker mid-cell while repeat3 trains on the other slot; repeat3's row is
-    written when it finishes, and pad32 runs on a fresh worker in the freed slot."""
+    written when it finishes, and pad32 runs on a fresh worker in the freed slot (repeat3 waits
+    for pad32 to finish: the order does not hang on how fast a loaded machine starts it)."""
     monkeypatch.setenv("ADAPTBENCH_TEST_CELLS",
-                       "resnet18/repeat3=sleep:3;resnet18/conv1=kill;resnet18/pad32=sleep:0.2")
+                       "resnet18/repeat3=waitfor:pad32;resnet18/conv1=kill;resnet18/pad32=sleep:0.2")
     assert sweep(tmp_path, "strategies=repeat3,conv1,pad32", "pack=2") == 0
     rows = _rows(tmp_path)
     assert rows["conv1"]["status"] == "error" and "SIGKILL" in rows["conv1"]["reason"]
