@@ -110,9 +110,12 @@ class Config:
     # ray executor: "" = start a Ray instance on this machine (its CPUs and GPUs) for the
     # sweep; "auto" or "host:port" = join a cluster started with `ray start --head`.
     ray_address: str = ""
-    # ray executor: cells sharing one device at once (1 = one per GPU / per node's CPUs); > 1
-    # packs small cells (num_gpus=1/pack) and their rows say so (concurrency column).
-    pack: int = 1
+    # Cells sharing one device at once (1 = one at a time). warm / process: N worker processes
+    # on the sweep's device, each pulling the next cell (CPU: each gets cores/N torch threads);
+    # "auto" sizes N from the cells' measured memory and the device's (bench.executors.pack).
+    # ray: N actors per GPU (num_gpus=1/pack) or per node's CPUs. Packed rows say so
+    # (concurrency column) and their throughput is never ranked against a solo one.
+    pack: int | str = 1
     # submitit executor: Slurm partition ("" = the cluster's default), the folder of its job
     # files and logs ("" = logs/submitit under the results directory), how many array tasks
     # run at once, and which cluster (auto = Slurm when sbatch is found, else local processes;
@@ -158,6 +161,8 @@ def _coerce(key: str, value: Any) -> Any:
     """Convert a TOML or command-line value to the type of ``Config.key``."""
     if key not in _FIELDS:
         raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
+    if key == "pack":
+        return _coerce_pack(value)
     default = getattr(_DEFAULTS, key)
     try:
         if isinstance(default, tuple):
@@ -191,6 +196,16 @@ def _coerce(key: str, value: Any) -> Any:
             f"bad value {value!r} for {key!r} (expected {expected}): {exc}") from None
 
 
+def _coerce_pack(value: Any) -> int | str:
+    """``pack``: an integer, or ``"auto"`` (validate checks the integer's range)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _strict_int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bad value {value!r} for 'pack'; valid: {PACK_CHOICES}") from None
+
+
 def _strict_int(value: Any) -> int:
     """An int from TOML or the command line. A TOML float (1.5, even 2.0) or boolean (true) is
     refused, not truncated: ``int(1.5) == int(True) == 1`` would silently run another seed."""
@@ -215,7 +230,9 @@ _CHOICES = {
     "executor": EXECUTOR_NAMES,
     "slurm_cluster": ("auto", "slurm", "local", "debug"),
 }
-_POSITIVE = ("epochs", "batch_size", "window_steps", "pack", "slurm_parallelism")
+_POSITIVE = ("epochs", "batch_size", "window_steps", "slurm_parallelism")
+# pack's valid values, in every refusal of a bad one.
+PACK_CHOICES = "a positive integer (cells sharing one device at once) or auto"
 MAX_CONTENDED_RETRIES = 5
 _NON_NEGATIVE = ("train_size", "test_size", "val_size", "warmup_steps", "max_steps_per_epoch",
                  "eval_every_steps", "profile_steps", "profile_top_ops", "measure_only_steps",
@@ -285,6 +302,9 @@ def validate(cfg: Config) -> Config:
     for key in _NON_NEGATIVE:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {getattr(cfg, key)!r}")
+    if cfg.pack != "auto" and (isinstance(cfg.pack, bool) or not isinstance(cfg.pack, int)
+                               or cfg.pack < 1):
+        raise ConfigError(f"bad value {cfg.pack!r} for 'pack'; valid: {PACK_CHOICES}")
     if cfg.contended_retries > MAX_CONTENDED_RETRIES:  # bounded: a busy host must not loop
         raise ConfigError(f"contended_retries must be 0..{MAX_CONTENDED_RETRIES}, "
                           f"got {cfg.contended_retries!r}")

@@ -78,7 +78,9 @@ def describe(row: dict[str, Any]) -> str:
         bits.append(f"acc {acc:.4f}")
     rate = row.get("train_img_s")
     if isinstance(rate, (int, float)) and rate == rate:
-        bits.append(f"{rate:.1f} img/s")
+        packed = _packed(row)
+        # A cell that shared its device: the figure is not a solo one, and says so.
+        bits.append(f"{rate:.1f} img/s" + (f" (packed ×{packed})" if packed > 1 else ""))
     wall = row.get("wall_s")
     if isinstance(wall, (int, float)) and wall == wall:
         bits.append(f"{fmt_s(wall)}")
@@ -114,6 +116,7 @@ def print_summary(rows_by_hash: dict[str, dict[str, str]], wanted: dict[str, Cel
     print(f"{'cell':<48} {'status':<12} {'mode':<12} {'test_acc':>8} {'train_img_s':>11} "
           f"{'peak_mib':>9} {'wall':>7}")
     counts: dict[str, int] = {}
+    packed = 0
     for h, cell in wanted.items():
         r = rows_by_hash.get(h)
         if r is None:
@@ -121,12 +124,24 @@ def print_summary(rows_by_hash: dict[str, dict[str, str]], wanted: dict[str, Cel
             counts["missing"] = counts.get("missing", 0) + 1
             continue
         counts[r["status"]] = counts.get(r["status"], 0) + 1
+        packed += _packed(r) > 1
         wall = fmt_s(float(r["wall_s"])) if r["wall_s"] else ""
         print(f"{cell.label():<48} {r['status']:<12} {r['mode']:<12} {_num(r['test_acc'], 4):>8} "
               f"{_num(r['train_img_s'], 1):>11} {_num(r['peak_mem_mib'], 0):>9} {wall:>7}")
     print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    if packed:
+        print(f"{packed} of these cells shared the device with others (concurrency > 1): their "
+              "train_img_s and wall are packed figures, not solo ones (docs/scaling.md)")
     print(f"results: {runs_path} (+ history, ops, config.toml, env{suffix}.json)  report: "
           f"python -m bench report {shlex.quote(str(rdir))}", flush=True)
+
+
+def _packed(row: dict[str, Any]) -> int:
+    """The row's ``concurrency`` (cells on its device at once; 1 when empty or unreadable)."""
+    try:
+        return int(float(row.get("concurrency") or 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def _num(text: str, digits: int) -> str:

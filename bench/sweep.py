@@ -144,6 +144,11 @@ def prepare(opts: SweepOptions, dist: Dist | None = None) -> Prepared:
         raise ConfigError(f"--ddp trains each cell with every torchrun rank, but WORLD_SIZE is "
                           f"{os.environ.get('WORLD_SIZE') or 'unset'}; launch it with torchrun "
                           "--nproc_per_node N (N >= 2) -m bench run ... --ddp, or drop --ddp")
+    if opts.ddp and cfg.pack != 1:
+        # A --ddp cell already holds every rank's device; two at once would share all of them.
+        raise ConfigError(f"--ddp trains each cell on every rank's device, and pack={cfg.pack} "
+                          "runs several cells at once on one device; use one of them "
+                          "(pack=1 under --ddp)")
     if dist.world > 1 and cfg.executor in ("ray", "submitit"):
         # Each rank would hand the whole grid to the engine again: N copies of every cell.
         raise ConfigError(f"executor {cfg.executor!r} schedules the cells over its own cluster, "
@@ -251,7 +256,7 @@ def _early_worker(opts: SweepOptions) -> tuple[tempfile.TemporaryDirectory, Exec
         cfg = config_mod.load(profile, opts.overrides)
     except Exception:  # noqa: BLE001 - prepare() reports it with its own message
         return None
-    if cfg.executor != "warm":
+    if cfg.executor != "warm" or cfg.pack != 1:  # packed slots start once the device is known
         return None
     tmp = tempfile.TemporaryDirectory(prefix="adaptbench-")
     workdir = Path(tmp.name)
@@ -313,7 +318,8 @@ def _run_locked(prep: Prepared, opts: SweepOptions, t0: float,
                 # compiled model loads what the first compiled (fastpath.compile_cache_env).
                 env = {**child_env(prep.device, dist.local_world),
                        **fastpath.compile_cache_env(workdir)}
-                executor = make_executor(cfg.executor, workdir, env, cfg)
+                executor = make_executor(cfg.executor, workdir, env, cfg,
+                                         slots=_slots(prep), device=prep.device)
             with executor:
                 # A warm worker imports torch and the engine while this process writes its
                 # files and plans (~2 s of a small sweep's wall time on a 2-core CPU).
@@ -326,6 +332,28 @@ def _run_locked(prep: Prepared, opts: SweepOptions, t0: float,
         return 130
     finally:
         signal.signal(signal.SIGTERM, old_term)
+
+
+def _slots(prep: Prepared) -> int:
+    """Cells at once on this sweep's device for the local executors (``pack``; ray and
+    submitit read their own settings). Says so when it packs, or when ``auto`` does not."""
+    from bench.executors import pack
+
+    cfg = prep.cfg
+    if cfg.executor not in executors.LOCAL or cfg.pack == 1:
+        return 1
+    mib: list[float] = []
+    if cfg.pack == "auto" and prep.device.startswith("cuda"):
+        mib = pack.measured_mib(results.read_dir(prep.results_dir, "runs"), prep.cells,
+                                parent_device(prep.device)["device_id"])
+    slots, why = pack.resolve(cfg.pack, prep.device, mib)
+    if slots > 1:
+        print(f"pack: {slots} cells at once on {prep.device} ({pack.sharing(prep.device)}"
+              f"{'; ' + why if why else ''}); their rows record concurrency, and their "
+              "throughput is not a solo figure", flush=True)
+    elif why:
+        print(f"pack=auto: one cell at a time ({why})", flush=True)
+    return slots
 
 
 def _run_with(executor: Executor, workdir: Path, prep: Prepared, opts: SweepOptions,

@@ -33,6 +33,12 @@ Environment (every name starts with ``ADAPTBENCH_FAKE``; tests clear them with
   its RSS peak, which also goes into the row (``peak_rss_mib``).
 - ``ADAPTBENCH_FAKE_LOG=PATH``: appends one JSON line per cell run: its label, pid and the
   compile cache directory it was given (``TORCHINDUCTOR_CACHE_DIR``).
+- ``ADAPTBENCH_FAKE_STAMPS=DIR``: every cell writes ``DIR/<strategy>.json`` with its start and
+  end (wall clock, s), its pid and the ``OMP_NUM_THREADS`` it saw, so a test can see which
+  cells ran at once. With it, ``waitfor:NAME`` holds the cell (60 s at most) until another
+  cell has written ``DIR/NAME.json``, and ``meet:NAME`` writes ``DIR/<strategy>.start`` and
+  holds the cell until ``DIR/NAME.start`` exists: two cells that meet both started before
+  either ended, however slowly a loaded machine starts the other.
 - ``ADAPTBENCH_FAKE_ESTIMATE``: what :func:`estimate_cell_s` says, for every cell (``"1000"``)
   or per cell (``"resnet18/conv1=1000;*=1"``); unset: 1 s.
 
@@ -57,7 +63,7 @@ if os.environ.get("ADAPTBENCH_FAKE_PROBE"):
 
 IMPL = f"{Path(__file__).resolve()}:run_cell"
 HOOKS = ("ADAPTBENCH_FAKE", "ADAPTBENCH_FAKE_HANG_MARK", "ADAPTBENCH_FAKE_PROBE",
-         "ADAPTBENCH_FAKE_LOG", "ADAPTBENCH_FAKE_ESTIMATE")
+         "ADAPTBENCH_FAKE_LOG", "ADAPTBENCH_FAKE_ESTIMATE", "ADAPTBENCH_FAKE_STAMPS")
 LEAK_MIB = 300
 CAPPED_ASK_MIB = 256
 PROBE_PREFIX = "probe "
@@ -133,6 +139,17 @@ def _hang() -> None:
     time.sleep(600)
 
 
+def _wait_for(cell, kind: str, other: str) -> None:
+    """``waitfor`` / ``meet`` (see the module docstring): at most 60 s."""
+    stamps = Path(os.environ["ADAPTBENCH_FAKE_STAMPS"])
+    if kind == "meet":
+        (stamps / f"{cell.strategy}.start").write_text("")
+    target = stamps / f"{other}{'.json' if kind == 'waitfor' else '.start'}"
+    deadline = time.monotonic() + 60
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
     action = behaviour(cell)
     kind, _, arg = action.partition(":")
@@ -141,6 +158,7 @@ def run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
 
         return train.run_cell(cfg, cell, device=device, measure_only=measure_only,
                               out_dir=out_dir)
+    start = time.time()
     seen = _probe() if os.environ.get("ADAPTBENCH_FAKE_PROBE") else None
     if log := os.environ.get("ADAPTBENCH_FAKE_LOG"):
         with open(log, "a") as f:
@@ -170,6 +188,12 @@ def run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
         time.sleep(60)  # the kernel ends this process with its parent (PR_SET_PDEATHSIG)
     if kind == "leak":
         _leak()
+    if kind in ("waitfor", "meet"):
+        _wait_for(cell, kind, arg)
+    if stamps := os.environ.get("ADAPTBENCH_FAKE_STAMPS"):
+        Path(stamps, f"{cell.strategy}.json").write_text(json.dumps(
+            {"start": start, "end": time.time(), "pid": os.getpid(),
+             "omp_threads": os.environ.get("OMP_NUM_THREADS", "")}))
     if kind == "oom":
         return Result({"status": "oom", "reason": "out of memory (stand-in)"})
     if fault == "oom":

@@ -79,8 +79,16 @@ CASES = [
     pytest.param(["plan", "--profile", "smoke", "--executor", "dask"],
                  "bad value 'dask' for 'executor'; valid: warm, process, ray, submitit",
                  id="plan: unknown executor"),
-    pytest.param(smoke("--executor", "ray", "--set", "pack=0"), "pack must be > 0, got 0",
-                 id="ray: no cell per device"),
+    pytest.param(smoke("--executor", "ray", "--set", "pack=0"),
+                 "bad value 0 for 'pack'; valid: a positive integer", id="ray: no cell per device"),
+    pytest.param(smoke("--set", "pack=0"), "bad value 0 for 'pack'; valid: a positive integer "
+                 "(cells sharing one device at once) or auto", id="pack zero"),
+    pytest.param(smoke("--set", "pack=-1"), "bad value -1 for 'pack'; valid: a positive "
+                 "integer (cells sharing one device at once) or auto", id="pack negative"),
+    pytest.param(smoke("--set", "pack=x"), "bad value 'x' for 'pack'; valid: a positive "
+                 "integer (cells sharing one device at once) or auto", id="pack not a number"),
+    pytest.param(smoke("--executor", "ray", "--set", "pack=auto"),
+                 "pack=auto is for the warm and process executors", id="ray: pack auto"),
     pytest.param(smoke("--executor", "ray", "--set", "ray_address=head-node"),
                  "bad value 'head-node' for 'ray_address'; valid: \"\" (a Ray instance",
                  id="ray: an address without a port"),

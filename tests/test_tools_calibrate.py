@@ -27,6 +27,19 @@ def test_the_error_compares_wall_with_estimate_on_full_ok_rows_only() -> None:
     assert "no finished" in calibrate.estimate_errors([]).line()
 
 
+def test_packed_rows_are_neither_compared_with_their_estimate_nor_fitted() -> None:
+    """A packed cell shared its device: its wall time and throughput are not one cell's."""
+    rows = [row(estimate_s=10, wall_s=10, concurrency=1),
+            row(estimate_s=10, wall_s=10),  # older files: no column, ran solo
+            row(estimate_s=10, wall_s=40, concurrency=4)]
+    e = calibrate.estimate_errors(rows)
+    assert (e.n, e.median, e.measured_s) == (2, 1.0, 20.0)
+    fitted = [row(gflops_fwd_per_img=0.3, train_img_s=100, epoch_s=20, wall_s=30,
+                  estimate_s=1, concurrency=c) for c in (1, 1, 2)]
+    (f,) = calibrate.fit(fitted)
+    assert f.n == 2
+
+
 def test_a_cpu_fit_recovers_the_rate_and_overhead_that_made_the_rows() -> None:
     flop_s, per_img = 0.1e12, 4e-3  # the truth the synthetic rows are made from
     rows = []

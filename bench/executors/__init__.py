@@ -19,6 +19,8 @@ never writes results: rows are committed by the sweep's atomic writer (:mod:`ben
 - ``warm`` (:mod:`bench.executors.warm`): one ``python -m bench.executors.worker serve`` worker per device
   runs cell after cell with torch imported and the data tensors loaded; it is replaced by a fresh
   one after any cell that did not end ``ok`` (failure, OOM, non-finite loss, timeout, crash).
+- ``pack = N`` (:mod:`bench.executors.pack`): N ``warm`` (or ``process``) executors share the
+  one device, the next cell to the first free one; rows record ``concurrency``.
 - ``ray`` (:mod:`bench.executors.ray_cluster`, ``pip install '.[ray]'``): one Ray actor per
   device slot (a GPU, or a node's CPUs; ``pack`` cells per device), each holding a ``warm``
   executor; the next cell goes to whichever actor is free, on this machine or a Ray cluster
@@ -52,7 +54,8 @@ _REGISTRY: dict[str, str] = {
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
 DEFAULT = "warm"
 
-__all__ = ["NAMES", "DEFAULT", "ChildOutcome", "Executor", "Job", "make_executor", "preflight"]
+__all__ = ["NAMES", "DEFAULT", "LOCAL", "ChildOutcome", "Executor", "Job", "make_executor",
+           "preflight"]
 
 
 def _class(name: str) -> type[Executor]:
@@ -62,11 +65,23 @@ def _class(name: str) -> type[Executor]:
     return getattr(importlib.import_module(module), cls)
 
 
-def make_executor(name: str, workdir: Path, env: dict[str, str], cfg: Any = None) -> Executor:
+# The executors that run a request on this machine by themselves, and so may be packed.
+LOCAL: tuple[str, ...] = ("warm", "process")
+
+
+def make_executor(name: str, workdir: Path, env: dict[str, str], cfg: Any = None, *,
+                  slots: int = 1, device: str = "cpu") -> Executor:
     """An executor by name; ``workdir`` holds its spec/result/log files, ``env`` its children's
-    environment, ``cfg`` the sweep's Config (executor settings). Raises ValueError for an
-    unknown name (config validation catches it first)."""
-    return _class(name)(workdir, env, cfg)
+    environment, ``cfg`` the sweep's Config (executor settings). ``slots`` > 1 packs a local
+    executor: that many of it share ``device``, cells at once (:mod:`bench.executors.pack`;
+    ray reads ``pack`` itself). Raises ValueError for an unknown name (config validation
+    catches it first)."""
+    cls = _class(name)
+    if slots > 1 and name in LOCAL:
+        from bench.executors.pack import PackedExecutor
+
+        return PackedExecutor(cls, slots, workdir, env, cfg, device)
+    return cls(workdir, env, cfg)
 
 
 def preflight(name: str, cfg: Any) -> None:

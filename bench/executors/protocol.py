@@ -36,7 +36,7 @@ class ChildOutcome:
     wall_s: float  # seconds from the request to its end, process start included
     stderr_path: Path  # the request's log (its process's stderr while it ran)
     # Cells that ran on the same device at once while this one ran, itself included (1 =
-    # alone); a packing executor (ray with pack > 1) reports more.
+    # alone); a packing executor (pack > 1: bench.executors.pack, ray) reports more.
     concurrency: int = 1
     # Why the request has no result when no process of it can say (the executor lost the
     # machine it ran on); empty otherwise. Takes precedence in :func:`failure_row`.

@@ -224,7 +224,7 @@ class RayExecutor(BatchExecutor):
     def __init__(self, workdir: Path, env: dict[str, str], cfg: Any = None) -> None:
         super().__init__(workdir, env, cfg)
         self.address = getattr(cfg, "ray_address", "")
-        self.pack = int(getattr(cfg, "pack", 1))
+        self.pack = int(getattr(cfg, "pack", 1))  # never "auto" (preflight)
         self._slots: list[_Slot] = []
         self._device = ""
         self._tomls: dict[str, str] = {}
@@ -237,6 +237,11 @@ class RayExecutor(BatchExecutor):
         """Ray importable; a cluster named by ``ray_address`` reachable (joined now: cheap).
         A local instance is started with the first cell, so a plan that times nothing (or a
         sweep with nothing to do) never pays Ray's start-up."""
+        if cfg.pack == "auto":  # sized from one device's memory: the local executors' rule
+            from bench.errors import ConfigError
+
+            raise ConfigError("pack=auto is for the warm and process executors; give ray the "
+                              "cells per device as a positive integer (pack=N)")
         if cfg.ray_address:
             connect(cfg.ray_address)
         else:

@@ -6,6 +6,9 @@ Two questions, answered from a results directory's current rows (``bench.results
    wrote ``estimate_s`` into the row before the cell ran). Measure-only rows are left out: their
    ``estimate_s`` is the full cell's, which they never ran. ``bench plan`` prints this line for
    its results directory, so a user sees how far to trust the ETA.
+
+   Both questions are about one cell alone on its device: packed rows (``concurrency`` > 1)
+   are left out of each.
 2. *What should the cost model say?* The :class:`bench.plan.costmodel.DeviceSpeed` constants fitted
    to the rows of one device kind and precision:
 
@@ -70,9 +73,17 @@ def _num(row: dict[str, Any], key: str) -> float:
     return value if math.isfinite(value) else math.nan
 
 
+def _solo(row: dict[str, Any]) -> bool:
+    """Did the cell have its device to itself? A packed row (``concurrency`` > 1: ray's or the
+    local executors' ``pack``) shared it, so its wall time and throughput are not what the
+    cost model prices (one cell alone). Rows without the column (older files) ran solo."""
+    conc = _num(row, "concurrency")
+    return math.isnan(conc) or conc <= 1
+
+
 def _comparable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("status") == "ok" and r.get("mode") == "full"
-            and _num(r, "estimate_s") > 0 and _num(r, "wall_s") > 0]
+            and _num(r, "estimate_s") > 0 and _num(r, "wall_s") > 0 and _solo(r)]
 
 
 def estimate_errors(rows: list[dict[str, Any]]) -> ErrorSummary:
@@ -102,7 +113,7 @@ class Fit:
 
 def _train_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("status") == "ok" and _num(r, "train_img_s") > 0
-            and _num(r, "gflops_fwd_per_img") > 0 and _num(r, "batch_size") > 0]
+            and _num(r, "gflops_fwd_per_img") > 0 and _num(r, "batch_size") > 0 and _solo(r)]
 
 
 def fit_speed(rows: list[dict[str, Any]], device: str) -> tuple[float, float, float]:
