@@ -30,11 +30,11 @@ def for_cell(cfg: Config, cell: Cell) -> Config:
     if not data_mod.user.is_user_dataset(cell.dataset):
         return cfg  # built-ins: check_sizes refuses a size too large; no file read here
     info = data_mod.get_info(cell.dataset, cfg.data_root or None)
-    train, test, _ = data_mod.fit_sizes(cell.dataset, info, cfg.train_size, cfg.test_size,
-                                        cfg.val_size)
-    if (train, test) == (cfg.train_size, cfg.test_size):
+    train, test, val, _ = data_mod.fit_sizes(cell.dataset, info, cfg.train_size,
+                                             cfg.test_size, cfg.val_size)
+    if (train, test, val) == (cfg.train_size, cfg.test_size, cfg.val_size):
         return cfg
-    return cfg.replace(train_size=train, test_size=test)
+    return cfg.replace(train_size=train, test_size=test, val_size=val)
 
 
 def effective(cfg: Config, cell: Cell, device: str | Any) -> Config:

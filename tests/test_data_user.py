@@ -401,7 +401,8 @@ if __name__ == "__main__":  # python tests/test_data_user.py: the table of docs/
 
 def test_a_small_user_dataset_is_used_whole_with_a_note_and_its_cells_say_so(tmp_path,
                                                                              capsys) -> None:
-    """`--profile cpu` asks 2,000 training images; a 48-image npz is used whole, not refused,
+    """`--profile cpu` asks 1,500 training and 500 validation images; a 48-image npz is used
+    whole, not refused,
     and the cell's config (so its hash, estimate and row) carries the sizes it really uses."""
     from bench import config
 
@@ -416,13 +417,15 @@ def test_a_small_user_dataset_is_used_whole_with_a_note_and_its_cells_say_so(tmp
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert f"note: {name} has 48 training and 12 test images" in err, err
-    assert "train_size=2000 -> 48" in err and "larger than" not in err
+    # The cpu profile holds 500 of its 2,000 images out for validation: a quarter, kept.
+    assert "val_size=500 -> 12" in err and "train_size=1500 -> 36" in err, err
+    assert "larger than" not in err
     cfg = config.load("cpu", sets)
     cell = config.cells(cfg)[0]
     fitted = identity.for_cell(cfg, cell)
-    assert (fitted.train_size, fitted.test_size) == (48, 12)
+    assert (fitted.train_size, fitted.test_size, fitted.val_size) == (36, 12, 12)
     # The hash names the sizes used: the same as asking for them outright.
-    exact = config.load("cpu", [*sets, "train_size=48", "test_size=12"])
+    exact = config.load("cpu", [*sets, "train_size=36", "test_size=12", "val_size=12"])
     assert identity.cell_hash(cfg, cell) == identity.cell_hash(exact, cell)
 
 
@@ -430,4 +433,4 @@ def test_a_builtin_dataset_is_still_refused_a_subset_larger_than_it(tmp_path) ->
     from bench.data import registry
 
     info = registry.DATASETS["mnist"]
-    assert data.fit_sizes("mnist", info, 70_000, 20_000, 0) == (70_000, 20_000, "")
+    assert data.fit_sizes("mnist", info, 70_000, 20_000, 0) == (70_000, 20_000, 0, "")

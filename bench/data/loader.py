@@ -59,23 +59,34 @@ def check_sizes(info: DatasetInfo, n_train: int, n_test: int, train_size: int, t
 
 
 def fit_sizes(dataset: str, info: DatasetInfo, train_size: int, test_size: int,
-              val_size: int) -> tuple[int, int, str]:
-    """The subset sizes (images) a cell of ``dataset`` really uses, and a note when they differ.
+              val_size: int) -> tuple[int, int, int, str]:
+    """The subset sizes (train, test, validation images) a cell of ``dataset`` really uses, and
+    a note when they differ from those asked.
 
     A user's own dataset (``folder:``/``npz:``) smaller than the profile's ``train_size`` /
-    ``test_size`` is used whole, with the note saying so: the profiles are sized for MNIST, and
-    refusing a 1,797-image dataset under ``--profile cpu`` would make every user edit the sizes
-    by hand. Built-in datasets have fixed sizes, so asking too much of them stays a mistake
-    (:func:`check_sizes` refuses it). The sizes returned are the counts used, never 0 for a
-    clamped split, so the row (and the cell's hash) says how many images were trained on.
+    ``val_size`` / ``test_size`` is used whole, with the note saying so: the profiles are sized
+    for MNIST, and refusing a 1,797-image dataset under ``--profile cpu`` would make every user
+    edit the sizes by hand. Where the validation split would not leave a training image, it
+    keeps the profile's share of the training data (``val_size / (train_size + val_size)``;
+    1/10 when the profile trains on everything), at least one image. Built-in datasets have
+    fixed sizes, so asking too much of them stays a mistake (:func:`check_sizes` refuses it).
+    The sizes returned are the counts used, never 0 for a clamped split, so the row (and the
+    cell's hash) says how many images were trained on.
     """
     from bench.data.user import is_user_dataset
 
     n_train, n_test = info.train_count, info.test_count
     if not (is_user_dataset(dataset) and n_train and n_test):
-        return train_size, test_size, ""
-    room = n_train - val_size  # what val_size leaves for training (check_sizes refuses < 1)
+        return train_size, test_size, val_size, ""
     notes = []
+    if val_size and (val_size >= n_train or (train_size and train_size + val_size > n_train)):
+        share = val_size / (train_size + val_size) if train_size else 0.1
+        fitted = min(n_train - 1, max(1, round(n_train * share)))
+        if fitted != val_size:
+            notes.append(f"val_size={val_size} -> {fitted} (the profile's share, "
+                         f"{share:.0%} of the training images)")
+            val_size = fitted
+    room = n_train - val_size  # what val_size leaves for training (check_sizes refuses < 1)
     if train_size > room > 0:
         notes.append(f"train_size={train_size} -> {room} (all {'the rest' if val_size else 'of it'})")
         train_size = room
@@ -84,7 +95,7 @@ def fit_sizes(dataset: str, info: DatasetInfo, train_size: int, test_size: int,
         test_size = n_test
     note = (f"note: {dataset} has {n_train} training and {n_test} test images, fewer than the "
             f"profile asks: using {', '.join(notes)}") if notes else ""
-    return train_size, test_size, note
+    return train_size, test_size, val_size, note
 
 
 # A long-lived worker (bench.executors.warm) keeps the last Splits it loaded for the next cell

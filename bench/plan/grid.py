@@ -75,13 +75,13 @@ def validate_data(cfg: Config) -> None:
         if info.train_count and info.test_count:
             # A user dataset smaller than the profile asks is used whole (the cells get the
             # same sizes through bench.identity.for_cell); a built-in one is refused below.
-            train_size, test_size, note = data_mod.fit_sizes(
+            train_size, test_size, val_size, note = data_mod.fit_sizes(
                 dataset, info, cfg.train_size, cfg.test_size, cfg.val_size)
             if note:
                 print(note, file=sys.stderr)
             data_mod.check_sizes(info, info.train_count, info.test_count, train_size,
-                                  test_size, cfg.val_size)
-            n_train = train_size or info.train_count - cfg.val_size
+                                  test_size, val_size)
+            n_train = train_size or info.train_count - val_size
             if cfg.batch_size > n_train:
                 raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {dataset} "
                                   f"training set of this grid ({n_train} images): no full batch "
