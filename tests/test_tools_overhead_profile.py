@@ -107,7 +107,9 @@ def test_profile_run_takes_the_recipe_and_divides_by_the_fastest_bare(
     out = tmp_path / "ov.json"
     assert overhead.main(["--profile", "cpu", "--set",
                           "per_model=vgg*:grad_clip=1.0,vgg*:batch_size=16", "--set",
-                          "batch_size=32", "--rounds", "2", "--threads", "1", "--out",
+                          "batch_size=32", "--set", "precision=fp32", "--set",
+                          "channels_last=false",  # "auto" would resolve per machine
+                          "--rounds", "2", "--threads", "1", "--out",
                           str(out)]) == 0
     # Both contenders (within 10% of the fastest probe) run every round, interleaved with
     # the engine in alternating order; the dropped bf16 variant never runs.
