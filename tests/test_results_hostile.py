@@ -151,7 +151,15 @@ def plan_json(rdir: Path, capsys) -> dict[str, dict]:
     assert call(["plan", "--profile", "cpu", "--fast", "--json", "--results-dir", str(rdir),
                  "--device", "cpu"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    return {f"{c['model']}/{c['strategy']}": c for c in doc["cells"]}
+    return {f"{c['model']}/{c['strategy']}/{c['seed']}": c for c in doc["cells"]}
+
+
+def runs_line(rdir: Path, model: str, strategy: str, seed: int) -> int:
+    """The line (as an editor numbers it) of that cell's row in ``rdir/runs.csv``."""
+    rows = list(csv.DictReader(io.StringIO((rdir / "runs.csv").read_text())))
+    (index,) = [i for i, r in enumerate(rows)
+                if (r["model"], r["strategy"], r["seed"]) == (model, strategy, str(seed))]
+    return index + 2
 
 
 @pytest.mark.parametrize("values, why", [
@@ -165,13 +173,14 @@ def test_an_edited_ok_row_is_not_done_and_the_plan_says_why(values, why, tmp_pat
                                                             capsys) -> None:
     rdir = copy_results(tmp_path)
     published = plan_json(rdir, capsys)
-    if not published["resnet18/repeat3"]["done"]:
+    if not published["resnet18/repeat3/0"]["done"]:
         pytest.skip("results/cpu was measured on another CPU: its cells are not done here")
-    edit_runs(rdir, 4, **values)  # line 4: resnet18/repeat3, ok, full, test_acc 0.922
+    edit_runs(rdir, runs_line(rdir, "resnet18", "repeat3", 0), **values)  # ok, full
     cells = plan_json(rdir, capsys)
-    assert not cells["resnet18/repeat3"]["done"]
-    assert why in cells["resnet18/repeat3"]["rerun_why"]
-    assert cells["resnet18/droppools"]["done"]  # the untouched rows are still done
+    assert not cells["resnet18/repeat3/0"]["done"]
+    assert why in cells["resnet18/repeat3/0"]["rerun_why"]
+    assert cells["resnet18/droppools/0"]["done"]  # the untouched rows are still done
+    assert cells["resnet18/repeat3/1"]["done"]
 
 
 def test_a_measure_only_ok_row_without_accuracy_is_still_done() -> None:
