@@ -115,6 +115,18 @@ def _read_split(spec: UserSpec, base: Path, classes: list[str]) -> tuple[np.ndar
     return np.stack(images), np.asarray(labels, dtype=np.int64), files
 
 
+def _check_split_root(spec: UserSpec, root: Path) -> None:
+    """Beside ``train/`` and ``test/`` nothing else is read: a class folder or image there would
+    be fingerprinted but silently left out of both splits, so it is refused."""
+    stray = sorted(p for p in root.iterdir()
+                   if p.name not in ("train", "test") and not p.name.startswith("."))
+    if stray:
+        what = "folder" if stray[0].is_dir() else "file"
+        raise UserDataError(f"{spec.name}: {stray[0]} is a {what} beside {root / 'train'} and "
+                            f"{root / 'test'}, which would be left out of both splits; move "
+                            "it into train/ or test/ (or out of the folder)")
+
+
 def import_folder(spec: UserSpec) -> tuple[dict[str, np.ndarray], tuple[str, ...], list[str], str]:
     root = spec.path
     train_dir, test_dir = root / "train", root / "test"
@@ -123,6 +135,7 @@ def import_folder(spec: UserSpec) -> tuple[dict[str, np.ndarray], tuple[str, ...
             have, lack = (train_dir, test_dir) if train_dir.is_dir() else (test_dir, train_dir)
             raise UserDataError(f"{spec.name}: {have} exists but {lack} does not; give both, "
                                 "or neither (then a stratified test split is drawn)")
+        _check_split_root(spec, root)
         classes = [p.name for p in _class_dirs(spec, train_dir)]
         test_classes = [p.name for p in _class_dirs(spec, test_dir)]
         extra = sorted(set(test_classes) - set(classes))

@@ -37,10 +37,12 @@ def import_npz(spec: UserSpec) -> tuple[dict[str, np.ndarray], tuple[str, ...], 
                        if "classes" in headers else None)
     except limits.LimitError as exc:
         raise UserDataError(f"{spec.name}: {exc}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated, bad CRC
+    # Truncated, bad CRC; RuntimeError: encrypted, or an unknown compression method.
+    except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
         if isinstance(exc, UserDataError):
             raise
-        raise UserDataError(f"{spec.name}: cannot read {spec.path} as .npz ({exc}); save it "
+        raise UserDataError(f"{spec.name}: cannot read {spec.path} as .npz "
+                            f"({limits._one_line(exc)}); save it "
                             "with numpy.savez(path, x_train=..., y_train=..., x_test=..., "
                             "y_test=...) and plain (non-object) arrays") from None
     arrays: dict[str, np.ndarray] = {}
@@ -48,6 +50,8 @@ def import_npz(spec: UserSpec) -> tuple[dict[str, np.ndarray], tuple[str, ...], 
         x, y = loaded[f"x_{split}"], loaded[f"y_{split}"]
         arrays[f"{split}_x"] = np.ascontiguousarray(x[:, None] if x.ndim == 3 else x)
     n_named = None if classes_arr is None else int(np.asarray(classes_arr).size)
+    if classes_arr is not None:
+        _check_class_names(spec, np.asarray(classes_arr).reshape(-1))
     try:
         if n_named is not None and n_named > limits.MAX_CLASSES:
             raise limits.LimitError(f"classes names {n_named} classes, over the limit of "
@@ -78,6 +82,22 @@ def import_npz(spec: UserSpec) -> tuple[dict[str, np.ndarray], tuple[str, ...], 
         raise UserDataError(f"{spec.name}: y_test has label(s) {lacking} that y_train lacks; "
                             "the model can never learn them")
     return arrays, classes, [spec.path.name], "arrays"
+
+
+def _check_class_names(spec: UserSpec, names: np.ndarray) -> None:
+    """A ``classes`` array names each class once: none (every label would be out of range,
+    a message of "0..-1") or one name twice (two classes no table could tell apart) is
+    refused."""
+    if names.size == 0:
+        raise UserDataError(f"{spec.name}: classes is empty; it names the classes in label "
+                            "order (classes[k] is the name of label k), or leave it out")
+    text = [str(c) for c in names[:limits.MAX_CLASSES + 1].tolist()]
+    seen: dict[str, int] = {}
+    for k, name in enumerate(text):
+        if name in seen:
+            raise UserDataError(f"{spec.name}: classes names {name!r} twice (labels "
+                                f"{seen[name]} and {k}); every class needs its own name")
+        seen[name] = k
 
 
 def _check_npz_shapes(spec: UserSpec, split: str, xh: limits.NpyHeader,

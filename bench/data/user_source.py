@@ -71,7 +71,15 @@ def _source_files(spec: UserSpec) -> list[tuple[str, Path]]:
                     continue
                 path = here / fname
                 limits.check_name(spec.name, path)
-                target = path.resolve(strict=True)
+                try:
+                    target = path.resolve(strict=True)
+                except FileNotFoundError:
+                    if not path.is_symlink():
+                        raise
+                    # Named as the link, not its missing target: the link is what to remove.
+                    raise UserDataError(
+                        f"{spec.name}: {path} is a dangling symlink (to {os.readlink(path)}, "
+                        "which does not exist); remove it or restore its target") from None
                 if real_root not in target.parents:
                     raise UserDataError(f"{spec.name}: {path} links to {target}, outside "
                                         f"{real_root}; copy the file into the folder instead "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ class UserSpec:
 def parse(name: str) -> UserSpec:
     """``folder:PATH?size=48&test=0.2&seed=0`` / ``npz:PATH`` -> :class:`UserSpec`."""
     kind, _, rest = str(name).partition(":")
+    _check_text(name)
     if kind not in KINDS:
         raise UserDataError(f"bad dataset {name!r}: a user dataset is written "
                             f"{' or '.join(k + ':PATH' for k in KINDS)}")
@@ -76,6 +78,21 @@ def parse(name: str) -> UserSpec:
         raise UserDataError(f"bad options {query!r} in dataset {name!r}: write them as "
                             f"?key=value&key=value; valid: {', '.join(valid) or 'none'}")
     return UserSpec(name=name, kind=kind, path=Path(path_text).expanduser(), **opts)
+
+
+def _check_text(name: str) -> None:
+    """The name keys the cache (hashed as UTF-8) and every row, and each refusal prints it on
+    one line: undecodable bytes from the command line (surrogate escapes) or a control
+    character would crash the hash or break the line, so both are refused first."""
+    try:
+        str(name).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserDataError(f"bad dataset {os.fsencode(name)!r}: its path is not valid UTF-8; "
+                            "rename the file or folder (e.g. convmv -f latin1 -t utf8)") from None
+    bad = next((ch for ch in str(name) if ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is not None:
+        raise UserDataError(f"bad dataset {name!r}: it holds the control character {bad!r}; "
+                            "rename the file or folder (names are printed on one line)")
 
 
 def _option(name: str, key: str, value: str) -> Any:
