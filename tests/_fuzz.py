@@ -12,10 +12,9 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import tempfile
 import traceback
 from pathlib import Path
-
-import tempfile
 
 from hypothesis import HealthCheck, settings
 from hypothesis.configuration import set_hypothesis_home_dir
