@@ -174,6 +174,20 @@ def test_a_row_the_fuzzer_broke_is_named_with_file_and_line(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_column_renamed_with_a_newline_is_still_one_line(tmp_path, capsys) -> None:
+    """The report listed the columns it found as they are: a header cell 'a\\nb' printed the
+    error over two lines."""
+    rdir = copy_results(tmp_path)
+    path = rdir / "runs.csv"
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    rows[0][rows[0].index("seed")] = "a\nb"
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    path.write_text(buf.getvalue())
+    line = refused(["advise", "--model", "resnet18", "--results", str(rdir)], capsys, tmp_path)
+    assert f"error: {path} lacks column(s) seed:" in line and "strategy, 'a\\nb', status" in line
+
+
 def test_a_field_over_the_csv_limit_is_named_by_resume_not_a_traceback(tmp_path) -> None:
     """csv.Error ("field larger than field limit") escaped bench.results' reader (plan, run)."""
     from bench import results
@@ -402,6 +416,9 @@ DOC_ROWS = {
     "timestamp not a date": "R/runs.csv, line 2: timestamp '1e20' is not ISO-8601",
     "field over the CSV limit": "R/runs.csv, line 1: not a well-formed CSV line (field larger "
                                 "than field limit (131072))",
+    "a newline in a column name": "R/runs.csv lacks column(s) seed: it was written by a "
+                                  "different schema or is not a runs file. Columns found: "
+                                  "schema_version,",
 }
 
 

@@ -67,7 +67,14 @@ def _check_columns(df: pd.DataFrame, path: Path, required: Iterable[str]) -> Non
         raise ReportError(
             f"{path} lacks column(s) {', '.join(missing)}: it was written by a different schema "
             f"or is not a {path.name.split('.')[0]} file. Columns found: "
-            f"{', '.join(map(str, df.columns[:12]))}{' ...' if len(df.columns) > 12 else ''}")
+            f"{', '.join(map(_shown, df.columns[:12]))}{' ...' if len(df.columns) > 12 else ''}")
+
+
+def _shown(name: object) -> str:
+    """A column name as the message prints it: quoted with its escapes when it holds a control
+    character (a newline would split the one-line error in two)."""
+    text = str(name)
+    return repr(text) if any(ord(c) < 32 or ord(c) == 127 for c in text) else text
 
 
 def _to_numeric(df: pd.DataFrame, columns: Iterable[str], path: Path) -> None:
