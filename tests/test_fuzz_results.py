@@ -70,7 +70,8 @@ def mutation(draw) -> tuple:
 
 
 def _edit_rows(blob: bytes, fn) -> bytes:
-    rows = list(csv.reader(io.StringIO(blob.decode("utf-8", "surrogateescape"))))
+    # newline="": a lone CR written by an earlier edit is data here, not an error of this test
+    rows = list(csv.reader(io.StringIO(blob.decode("utf-8", "surrogateescape"), newline="")))
     fn(rows)
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
