@@ -167,10 +167,11 @@ def read_csv(path: Path, kind: str) -> list[dict[str, str]]:
     Raises :class:`ResultsError` when the header is not this schema's (an older schema, a
     hand-edited or foreign file) or a line has the wrong number of fields (truncated, edited).
     """
-    columns = KINDS[kind]
     path = Path(path)
     try:
-        text = path.read_text()
+        # utf-8-sig: a file saved by a spreadsheet starts with a byte-order mark, which would
+        # otherwise make the first column '\ufeffschema_version' and the header "foreign".
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError) as exc:
@@ -178,6 +179,17 @@ def read_csv(path: Path, kind: str) -> list[dict[str, str]]:
     if not text.strip():
         return []
     reader = csv.reader(io.StringIO(text))
+    try:
+        return _read_rows(path, kind, reader)
+    except csv.Error as exc:  # a field over csv's 128 KiB limit, a stray quote or NUL byte
+        raise ResultsError(f"{path}, line {reader.line_num}: not a well-formed CSV line "
+                           f"({exc}); fix or remove that line, or move the file away.") from None
+
+
+def _read_rows(path: Path, kind: str, reader: Any) -> list[dict[str, str]]:
+    """The rows of :func:`read_csv` from its ``csv.reader`` (whose errors it turns into
+    :class:`ResultsError` naming the line)."""
+    columns = KINDS[kind]
     header = tuple(next(reader))
     legacy = header in schema.LEGACY_COLUMNS[kind]
     if legacy:

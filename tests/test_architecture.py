@@ -47,7 +47,6 @@ LONG_MODULES = {
     "bench/report/charts.py": "one function per chart, sharing the axis and style helpers",
     "bench/report/html.py": "the page: its template, table rendering and the sort script",
     "bench/report/stats.py": "intervals, separation and picking: the report's statistics",
-    "bench/data/user.py": "folder: and npz: readers with every refusal of a bad input",
     "bench/tools/doctor.py": "the compatibility matrix and its explanations",
     "bench/tools/gpu_check.py": "the GPU lease's one script: ceilings, probes, profile, report",
     "bench/tools/overhead.py": "the bare-loop comparison and its paired scoring",

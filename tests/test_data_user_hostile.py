@@ -112,6 +112,66 @@ def _split_sizes(d: Path) -> str:
     return f"folder:{d}"
 
 
+def _patch_zip_headers(path: Path, local_at: int, central_at: int, patch) -> None:
+    """``patch(buffer, offset)`` at byte ``local_at`` of every local file header and
+    ``central_at`` of every central directory entry of the zip at ``path``."""
+    blob = bytearray(path.read_bytes())
+    for signature, at in ((b"PK\x03\x04", local_at), (b"PK\x01\x02", central_at)):
+        i = blob.find(signature)
+        while i >= 0:
+            patch(blob, i + at)
+            i = blob.find(signature, i + 4)
+    path.write_bytes(bytes(blob))
+
+
+def _encrypted(d: Path) -> str:
+    """The "encrypted" flag bit set on every member: zipfile raises RuntimeError (a password)."""
+    d.mkdir(parents=True)
+    path = rgb_npz(d / "x.npz")
+    _patch_zip_headers(path, 6, 8, lambda b, i: b.__setitem__(i, b[i] | 1))
+    return f"npz:{path}"
+
+
+def _compression_99(d: Path) -> str:
+    """Compression method 99 on every member: zipfile raises NotImplementedError."""
+    d.mkdir(parents=True)
+    path = rgb_npz(d / "x.npz")
+    _patch_zip_headers(path, 8, 10, lambda b, i: b.__setitem__(slice(i, i + 2), b"\x63\x00"))
+    return f"npz:{path}"
+
+
+def _newline_class(d: Path) -> str:
+    gray_folder(d, per_class=3)
+    (d / "c\n9").mkdir()
+    return f"folder:{d}"
+
+
+def _non_utf8_npz_path(d: Path) -> str:
+    d.mkdir(parents=True)
+    path = os.fsencode(d) + b"/\xff.npz"
+    os.rename(rgb_npz(d / "x.npz"), path)
+    return f"npz:{os.fsdecode(path)}"
+
+
+def _non_utf8_root(d: Path) -> str:
+    root = Path(os.fsdecode(os.fsencode(d) + b"/\xe9t\xe9"))
+    gray_folder(root, per_class=3)
+    return f"folder:{root}"
+
+
+def _stray_beside_splits(d: Path) -> str:
+    gray_folder(d / "train", per_class=3)
+    gray_folder(d / "test", per_class=3)
+    gray_folder(d / "c7", classes=1, per_class=3)
+    return f"folder:{d}"
+
+
+def _dangling_link(d: Path) -> str:
+    gray_folder(d, per_class=3)
+    (d / "c0" / "gone.png").symlink_to("moved.png")
+    return f"folder:{d}"
+
+
 HOSTILE = [
     pytest.param(_npz(y_train=np.r_[np.arange(47) % 4, 10**8]),
                  r"y_train has label 100000000, over the limit of 10000 classes",
@@ -147,6 +207,29 @@ HOSTILE = [
                  id="pixel mode, one message"),
     pytest.param(_split_sizes, r"test/c0/0.png is 32x32 px, 1 channel\(s\), but \S+/train/c0/"
                  r"0.png is 40x40 px", id="train/test size mismatch"),
+    # Found by the fuzzer (tests/test_data_user_fuzz.py); each once crashed, printed two
+    # lines, or imported what it should have refused.
+    pytest.param(_encrypted, r"x.npz: member 'x_train.npy' is not a readable .npy array "
+                 r"\(File .* is encrypted, password required", id="npz encrypted member"),
+    pytest.param(_compression_99, r"member 'x_train.npy' is not a readable .npy array \(That "
+                 r"compression method is not supported\)", id="npz unknown compression"),
+    pytest.param(_npz(classes=np.array([], dtype="U1")), r"classes is empty; it names the "
+                 r"classes in label order", id="npz empty classes"),
+    pytest.param(_npz(classes=np.array(["cat", "dog", "cat", "owl"])),
+                 r"classes names 'cat' twice \(labels 0 and 2\)", id="npz class named twice"),
+    pytest.param(_newline_class, r"the name '\S+/c\\n9' holds the control character "
+                 r"'\\n'", id="newline in a class folder name"),
+    pytest.param(lambda d: f"folder:{d}/no\nwhere", r"^error: bad dataset 'folder:\S+/no"
+                 r"\\nwhere': it holds the control character '\\n'",
+                 id="newline in the dataset name"),
+    pytest.param(_non_utf8_npz_path, r"^error: bad dataset b'npz:\S+/\\xff.npz': its path is "
+                 r"not valid UTF-8", id="non-UTF-8 npz path"),
+    pytest.param(_non_utf8_root, r"^error: bad dataset b'folder:\S+/\\xe9t\\xe9': its path "
+                 r"is not valid UTF-8", id="non-UTF-8 folder path"),
+    pytest.param(_stray_beside_splits, r"src/c7 is a folder beside \S+/train and \S+/test, "
+                 r"which would be left out of both splits", id="class folder beside train/test"),
+    pytest.param(_dangling_link, r"src/c0/gone.png is a dangling symlink \(to moved.png, "
+                 r"which does not exist\)", id="dangling symlink"),
 ]
 
 
@@ -161,9 +244,31 @@ def test_a_hostile_user_dataset_is_one_line_exit_2_and_caches_nothing(
     assert len(err.splitlines()) == 1, err
     assert "Traceback" not in err and err.count("error:") == 1, err
     assert re.search(expected, err), err
-    # A path is never "outside" itself (a message once said "X links to R, outside R").
+    # A path is never "outside" itself (a message once said "X links to R, outside R"), nor
+    # named twice in a row (one once said "npz:SRC/x.npz: SRC/x.npz: member ...").
     assert not re.search(r"(\S+), outside \1\b", err), err
+    assert not re.search(r"(\S{4,}): \1:", err), err
     assert cache_listing(root) == []
+
+
+@pytest.mark.parametrize("where", ["root", "cache"])
+def test_a_data_root_or_cache_that_is_a_file_is_one_line_before_any_import(
+        where, tmp_path, capsys) -> None:
+    """Once an OSError traceback from the cache write, after every image had been read."""
+    name = f"npz:{rgb_npz(tmp_path / 'x.npz')}"
+    root = tmp_path / "root"
+    if where == "root":
+        root.write_text("a file")
+    else:
+        root.mkdir()
+        (root / "cache").write_text("a file")
+    assert main(["data", "fetch", "--dataset", name, "--data-root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    bad = root if where == "root" else root / "cache"
+    assert err == (f"error: --data-root: {bad} is a file, not a directory; pass a data folder "
+                   "(default: $ADAPTBENCH_DATA or ./data)")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
+        ["x.npz", "root", *(["cache"] if where == "cache" else [])])
 
 
 def test_a_dead_writers_temporary_cache_folder_is_removed_by_the_next_data_command(
@@ -204,6 +309,13 @@ def test_importing_an_npz_peaks_within_a_small_multiple_of_its_size(tmp_path) ->
     assert increase_kb * 1024 < 4 * path.stat().st_size, (increase_kb, path.stat().st_size)
 
 
+def _printable(text: str) -> str:
+    """``text`` as one line of UTF-8: an undecodable byte (a surrogate escape) as ``\\xNN``,
+    a control character as its escape (``\\n``)."""
+    return "".join(f"\\x{ord(c) - 0xdc00:02x}" if 0xdc80 <= ord(c) <= 0xdcff
+                   else repr(c)[1:-1] if ord(c) < 32 or ord(c) == 127 else c for c in text)
+
+
 def hostile_table() -> str:
     """docs/failures.md's "Hostile user datasets" rows, the temporary folder written ``SRC``."""
     import contextlib
@@ -220,7 +332,7 @@ def hostile_table() -> str:
             with contextlib.redirect_stderr(err):
                 main(["data", "fetch", "--dataset", name, "--data-root", str(base / "root")])
             msg, name = (t.replace(str(base / "src"), "SRC") for t in (err.getvalue().strip(), name))
-        lines.append(f"| {number} | {case.id} | `{name}` | {msg.replace('|', '/')} |")
+        lines.append(f"| {number} | {case.id} | `{_printable(name)}` | {msg.replace('|', '/')} |")
     return "\n".join(lines)
 
 

@@ -142,6 +142,88 @@ def test_report_and_advise_refuse_an_infinite_accuracy_from_the_command_line(tmp
     assert "column 'test_acc': 'inf'" in err
 
 
+# --- 1b. found by the fuzzer (tests/test_results_fuzz.py) ----------------------------------
+
+FUZZ_FOUND = [
+    pytest.param({"seed": "nan"}, "line 2: column 'seed' holds 'nan', which is not a seed "
+                 "(valid: a whole number 0..4294967295)", id="seed nan"),
+    pytest.param({"seed": "1e300"}, "line 2: column 'seed' holds '1e300', which is not a seed",
+                 id="seed 1e300"),
+    pytest.param({"model": "resnet99"}, "line 2: column 'model': unknown model 'resnet99' (did "
+                 "you mean resnet50, resnet34, resnet18?); valid torchvision classification "
+                 "models: alexnet,", id="unknown model"),
+    pytest.param({"strategy": "bogus"}, "line 2: column 'strategy': unknown adapter 'bogus'; "
+                 "valid: channel: conv1,", id="unknown strategy"),
+    pytest.param({"timestamp": "1e20"}, "runs.csv, line 2: timestamp '1e20' is not ISO-8601",
+                 id="timestamp 1e20"),
+]
+
+
+@pytest.mark.parametrize("values, expected", FUZZ_FOUND)
+@pytest.mark.parametrize("command", ["report", "advise"])
+def test_a_row_the_fuzzer_broke_is_named_with_file_and_line(
+        values, expected, command, tmp_path, capsys) -> None:
+    """Once an IntCastingNaNError traceback (seed nan), a silently accepted model nobody can
+    run, or a timestamp error naming only the file's base name."""
+    rdir = copy_results(tmp_path)
+    edit_runs(rdir, 2, **values)
+    argv = (["report", str(rdir), "--out", str(tmp_path / "out")] if command == "report"
+            else ["advise", "--model", "vgg16", "--results", str(rdir)])
+    line = refused(argv, capsys, tmp_path)
+    assert f"error: {rdir / 'runs.csv'}, {expected}" in line or (
+        expected.startswith("runs.csv") and f"{rdir}/{expected}" in line), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_column_renamed_with_a_newline_is_still_one_line(tmp_path, capsys) -> None:
+    """The report listed the columns it found as they are: a header cell 'a\\nb' printed the
+    error over two lines."""
+    rdir = copy_results(tmp_path)
+    path = rdir / "runs.csv"
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    rows[0][rows[0].index("seed")] = "a\nb"
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    path.write_text(buf.getvalue())
+    line = refused(["advise", "--model", "resnet18", "--results", str(rdir)], capsys, tmp_path)
+    assert f"error: {path} lacks column(s) seed:" in line and "strategy, 'a\\nb', status" in line
+
+
+def test_a_field_over_the_csv_limit_is_named_by_resume_not_a_traceback(tmp_path) -> None:
+    """csv.Error ("field larger than field limit") escaped bench.results' reader (plan, run)."""
+    from bench import results
+
+    rdir = copy_results(tmp_path)
+    path = rdir / "runs.csv"
+    text = path.read_text()
+    path.write_text(text.replace(",", "," + "7" * 200_000 + ",", 1))
+    with pytest.raises(results.ResultsError, match=r"runs.csv, line 1: not a well-formed CSV "
+                                                   r"line \(field larger than field limit"):
+        results.read_csv(path, "runs")
+
+
+def test_a_byte_order_mark_reads_the_same_in_resume_and_the_report(tmp_path) -> None:
+    """A spreadsheet's UTF-8 export starts with a BOM: the report read it, resume refused it
+    as a foreign header ('\\ufeffschema_version')."""
+    from bench import results
+    from bench.report.load import read_runs
+
+    rdir = copy_results(tmp_path)
+    plain = results.read_csv(rdir / "runs.csv", "runs")
+    (rdir / "runs.csv").write_bytes(b"\xef\xbb\xbf" + (rdir / "runs.csv").read_bytes())
+    assert results.read_csv(rdir / "runs.csv", "runs") == plain
+    assert len(read_runs(rdir)) == len(plain)
+
+
+def test_plan_refuses_a_field_over_the_csv_limit_from_the_command_line(tmp_path) -> None:
+    rdir = copy_results(tmp_path)
+    path = rdir / "runs.csv"
+    path.write_text(path.read_text().replace(",", "," + "7" * 200_000 + ",", 1))
+    err = cli(["plan", "--profile", "cpu", "--fast", "--results-dir", str(rdir), "--device",
+               "cpu"], tmp_path)
+    assert "runs.csv, line 1: not a well-formed CSV line (field larger than field limit" in err
+
+
 # --- 2. a final row that contradicts itself is not "done" ---------------------------------
 
 def plan_json(rdir: Path, capsys) -> dict[str, dict]:
@@ -336,6 +418,17 @@ DOC_ROWS = {
                            "architecture, timm:resnet18",
     "runs.csv replaced by a directory": "R/runs.csv is a directory; a results file must be a "
                                         "regular file",
+    "seed nan": "R/runs.csv, line 2: column 'seed' holds 'nan', which is not a seed (valid: a "
+                "whole number 0..4294967295)",
+    "unknown model": "R/runs.csv, line 2: column 'model': unknown model 'resnet99' (did you "
+                     "mean resnet50, resnet34, resnet18?)",
+    "unknown strategy": "R/runs.csv, line 2: column 'strategy': unknown adapter 'bogus'",
+    "timestamp not a date": "R/runs.csv, line 2: timestamp '1e20' is not ISO-8601",
+    "field over the CSV limit": "R/runs.csv, line 1: not a well-formed CSV line (field larger "
+                                "than field limit (131072))",
+    "a newline in a column name": "R/runs.csv lacks column(s) seed: it was written by a "
+                                  "different schema or is not a runs file. Columns found: "
+                                  "schema_version,",
 }
 
 
@@ -351,7 +444,8 @@ def test_the_failures_doc_lists_these_cases_with_their_messages() -> None:
     assert set(rows) == set(DOC_ROWS), set(rows) ^ set(DOC_ROWS)
     for name, needle in DOC_ROWS.items():
         assert needle in rows[name], (name, needle, rows[name])
-    ids = {p.id for p in BAD_VALUES} | {p.id for p in CONFIG_CASES}
+    ids = {p.id for p in BAD_VALUES} | {p.id for p in CONFIG_CASES} | {p.id for p in FUZZ_FOUND}
+    assert {"seed nan", "unknown model", "unknown strategy"} <= ids
     assert {"accuracy inf", "accuracy 1e9", "accuracy -5", "negative count",
             "fractional parameter count", "20-digit seed", "100000 threads"} <= ids
 

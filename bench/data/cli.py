@@ -54,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc} (or all)", file=sys.stderr)
         return 2
     root = resolve_root(args.data_root)
+    for folder in (root, root / "cache"):
+        # Checked before any import: a cache write under a file would fail only after every
+        # image was read, with the OSError as a traceback.
+        if folder.exists() and not folder.is_dir():
+            print(f"error: --data-root: {folder} is a file, not a directory; pass a data "
+                  f"folder (default: ${ENV_ROOT} or ./data)", file=sys.stderr)
+            return 2
     removed = stale.remove_stale(root / "cache")  # left by a killed import or fetch
     if removed:
         print(removed)

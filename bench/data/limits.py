@@ -5,7 +5,9 @@ length, a forged ``.npy`` header can ask for a terabyte, a FIFO named ``x.png`` 
 forever. Each check here reads only metadata (a zip directory, a ``.npy`` header, ``stat``) and
 raises :class:`~bench.data.user.UserDataError`'s base, ``ValueError`` subclass
 :class:`LimitError`, whose message names the value, the limit and the fix; the importer turns
-it into a one-line exit-2 error.
+it into a one-line exit-2 error. The npz messages name the member, not the file: the importer
+puts the dataset's name (which holds the path) in front, and a path said twice reads as two
+files.
 """
 
 from __future__ import annotations
@@ -72,23 +74,25 @@ def npz_headers(path: Path) -> dict[str, NpyHeader]:
                     else:  # 3.0 (utf-8 field names) is never written for plain arrays
                         raise ValueError(f"unsupported .npy format version {version}")
                     offset = fh.tell()
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-                raise LimitError(f"{path}: member {info.filename!r} is not a readable .npy "
-                                 f"array ({_one_line(exc)}); save the file with numpy.savez"
+            # RuntimeError: an encrypted member (zipfile wants a password); its subclass
+            # NotImplementedError: a compression method zipfile does not know.
+            except (ValueError, OSError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
+                raise LimitError(f"member {info.filename!r} is not a readable .npy array "
+                                 f"({_one_line(exc)}); save the file with numpy.savez"
                                  ) from None
             if dtype.hasobject:
-                raise LimitError(f"cannot read {path} as .npz: member {info.filename!r} holds "
+                raise LimitError(f"member {info.filename!r} holds "
                                  f"Python objects (dtype {dtype}), which would need pickle; "
                                  "save it with numpy.savez and plain (non-object) arrays")
             nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize  # exact, no overflow
             if nbytes > MAX_ARRAY_BYTES:
                 raise LimitError(
-                    f"{path}: member {info.filename!r} declares shape {tuple(shape)} {dtype} = "
+                    f"member {info.filename!r} declares shape {tuple(shape)} {dtype} = "
                     f"{nbytes / 1024**3:.3g} GiB, over the limit of "
                     f"{MAX_ARRAY_BYTES / 1024**3:.0f} GiB per array; split or shrink the data")
             if nbytes != info.file_size - offset:
                 raise LimitError(
-                    f"{path}: member {info.filename!r} declares shape {tuple(shape)} {dtype} = "
+                    f"member {info.filename!r} declares shape {tuple(shape)} {dtype} = "
                     f"{nbytes} bytes but holds {info.file_size - offset}; the header is forged "
                     "or the file truncated: save it again with numpy.savez")
             name = info.filename[:-len(".npy")]
@@ -166,14 +170,20 @@ def check_regular(where: str, path: Path) -> None:
                          "are read: remove it from the folder")
 
 
-def check_name(where: str, path: Path) -> None:
+def check_name(where: str, path: Path | str) -> None:
     """Refuse a path that is not valid UTF-8 (surrogate-escaped bytes from the file system):
-    it could not be written to the manifest, and rows must name files readably."""
+    it could not be written to the manifest, and rows must name files readably. Refuse a
+    control character (a newline, a tab) too: every refusal is one line on stderr, and a
+    message naming such a file would print as two."""
     try:
         str(path).encode("utf-8")
     except UnicodeEncodeError:
         raise LimitError(f"{where}: the name {os.fsencode(path)!r} is not valid UTF-8; rename "
                          "it (e.g. convmv -f latin1 -t utf8) and import again") from None
+    bad = next((ch for ch in str(path) if ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is not None:
+        raise LimitError(f"{where}: the name {str(path)!r} holds the control character "
+                         f"{bad!r}; rename it (names are printed on one line) and import again")
 
 
 def _one_line(exc: BaseException) -> str:

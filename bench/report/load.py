@@ -8,6 +8,7 @@ Bad input (no rows, missing columns, mixed schema versions, unknown status) rais
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -48,9 +49,12 @@ class ReportError(ValueError):
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    """Read every column as text (empty cell -> NaN); numbers are converted per column later."""
+    """Read every column as text (empty cell -> NaN); numbers are converted per column later.
+    ``utf-8-sig``: a byte-order mark (a spreadsheet's export) is read as bench.results reads
+    it, so resume and the report agree on the same file."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
+                           encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise ReportError(f"{path} is empty (not even a header row)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -63,7 +67,14 @@ def _check_columns(df: pd.DataFrame, path: Path, required: Iterable[str]) -> Non
         raise ReportError(
             f"{path} lacks column(s) {', '.join(missing)}: it was written by a different schema "
             f"or is not a {path.name.split('.')[0]} file. Columns found: "
-            f"{', '.join(map(str, df.columns[:12]))}{' ...' if len(df.columns) > 12 else ''}")
+            f"{', '.join(map(_shown, df.columns[:12]))}{' ...' if len(df.columns) > 12 else ''}")
+
+
+def _shown(name: object) -> str:
+    """A column name as the message prints it: quoted with its escapes when it holds a control
+    character (a newline would split the one-line error in two)."""
+    text = str(name)
+    return repr(text) if any(ord(c) < 32 or ord(c) == 127 for c in text) else text
 
 
 def _to_numeric(df: pd.DataFrame, columns: Iterable[str], path: Path) -> None:
@@ -108,6 +119,50 @@ def _check_choices(df: pd.DataFrame, path: Path, col: str, valid: tuple[str, ...
         i = bad.to_numpy().nonzero()[0][0]
         raise ReportError(f"{path}, line {i + 2}: {col} {df[col].iloc[i]!r} is not one of "
                           f"{', '.join(valid)}")
+
+
+# A seed is what config.py accepts: a whole number 0..2**32-1 (its message's wording).
+MAX_SEED = 2**32 - 1
+
+
+def _check_seeds(df: pd.DataFrame, path: Path) -> None:
+    """Every seed a whole number 0..2**32-1 before it is cast to int: ``nan`` or ``none`` (a
+    "missing" number elsewhere) would crash the cast, and a seed names a cell, so it is never
+    missing."""
+    for i, text in enumerate(df["seed"]):
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not (math.isfinite(value) and value.is_integer() and 0 <= value <= MAX_SEED):
+            raise ReportError(f"{path}, line {i + 2}: column 'seed' holds {text!r}, which is "
+                              f"not a seed (valid: a whole number 0..{MAX_SEED})")
+
+
+def _check_names(df: pd.DataFrame, path: Path) -> None:
+    """Every model and strategy one the harness knows (``strategies``' own checks): a renamed
+    or misspelt one would be reported as a result of a model nobody can run. Checked once per
+    distinct name; a ``timm:`` model is checked only where timm is installed (another
+    machine's rows stay readable without the extra)."""
+    import strategies
+    from strategies import sources
+
+    def problem(column: str, value: str) -> str:
+        try:
+            if column == "strategy":
+                strategies.parse_spec(value)
+            elif sources.split_name(value)[0].name != "timm" or sources.timm_available():
+                strategies.check_model_name(value)
+        except strategies.StrategyError as exc:
+            return str(exc)
+        return ""
+
+    for column in ("model", "strategy"):
+        for value in dict.fromkeys(df[column]):
+            why = problem(column, value)
+            if why:
+                i = int((df[column] == value).to_numpy().nonzero()[0][0])
+                raise ReportError(f"{path}, line {i + 2}: column {column!r}: {why}")
 
 
 def _parse_timestamps(values: pd.Series, path_of: pd.Series) -> pd.Series:
@@ -159,9 +214,13 @@ def read_runs(results_dir: Path) -> pd.DataFrame:
         _check_choices(df, path, "status", STATUSES)
         _check_choices(df, path, "mode", MODES)
         _check_values(df, path, "runs")
+        _check_seeds(df, path)
+        _check_names(df, path)
         _to_numeric(df, (*RUN_NUMERIC_COLUMNS, "seed"), path)
         versions[path.name] = set(df["schema_version"].dropna().astype(str))
         df["source_file"] = path.name
+        # Where each row came from, for a message about it after the files are merged.
+        df["_where"] = [f"{path}, line {i + 2}" for i in range(len(df))]
         frames.append(df)
     if not frames:
         raise ReportError(f"{', '.join(p.name for p in paths)} in {results_dir} hold a header "
@@ -187,7 +246,7 @@ def read_runs(results_dir: Path) -> pd.DataFrame:
         mask = (runs["device_name"] == name) & runs["device_id"].notna()
         runs.loc[mask, "device_name"] = runs.loc[mask, "device_id"]
     runs["reason"] = runs["reason"].fillna("")
-    runs["_ts"] = _parse_timestamps(runs["timestamp"], runs["source_file"])
+    runs["_ts"] = _parse_timestamps(runs["timestamp"], runs["_where"])
     # THE rule for the current row of a cell, shared with resume and plan
     # (bench.results.current_rows): newest per dataset x model x strategy x seed x device_id.
     # A cell re-run under another recipe replaces its old row rather than being averaged with
