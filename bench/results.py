@@ -36,7 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import REPO_ROOT, schema
-from bench.schema import FINAL_STATUSES, MODES, SCHEMA_VERSION, STATUSES  # noqa: F401 - re-exported
+from bench.schema import (  # noqa: F401 - re-exported
+    FINAL_STATUSES,
+    MODES,
+    SCHEMA_VERSION,
+    STATUSES,
+    Mode,
+    Status,
+)
 
 RUN_COLUMNS: tuple[str, ...] = schema.COLUMNS["runs"]
 HISTORY_COLUMNS: tuple[str, ...] = schema.COLUMNS["history"]
@@ -324,7 +331,7 @@ def rerun_reason(row: dict[str, str], cell: Any = None) -> str:
     write), or a row whose dataset, model, strategy or seed is not the one of the ``cell``
     (a :class:`bench.config.Cell`) its hash names (an edited name).
     """
-    if (row["status"] == "ok" and row["mode"] == "full"
+    if (row["status"] == Status.OK and row["mode"] == Mode.FULL
             and row["test_acc"].strip().lower() in ("", "nan", "none")):
         return "its row says status ok but has no test_acc (an edited or truncated row)"
     if cell is not None:

@@ -99,6 +99,7 @@ from bench.plan.planner import (
     print_plan,
 )
 from bench.progress import Reporter, fmt_s
+from bench.schema import Mode, Status
 
 DEFAULT_RUNS_ROOT = Path("runs")
 
@@ -418,7 +419,7 @@ def _run_cells(todo: Iterable[PlannedCell], prep: Prepared, cfg_path: Path, exec
             if p.estimate.incompatible:
                 rows.append(_record_incompatible(p, prep, reporter, git, cfg_hash))
                 continue
-            measure_only = p.mode == "measure-only"
+            measure_only = p.mode == Mode.MEASURE_ONLY
             spec = _spec(prep, cfg_path, p.cell, measure_only)
             if prep.ddp_world > 1:  # the cell's own group, met through the sweep's store
                 from bench.executors import ddp
@@ -430,7 +431,7 @@ def _run_cells(todo: Iterable[PlannedCell], prep: Prepared, cfg_path: Path, exec
     def on_start(job: Job) -> None:
         p = job.key
         reporter.start(p.index, p.cell,
-                       " (measure-only: over budget)" if p.mode == "measure-only" else "")
+                       " (measure-only: over budget)" if p.mode == Mode.MEASURE_ONLY else "")
 
     def on_done(job: Job, outcome: ChildOutcome) -> None:
         rows.append(_run_one(job.key, prep, outcome, executor, reporter, git, cfg_hash))
@@ -441,7 +442,7 @@ def _run_cells(todo: Iterable[PlannedCell], prep: Prepared, cfg_path: Path, exec
 def _record_incompatible(p: PlannedCell, prep: Prepared, reporter: Reporter,
                          git: dict[str, str], cfg_hash: str) -> dict[str, Any]:
     """The engine would stop at the same meta-device check: record it without a process."""
-    row = build_row({"status": "incompatible", "reason": p.estimate.incompatible,
+    row = build_row({"status": Status.INCOMPATIBLE, "reason": p.estimate.incompatible,
                      "wall_s": 0.0}, prep, p, {}, git, cfg_hash, executor="none")
     if _writes(prep):
         results.write_cell(prep.results_dir, prep.write_suffix, row, [], [])
@@ -520,8 +521,8 @@ def build_row(row: dict[str, Any], prep: Prepared, p: PlannedCell, provenance: d
 
         out["input_shape"] = get_info(cell.dataset, cfg.data_root or None).shape_text
     out.setdefault("reason", "")
-    out["mode"] = out.get("mode") or ("measure-only" if p.mode == "measure-only"
-                                      and not p.estimate.incompatible else "full")
+    out["mode"] = out.get("mode") or (Mode.MEASURE_ONLY if p.mode == Mode.MEASURE_ONLY
+                                      and not p.estimate.incompatible else Mode.FULL)
     out["estimate_s"] = round(p.estimate.seconds, 1)
     out["executor"] = executor
     out["world_size"] = prep.ddp_world

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import REPO_ROOT
+from bench.schema import Status
 
 # torchrun's variables: a cell's process is not a rank (it would try to join the group).
 _RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
@@ -168,12 +169,12 @@ def tail(path: Path, n: int = 20) -> list[str]:
 def failure_row(outcome: ChildOutcome, timeout_s: float) -> dict[str, Any]:
     """Status and reason for a request that left no result."""
     if outcome.reason:
-        return {"status": "error", "reason": outcome.reason}
+        return {"status": Status.ERROR, "reason": outcome.reason}
     lines = tail(outcome.stderr_path)
     last = next((line.strip() for line in reversed(lines) if line.strip()), "")
     oom = any("out of memory" in line.lower() or "OutOfMemoryError" in line for line in lines)
     if outcome.timed_out:
-        return {"status": "timeout",
+        return {"status": Status.TIMEOUT,
                 "reason": f"killed after cell_timeout_s={timeout_s:g} s without finishing"}
     code = outcome.returncode
     if code is not None and code < 0:
@@ -183,13 +184,13 @@ def failure_row(outcome: ChildOutcome, timeout_s: float) -> dict[str, Any]:
             name = f"signal {-code}"
         hint = " (the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" else ""
         if oom:
-            return {"status": "oom", "reason": f"killed by {name}; out of memory: {last[:300]}"}
-        return {"status": "error", "reason": f"killed by {name} (exit {code}){hint}"
+            return {"status": Status.OOM, "reason": f"killed by {name}; out of memory: {last[:300]}"}
+        return {"status": Status.ERROR, "reason": f"killed by {name} (exit {code}){hint}"
                                              + (f"; last log line: {last[:300]}" if last else "")}
     ended = "a worker finished the request" if code is None else f"exit code {code}"
     if oom:
-        return {"status": "oom", "reason": f"{ended}; out of memory: {last[:300]}"}
-    return {"status": "error", "reason": f"{ended} without a result"
+        return {"status": Status.OOM, "reason": f"{ended}; out of memory: {last[:300]}"}
+    return {"status": Status.ERROR, "reason": f"{ended} without a result"
                                          + (f": {last[:400]}" if last else "")}
 
 

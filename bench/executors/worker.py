@@ -206,6 +206,8 @@ def _is_oom(exc: BaseException) -> bool:
 
 def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -> int:
     """Run one cell; ``baseline`` (a warm worker's) first resets the process for it."""
+    from bench.schema import Status
+
     spec, cfg, cell = _load_spec(spec_path)
     run_cell, _ = _load_impl()
     out_dir = Path(spec["out_dir"]) if spec.get("out_dir") else None
@@ -222,7 +224,7 @@ def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -
     except Exception as exc:  # noqa: BLE001 - run_cell should not raise; if it does, record it
         traceback.print_exc()
         first = str(exc).splitlines()[0][:500] if str(exc) else ""
-        payload = {"row": {"status": "oom" if _is_oom(exc) else "error",
+        payload = {"row": {"status": Status.OOM if _is_oom(exc) else Status.ERROR,
                            "reason": f"{type(exc).__name__}: {first}".rstrip(": ")},
                    "history": [], "ops": []}
     finally:

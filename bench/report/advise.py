@@ -48,6 +48,7 @@ from bench.report.fmt import md_escape
 from bench.report.load import TABLE_KEYS, ReportError, current_runs, read_history, read_runs
 from bench.report.markdown import display_path
 from bench.report.stats import Pick, pick_best, ratio_interval
+from bench.schema import Mode, Status
 
 DEFAULT_RESULTS = REPO_ROOT / "results" / "cpu"
 MEMORY_RESOLUTION = 0.01  # fraction: peak memories closer than this are not told apart
@@ -121,9 +122,9 @@ def num_classes(dataset: str, history: pd.DataFrame | None) -> int | None:
 
 
 def _why_not_scored(row: pd.Series) -> str:
-    if row["status"] == "measure-only":
+    if row["status"] == Mode.MEASURE_ONLY:
         return "measure-only: no accuracy"
-    if row["status"] == "ok":
+    if row["status"] == Status.OK:
         return "no accuracy recorded"
     return str(row["status_detail"] if row["status"] == "mixed" else row["status"])
 
@@ -168,10 +169,10 @@ def advise_table(t: pd.DataFrame, runs: pd.DataFrame, classes: int | None) -> tu
     for _, r in t.iterrows():
         s = r["strategy"]
         seeds = runs[runs["strategy"] == s]
-        finished = seeds[(seeds["status"] == "ok") & (seeds["mode"] == "full")]
+        finished = seeds[(seeds["status"] == Status.OK) & (seeds["mode"] == Mode.FULL)]
         m = _memory(seeds)
         if math.isnan(m[0]):
-            no_mem[s] = _why_not_scored(r) if r["status"] != "measure-only" else "no memory"
+            no_mem[s] = _why_not_scored(r) if r["status"] != Mode.MEASURE_ONLY else "no memory"
         else:
             mem[s] = m
         if r["test_acc_n"] == 0 or pd.isna(r["test_acc_mean"]):
