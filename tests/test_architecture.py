@@ -37,6 +37,8 @@ FORBIDDEN = {
 MAX_LINES = 400
 LONG_MODULES = {
     "bench/config.py": "the profile schema: every key's type, range and default in one table",
+    "bench/schema.py": "every results column with its unit and meaning, the status and mode "
+                       "values and the one constructor of a runs row",
     "bench/sweep.py": "the driver loop: preflight, plan, dispatch, resume and exit codes",
     "bench/results.py": "the store: atomic writes, locks and the one reader of a cell's row",
     "bench/engine/train.py": "one cell's phases in order (prepare, build, budget, epochs, "

@@ -39,7 +39,7 @@ from bench.executors import ddp
 from bench.identity import effective
 from bench.plan import fastpath
 from bench.plan.steps import EVAL_BATCH_FACTOR, measure_only_total_steps
-from bench.schema import Mode, Status, recipe_values
+from bench.schema import Mode, Status, outcome, recipe_values
 from strategies._meta import forward_gflops_per_img
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -234,14 +234,12 @@ def _seed_everything(seed: int, deterministic: bool, device: torch.device) -> No
 
 def _base_row(cfg: Config, cell: Cell, device: torch.device, measure_only: bool) -> dict[str, Any]:
     from bench import device as device_mod
-    return {
-        "dataset": cell.dataset, "model": cell.model, "strategy": cell.strategy, "seed": cell.seed,
-        "status": Status.OK, "reason": "",
-        "mode": Mode.MEASURE_ONLY if measure_only else Mode.FULL,
-        **recipe_values(cfg), "device": device.type,
-        "device_name": device_mod.device_name(device),
-        "device_id": device_mod.device_identity(device),
-    }
+
+    return outcome(
+        Status.OK, "", dataset=cell.dataset, model=cell.model, strategy=cell.strategy,
+        seed=cell.seed, mode=Mode.MEASURE_ONLY if measure_only else Mode.FULL,
+        **recipe_values(cfg), device=device.type, device_name=device_mod.device_name(device),
+        device_id=device_mod.device_identity(device))
 
 
 def run_cell(cfg: Config, cell: Cell, *, device: str | torch.device = "auto",
@@ -260,19 +258,19 @@ def run_cell(cfg: Config, cell: Cell, *, device: str | torch.device = "auto",
     try:
         _train(cfg, cell, dev, measure_only, out_dir, result)
     except Incompatible as exc:
-        result.row.update(status=Status.INCOMPATIBLE, reason=str(exc))
+        result.row.update(outcome(Status.INCOMPATIBLE, str(exc)))
     except Diverged as exc:
-        result.row.update(status=Status.DIVERGED, reason=str(exc))
+        result.row.update(outcome(Status.DIVERGED, str(exc)))
     except Exception as exc:  # noqa: BLE001 - every failure must become a row, not a traceback
         first_line = (str(exc).splitlines() or [""])[0]
         if _is_oom(exc):
-            result.row.update(status=Status.OOM,
-                              reason=f"out of memory at batch_size={cfg.batch_size}: "
-                                     f"{type(exc).__name__} {first_line[:300]}".rstrip())
+            result.row.update(outcome(Status.OOM, f"out of memory at batch_size="
+                                      f"{cfg.batch_size}: {type(exc).__name__} "
+                                      f"{first_line[:300]}".rstrip()))
         else:
-            result.row.update(status=Status.ERROR,
-                              reason=f"{type(exc).__name__}: {first_line[:500]}"
-                              if first_line else type(exc).__name__)
+            result.row.update(outcome(Status.ERROR, f"{type(exc).__name__}: "
+                                      f"{first_line[:500]}" if first_line
+                                      else type(exc).__name__))
     finally:
         if dev.type == "cuda":
             torch.cuda.empty_cache()

@@ -52,7 +52,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from bench.schema import Status
+from bench.schema import Status, outcome
 
 # Row columns that are a per-rank peak: the row reports the max over ranks.
 MAX_COLUMNS = ("peak_mem_mib", "peak_reserved_mib", "eval_peak_mem_mib", "peak_rss_mib")
@@ -192,8 +192,8 @@ def merge_statuses(rows: list[dict[str, Any]]) -> dict[str, str]:
 
     rank, row = next(((r, x) for r, x in failed if x.get("status") in _CAUSES),
                      next(((r, x) for r, x in failed if not symptom(x)), failed[0]))
-    return {"status": str(row.get("status")),
-            "reason": f"rank {rank} of {len(rows)}: {row.get('reason') or row.get('status')}"}
+    return outcome(str(row.get("status")),
+                   f"rank {rank} of {len(rows)}: {row.get('reason') or row.get('status')}")
 
 
 _ACTIVE: Context | None = None

@@ -206,7 +206,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -> int:
     """Run one cell; ``baseline`` (a warm worker's) first resets the process for it."""
-    from bench.schema import Status
+    from bench.schema import Status, outcome
 
     spec, cfg, cell = _load_spec(spec_path)
     run_cell, _ = _load_impl()
@@ -224,8 +224,8 @@ def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -
     except Exception as exc:  # noqa: BLE001 - run_cell should not raise; if it does, record it
         traceback.print_exc()
         first = str(exc).splitlines()[0][:500] if str(exc) else ""
-        payload = {"row": {"status": Status.OOM if _is_oom(exc) else Status.ERROR,
-                           "reason": f"{type(exc).__name__}: {first}".rstrip(": ")},
+        payload = {"row": outcome(Status.OOM if _is_oom(exc) else Status.ERROR,
+                                  f"{type(exc).__name__}: {first}".rstrip(": ")),
                    "history": [], "ops": []}
     finally:
         _lift_memory_cap(capped)
