@@ -455,10 +455,12 @@ def device_info(device: str) -> dict[str, str]:
             "device_id": device_mod.device_identity(device)}
 
 
-def environment(device: str, repo_dir: Path | None = None) -> dict[str, str]:
-    """Every provenance field but config_hash and timestamp, for one device."""
-    return {**device_info(device), "host_cpu": host_cpu(), **software_versions(),
-            **git_info(repo_dir)}
+def provenance(device: str) -> dict[str, str]:
+    """Where a cell runs, as this process sees it: the :data:`bench.schema.DEVICE_KEYS` and
+    :data:`bench.schema.HOST_KEYS` of a row (imports torch). Gathered by the process that
+    runs the cell (:mod:`bench.executors.worker`), once per cell; the sweep gathers its own only
+    for env.json and for a cell whose process reported none."""
+    return {**device_info(device), "host_cpu": host_cpu(), **software_versions()}
 
 
 # --- the directory lock ------------------------------------------------------------------

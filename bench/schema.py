@@ -342,7 +342,9 @@ def make_row(measured: Mapping[str, Any], *, fixed: Mapping[str, Any],
     - ``defaults``: fill a column the measurement left absent or empty (the effective recipe,
       the planned mode, the input shape of a cell that never started);
     - ``provenance``: where the cell ran (:data:`DEVICE_KEYS`, :data:`HOST_KEYS`) as the
-      process that ran it saw it; ``fallback``, the sweep process's own, for what it left out;
+      process that ran it saw it, taken whole; only a process that reported none (it died
+      first, or a stand-in that never imported torch) has its row's own values completed
+      from ``fallback``, the sweep process's;
     - ``device_suffix``: appended to ``device_id`` (``| ddp xW``: another experiment).
     """
     out = dict(measured)
@@ -352,11 +354,11 @@ def make_row(measured: Mapping[str, Any], *, fixed: Mapping[str, Any],
             out[key] = value
     out["status"] = Status(out["status"]).value
     out["mode"] = Mode(out["mode"]).value
-    for key in DEVICE_KEYS:
-        out[key] = provenance.get(key) or out.get(key) or fallback[key]
+    keys = (*DEVICE_KEYS, *HOST_KEYS)
+    where = provenance or {key: out.get(key) or fallback.get(key, "") for key in keys}
+    for key in keys:
+        out[key] = where.get(key, "")
     out["device_id"] += device_suffix
-    for key in HOST_KEYS:
-        out[key] = provenance.get(key) or fallback.get(key, "")
     return out
 
 

@@ -75,10 +75,9 @@ from bench.executors.protocol import ChildOutcome, child_env, failure_row
 from bench.executors.ranks import (
     Dist,
     longest_first,
-    parent_env,
     resolve_device,
 )
-from bench.identity import device_key, device_suffix, parent_device
+from bench.identity import device_key, device_suffix, parent_provenance
 from bench.outpath import results_dir_problem
 from bench.plan import fastpath
 from bench.plan.grid import (
@@ -335,8 +334,10 @@ def _run_with(executor: Executor, workdir: Path, prep: Prepared, opts: SweepOpti
     started = results.now_iso()
     lead = dist.rank == 0
     env_name = f"env{prep.suffix}.json"
-    env_info = results.environment(prep.device, REPO_ROOT)
-    git = {"git_sha": env_info["git_sha"], "git_dirty": env_info["git_dirty"]}
+    # The sweep's own environment, for env.json; the rows' provenance is their cells' own.
+    # git is the sweep's: the checkout every cell process imports (PYTHONPATH, child_env).
+    git = results.git_info(REPO_ROOT)
+    env_info = {**parent_provenance(prep.device), **git}
     cfg_hash = identity.config_hash(cfg)
     toml_text = config_mod.to_toml(cfg)
     if lead:
@@ -524,7 +525,9 @@ def build_row(measured: dict[str, Any], prep: Prepared, p: PlannedCell,
         from bench.data import get_info
 
         defaults["input_shape"] = get_info(cell.dataset, cfg.data_root or None).shape_text
-    fallback = {**parent_device(prep.device), **parent_env()}
+    # A cell whose process reported no provenance (it died first; a stand-in without torch)
+    # is the one case for the sweep's own, and only where its row names none either.
+    fallback = {} if provenance else parent_provenance(prep.device)
     return schema.make_row(measured, fixed=fixed, defaults=defaults, provenance=provenance,
                            fallback=fallback, device_suffix=device_suffix(prep.ddp_world))
 

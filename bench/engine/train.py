@@ -232,14 +232,13 @@ def _seed_everything(seed: int, deterministic: bool, device: torch.device) -> No
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _base_row(cfg: Config, cell: Cell, device: torch.device, measure_only: bool) -> dict[str, Any]:
-    from bench import device as device_mod
-
+def _base_row(cfg: Config, cell: Cell, measure_only: bool) -> dict[str, Any]:
+    """The row a cell starts with: ok until a phase says otherwise, its mode and recipe. Where
+    it ran (device, host, versions) is the worker's to say (bench.executors.worker)."""
     return outcome(
         Status.OK, "", dataset=cell.dataset, model=cell.model, strategy=cell.strategy,
         seed=cell.seed, mode=Mode.MEASURE_ONLY if measure_only else Mode.FULL,
-        **recipe_values(cfg), device=device.type, device_name=device_mod.device_name(device),
-        device_id=device_mod.device_identity(device))
+        **recipe_values(cfg))
 
 
 def run_cell(cfg: Config, cell: Cell, *, device: str | torch.device = "auto",
@@ -253,7 +252,7 @@ def run_cell(cfg: Config, cell: Cell, *, device: str | torch.device = "auto",
     dev = resolve_device(device)
     # The row records what "auto" chose, and the subset sizes the cell's dataset really has.
     cfg = effective(cfg, cell, dev)
-    result = CellResult(row=_base_row(cfg, cell, dev, measure_only))
+    result = CellResult(row=_base_row(cfg, cell, measure_only))
     t_start = time.perf_counter()
     try:
         _train(cfg, cell, dev, measure_only, out_dir, result)

@@ -261,17 +261,18 @@ def estimate(spec_path: Path, result_path: Path, baseline: _Baseline | None = No
 
 
 def _provenance(device: str) -> dict[str, str]:
-    """Device, host and library versions as this process saw them.
+    """Device, host and library versions as this process saw them: the row's provenance, gathered
+    here only (the engine's row has none).
 
-    Skipped when the cell never imported torch (a test stand-in): the sweep fills them then.
+    Skipped when the cell never imported torch (a test stand-in): the sweep fills them then,
+    from the row the stand-in returned and its own (:func:`bench.identity.parent_provenance`).
     """
     from bench import results
 
     if "torch" not in sys.modules:
         return {}
     try:
-        return {**results.device_info(device), "host_cpu": results.host_cpu(),
-                **results.software_versions()}
+        return results.provenance(device)
     except Exception as exc:  # noqa: BLE001 - provenance must not lose a finished cell
         print(f"[bench.cell] provenance incomplete: {exc}", file=sys.stderr)
         return {}
