@@ -44,7 +44,6 @@ LONG_MODULES = {
     "bench/engine/train.py": "one cell's phases in order (prepare, build, budget, epochs, "
                              "summarize, profile), read top to bottom",
     "bench/engine/measure.py": "timing windows, memory and the profiler's operator table",
-    "bench/executors/worker.py": "the child's one entry point: requests in, rows out",
     "bench/executors/ray_cluster.py": "Ray actors, their relay of epoch lines and clean-up",
     "bench/report/charts.py": "one function per chart, sharing the axis and style helpers",
     "bench/report/html.py": "the page: its template, table rendering and the sort script",

@@ -20,8 +20,6 @@ the row; the sweep's subprocess boundary catches the rest (kills, timeouts).
 from __future__ import annotations
 
 import math
-import os
-import signal
 import statistics
 import time
 from collections.abc import Callable
@@ -33,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench import faults
 from bench.config import Cell, Config
 from bench.engine import contention, measure
 from bench.engine import step as step_mod
@@ -73,37 +72,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device {device!r}; valid: auto, cpu, cuda, cuda:N")
     return dev
-
-
-# --- fault injection -----------------------------------------------------------------------
-# Test-only: ADAPTBENCH_INJECT_FAULT="kind@step[:arg]" makes step `step` misbehave, so the fault
-# suite can prove that every failure becomes a recorded status. kinds: nan, oom, slow (arg =
-# seconds), kill (SIGKILL to this process), hang (sleeps until the sweep's timeout).
-
-def _parse_fault() -> tuple[str, int, float] | None:
-    text = os.environ.get("ADAPTBENCH_INJECT_FAULT", "").strip()
-    if not text:
-        return None
-    kind, _, rest = text.partition("@")
-    step, _, arg = rest.partition(":")
-    return kind, int(step or 0), float(arg or 0)
-
-
-def _inject(fault: tuple[str, int, float] | None, step: int, loss: torch.Tensor) -> torch.Tensor:
-    if fault is None or fault[1] != step:
-        return loss
-    kind, _, arg = fault
-    if kind == "nan":
-        return loss * float("nan")
-    if kind == "oom":
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by ADAPTBENCH_INJECT_FAULT)")
-    if kind == "slow":
-        time.sleep(arg)
-    elif kind == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    elif kind == "hang":
-        time.sleep(10**6)
-    return loss
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -423,8 +391,7 @@ def _build_steps(run: _Run) -> None:
     cfg, dev, row, model = run.cfg, run.dev, run.row, run.model
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     scaler = torch.amp.GradScaler(dev.type) if cfg.precision == "fp16" else None
-    fault = _parse_fault()
-    hook = None if fault is None else (lambda loss, i: _inject(fault, i, loss))
+    hook = faults.loss_hook()  # test-only (bench/faults.py): None unless a test asks for one
     run.eval_bs = cfg.batch_size * EVAL_BATCH_FACTOR
     # graphs / compile "auto": decided for the cell as planned (all its epochs), so that a
     # measure-only row measures what the full cell trains with (bench.plan.fastpath).
