@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import REPO_ROOT
+from bench import REPO_ROOT, cli_args
 from bench.report.aggregate import comparison_table, images_per_epoch, numeric_column, window_rate
 from bench.report.fmt import md_escape
 from bench.report.load import TABLE_KEYS, ReportError, current_runs, read_history, read_runs
@@ -326,30 +326,29 @@ def main(argv: list[str] | None = None) -> int:
                     "second and least memory — only where an interval separates it.")
     parser.add_argument("--model", required=True, help="e.g. vgg16 (a model in the results)")
     parser.add_argument("--dataset", default=None, help="default: every dataset in the results")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                        help="results directory holding runs.csv (default: the published "
-                             "results/cpu of this checkout)")
+    cli_args.add_results(parser, "results directory holding runs.csv (default: the published "
+                                 "results/cpu of this checkout)", DEFAULT_RESULTS, type=Path)
     args = parser.parse_args(argv)
     try:
-        every = read_runs(args.results)
+        every = read_runs(args.results_dir)
         # A model or dataset that is not in the rows is bad input, superseded rows or not.
-        _choose("model", args.model, list(dict.fromkeys(every["model"])), args.results)
+        _choose("model", args.model, list(dict.fromkeys(every["model"])), args.results_dir)
         of_model = every[every["model"] == args.model]
-        _choose("dataset", args.dataset, list(dict.fromkeys(of_model["dataset"])), args.results)
+        _choose("dataset", args.dataset, list(dict.fromkeys(of_model["dataset"])), args.results_dir)
         runs, current_note = current_runs(every)
         if runs.empty:
-            print(f"{display_path(args.results)}: {current_note}")
+            print(f"{display_path(args.results_dir)}: {current_note}")
             return 0
         runs = runs[runs["model"] == args.model]
         if args.dataset is not None:
             runs = runs[runs["dataset"] == args.dataset]
         runs = runs.reset_index(drop=True)
         table = comparison_table(runs)
-        history = read_history(args.results, runs)
+        history = read_history(args.results_dir, runs)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{display_path(args.results)}:" + (f" {current_note}" if current_note else ""))
+    print(f"{display_path(args.results_dir)}:" + (f" {current_note}" if current_note else ""))
     print(advice_text(advise(runs, table, history)), end="")
     return 0
 
