@@ -9,6 +9,11 @@
     memory + profiler window      -> peak_mem_mib, ops rows (extra steps after the timed ones),
                                      then one evaluation batch -> eval_peak_mem_mib
 
+In the code these are the phases of ``_train``, one function each, in this order:
+``_prepare``, ``_build_model``, ``_budget``, ``_build_steps``, ``_epochs``, ``_summarize``,
+``_remeasure`` (contended windows re-timed) and ``_profile``; a ``_Run`` carries what each
+leaves for the next.
+
 Under ``run --ddp`` the cell is one rank of a group (:mod:`bench.executors.ddp`): the model is wrapped in
 DistributedDataParallel, each rank trains its slice of every global batch, and throughput,
 memory and loss are reduced over the ranks before the row is returned.
