@@ -16,6 +16,9 @@
     python -m bench doctor ... | report DIR ... | data fetch|info ...
     python -m bench advise --model vgg16 [--dataset mnist] [--results results/gpu]
 
+--profile, --set, --device and --results are spelled the same in every subcommand that takes
+them (bench/cli_args.py); --results-dir is the same option as --results.
+
 Exit codes: 0 done (failed cells are results, not errors), 2 bad input (unknown profile, key,
 model, strategy, dataset, unreadable results, busy or unwritable results directory -- nothing
 written), 1 an unexpected failure, 130 interrupted (finished cells are kept; rerun resumes).
@@ -40,20 +43,22 @@ DISPATCH = {
 }
 
 
+def _grid_parent() -> argparse.ArgumentParser:
+    """--profile, --set, --device, --results (bench.cli_args, shared with advise and report)."""
+    from bench import cli_args
+
+    return cli_args.grid_parent("default: runs/<profile> (results/<profile> is the published "
+                                "copy)")
+
+
 def _grid_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", required=True,
-                   help="profile name (see `list`), a path to a .toml file, or 'auto' "
-                        "(gpu when CUDA is available, else cpu)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (repeatable); lists are comma-separated")
+    """The options of run and plan beyond the shared ones (:func:`_grid_parent`)."""
     p.add_argument("--only", action="append", default=[], metavar="K=V[,K=V]",
                    help="narrow the grid, e.g. model=vgg16,strategy=resize224 (keys: dataset, "
                         "model, strategy, seed; a repeated key widens)")
     p.add_argument("--shard", metavar="K/N",
                    help="run shard K of N (1-based; cell i goes to shard i %% N + 1); writes "
                         "runs.shard-K-of-N.csv")
-    p.add_argument("--results-dir", metavar="DIR", help="default: runs/<profile> (results/<profile> is the published copy)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--force", action="store_true",
                    help="rerun cells that already have a final row (replacing it)")
     p.add_argument("--executor", metavar="NAME",
@@ -111,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a profile's grid, each cell outside this process "
                                      "(resumable)",
                          formatter_class=argparse.RawDescriptionHelpFormatter,
-                         epilog=_run_epilog())
+                         epilog=_run_epilog(), parents=[_grid_parent()])
     _grid_args(run)
     run.add_argument("--quiet", action="store_true",
                      help="no progress bar or per-epoch lines: one line per cell (CI)")
@@ -119,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="under torchrun: train every cell with all ranks together "
                           "(DistributedDataParallel; batch_size is the global batch, a multiple "
                           "of the world size); without it the ranks pull cells one by one")
-    plan = sub.add_parser("plan", help="print every cell with its estimated cost and the ETA")
+    plan = sub.add_parser("plan", help="print every cell with its estimated cost and the ETA",
+                          parents=[_grid_parent()])
     _grid_args(plan)
     plan.add_argument("--fast", action="store_true",
                       help="cost model only (FLOPs on the meta device), no timed steps")

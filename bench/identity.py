@@ -93,6 +93,18 @@ def device_key(device: str, ddp_world: int = 1) -> str:
 _DEVICES: dict[str, dict[str, str]] = {}
 
 
+_HOST: dict[str, str] = {}
+
+
+def parent_provenance(device: str) -> dict[str, str]:
+    """Where this (the sweep's) process runs: ``device`` as :func:`parent_device` names it,
+    the host CPU and the library versions; gathered once per process. What env.json records,
+    and the one fallback of a row whose cell process reported no provenance of its own."""
+    if not _HOST:  # the device has its own cache (parent_device), which the hashes share
+        _HOST.update(host_cpu=results.host_cpu(), **results.software_versions())
+    return {**parent_device(device), **_HOST}
+
+
 def parent_device(device: str) -> dict[str, str]:
     """device, device_name and device_id of ``device`` as this (the sweep's) process sees it."""
     if device not in _DEVICES:

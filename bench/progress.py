@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Cell
+from bench.schema import Status
 
 
 def fmt_s(seconds: float) -> str:
@@ -84,7 +85,7 @@ def describe(row: dict[str, Any]) -> str:
     wall = row.get("wall_s")
     if isinstance(wall, (int, float)) and wall == wall:
         bits.append(f"{fmt_s(wall)}")
-    if row.get("status") != "ok" and row.get("reason"):
+    if row.get("status") != Status.OK and row.get("reason"):
         bits.append(f"- {str(row['reason'])[:120]}")
     return " ".join(bits)
 

@@ -36,7 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import REPO_ROOT, schema
-from bench.schema import FINAL_STATUSES, MODES, SCHEMA_VERSION, STATUSES  # noqa: F401 - re-exported
+from bench.schema import (  # noqa: F401 - re-exported
+    FINAL_STATUSES,
+    MODES,
+    SCHEMA_VERSION,
+    STATUSES,
+    Mode,
+    Status,
+)
 
 RUN_COLUMNS: tuple[str, ...] = schema.COLUMNS["runs"]
 HISTORY_COLUMNS: tuple[str, ...] = schema.COLUMNS["history"]
@@ -336,7 +343,7 @@ def rerun_reason(row: dict[str, str], cell: Any = None) -> str:
     write), or a row whose dataset, model, strategy or seed is not the one of the ``cell``
     (a :class:`bench.config.Cell`) its hash names (an edited name).
     """
-    if (row["status"] == "ok" and row["mode"] == "full"
+    if (row["status"] == Status.OK and row["mode"] == Mode.FULL
             and row["test_acc"].strip().lower() in ("", "nan", "none")):
         return "its row says status ok but has no test_acc (an edited or truncated row)"
     if cell is not None:
@@ -460,10 +467,12 @@ def device_info(device: str) -> dict[str, str]:
             "device_id": device_mod.device_identity(device)}
 
 
-def environment(device: str, repo_dir: Path | None = None) -> dict[str, str]:
-    """Every provenance field but config_hash and timestamp, for one device."""
-    return {**device_info(device), "host_cpu": host_cpu(), **software_versions(),
-            **git_info(repo_dir)}
+def provenance(device: str) -> dict[str, str]:
+    """Where a cell runs, as this process sees it: the :data:`bench.schema.DEVICE_KEYS` and
+    :data:`bench.schema.HOST_KEYS` of a row (imports torch). Gathered by the process that
+    runs the cell (:mod:`bench.executors.worker`), once per cell; the sweep gathers its own only
+    for env.json and for a cell whose process reported none."""
+    return {**device_info(device), "host_cpu": host_cpu(), **software_versions()}
 
 
 # --- the directory lock ------------------------------------------------------------------

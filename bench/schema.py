@@ -3,7 +3,8 @@
 Each :class:`Column` has a dtype, a unit and a one-line meaning; the CSV headers, the column
 glossary of docs/methodology.md (``python -m bench.schema [--write docs/methodology.md]``) and
 the row checks all come from here.
-:class:`Status` and :class:`Mode` are the only status and mode values there are.
+:class:`Status` and :class:`Mode` are the only status and mode values there are, and
+:func:`make_row` is the one constructor of a runs row (every row starts as an :func:`outcome`).
 
 Version history (``schema_version`` column of runs.csv):
 
@@ -287,6 +288,9 @@ LEGACY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
 PROVENANCE = ("device", "device_name", "device_id", "host_cpu", "torch_version",
               "torchvision_version", "cuda_version", "cudnn_version", "git_sha", "git_dirty",
               "config_hash", "timestamp")
+# Where a cell ran, as a process sees it: the device, then the host and its libraries.
+DEVICE_KEYS = ("device", "device_name", "device_id")
+HOST_KEYS = ("host_cpu", "torch_version", "torchvision_version", "cuda_version", "cudnn_version")
 
 # The key of "the same cell": one current row per key (see bench.results.current_rows).
 CELL_KEY = ("dataset", "model", "strategy", "seed", "device_id")
@@ -302,6 +306,60 @@ STRICT_ENV = "ADAPTBENCH_STRICT_SCHEMA"
 def recipe_values(cfg: Any) -> dict[str, Any]:
     """The :data:`RECIPE` columns of a row, read off a (per-model resolved) Config."""
     return {key: getattr(cfg, key) for key in RECIPE}
+
+
+# --- building a row: one constructor for every place that writes one --------------------------
+
+def outcome(status: Status | str, reason: str = "", **columns: Any) -> dict[str, Any]:
+    """How a cell ended, as one process knows it: the start of every runs row.
+
+    ``status`` must be a :class:`Status` (an unknown one raises ``ValueError``), ``mode``, when
+    given among ``columns``, a :class:`Mode`; both are stored as their plain text, the CSV's.
+    ``reason`` says why the status is not ok or why a measurement is missing ("" for nothing).
+    Used by the engine (a finished or failed cell), the worker (an exception the engine did
+    not catch), the executors' protocol (a process that left no result: killed, timed out),
+    the sweep (an incompatible cell it records without running) and ``--ddp`` (the status of
+    all ranks together).
+    """
+    out = {**columns, "status": Status(status).value, "reason": reason}
+    if "mode" in columns:
+        out["mode"] = Mode(columns["mode"]).value
+    return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def make_row(measured: Mapping[str, Any], *, fixed: Mapping[str, Any],
+             defaults: Mapping[str, Any], provenance: Mapping[str, Any],
+             fallback: Mapping[str, Any], device_suffix: str = "") -> dict[str, Any]:
+    """THE runs row of a cell, from its sources, each with one rule:
+
+    - ``measured``: what the cell recorded (an :func:`outcome` with its measurements);
+    - ``fixed``: what the sweep decided, always written (identity, the plan's estimate, the
+      executor, world size, git, config hash, timestamp);
+    - ``defaults``: fill a column the measurement left absent or empty (the effective recipe,
+      the planned mode, the input shape of a cell that never started);
+    - ``provenance``: where the cell ran (:data:`DEVICE_KEYS`, :data:`HOST_KEYS`) as the
+      process that ran it saw it, taken whole; only a process that reported none (it died
+      first, or a stand-in that never imported torch) has its row's own values completed
+      from ``fallback``, the sweep process's;
+    - ``device_suffix``: appended to ``device_id`` (``| ddp xW``: another experiment).
+    """
+    out = dict(measured)
+    out.update(fixed)
+    for key, value in defaults.items():
+        if _missing(out.get(key)):
+            out[key] = value
+    out["status"] = Status(out["status"]).value
+    out["mode"] = Mode(out["mode"]).value
+    keys = (*DEVICE_KEYS, *HOST_KEYS)
+    where = provenance or {key: out.get(key) or fallback.get(key, "") for key in keys}
+    for key in keys:
+        out[key] = where.get(key, "")
+    out["device_id"] += device_suffix
+    return out
 
 
 # The valid values of the numeric columns, checked by every reader (bench.results.read_csv,

@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import REPO_ROOT, executors, identity, progress, results
+from bench import REPO_ROOT, executors, identity, progress, results, schema
 from bench import config as config_mod
 from bench.config import Cell, Config, ConfigError
 from bench.executors import Executor, Job, make_executor
@@ -75,10 +75,9 @@ from bench.executors.protocol import ChildOutcome, child_env, failure_row
 from bench.executors.ranks import (
     Dist,
     longest_first,
-    parent_env,
     resolve_device,
 )
-from bench.identity import device_key, parent_device
+from bench.identity import device_key, device_suffix, parent_device, parent_provenance
 from bench.outpath import results_dir_problem
 from bench.plan import fastpath
 from bench.plan.grid import (
@@ -99,6 +98,7 @@ from bench.plan.planner import (
     print_plan,
 )
 from bench.progress import Reporter, fmt_s
+from bench.schema import Mode, Status
 
 DEFAULT_RUNS_ROOT = Path("runs")
 
@@ -362,8 +362,10 @@ def _run_with(executor: Executor, workdir: Path, prep: Prepared, opts: SweepOpti
     started = results.now_iso()
     lead = dist.rank == 0
     env_name = f"env{prep.suffix}.json"
-    env_info = results.environment(prep.device, REPO_ROOT)
-    git = {"git_sha": env_info["git_sha"], "git_dirty": env_info["git_dirty"]}
+    # The sweep's own environment, for env.json; the rows' provenance is their cells' own.
+    # git is the sweep's: the checkout every cell process imports (PYTHONPATH, child_env).
+    git = results.git_info(REPO_ROOT)
+    env_info = {**parent_provenance(prep.device), **git}
     cfg_hash = identity.config_hash(cfg)
     toml_text = config_mod.to_toml(cfg)
     if lead:
@@ -446,7 +448,7 @@ def _run_cells(todo: Iterable[PlannedCell], prep: Prepared, cfg_path: Path, exec
             if p.estimate.incompatible:
                 rows.append(_record_incompatible(p, prep, reporter, git, cfg_hash))
                 continue
-            measure_only = p.mode == "measure-only"
+            measure_only = p.mode == Mode.MEASURE_ONLY
             spec = _spec(prep, cfg_path, p.cell, measure_only)
             if prep.ddp_world > 1:  # the cell's own group, met through the sweep's store
                 from bench.executors import ddp
@@ -458,7 +460,7 @@ def _run_cells(todo: Iterable[PlannedCell], prep: Prepared, cfg_path: Path, exec
     def on_start(job: Job) -> None:
         p = job.key
         reporter.start(p.index, p.cell,
-                       " (measure-only: over budget)" if p.mode == "measure-only" else "")
+                       " (measure-only: over budget)" if p.mode == Mode.MEASURE_ONLY else "")
 
     def on_done(job: Job, outcome: ChildOutcome) -> None:
         rows.append(_run_one(job.key, prep, outcome, executor, reporter, git, cfg_hash))
@@ -469,8 +471,8 @@ def _run_cells(todo: Iterable[PlannedCell], prep: Prepared, cfg_path: Path, exec
 def _record_incompatible(p: PlannedCell, prep: Prepared, reporter: Reporter,
                          git: dict[str, str], cfg_hash: str) -> dict[str, Any]:
     """The engine would stop at the same meta-device check: record it without a process."""
-    row = build_row({"status": "incompatible", "reason": p.estimate.incompatible,
-                     "wall_s": 0.0}, prep, p, {}, git, cfg_hash, executor="none")
+    row = build_row(schema.outcome(Status.INCOMPATIBLE, p.estimate.incompatible, wall_s=0.0),
+                    prep, p, {}, git, cfg_hash, executor="none")
     if _writes(prep):
         results.write_cell(prep.results_dir, prep.write_suffix, row, [], [])
     reporter.finish(p.expected_s, f"[{p.index}/{len(prep.cells)}] {p.cell.label()}: "
@@ -492,20 +494,19 @@ def _run_one(p: PlannedCell, prep: Prepared, outcome: ChildOutcome, executor: Ex
         ops = list(outcome.payload.get("ops") or [])
         provenance = dict(outcome.payload.get("provenance") or {})
     else:
-        row = failure_row(outcome, cfg.cell_timeout_s)
-        row["wall_s"] = outcome.wall_s
+        row = {**failure_row(outcome, cfg.cell_timeout_s), "wall_s": outcome.wall_s}
         _keep_log(outcome, prep.results_dir, p)
-    row = build_row(row, prep, p, provenance, git, cfg_hash, executor=executor.name)
-    row["concurrency"] = outcome.concurrency
-    extra = {"cell_hash": p.cell_hash, "dataset": cell.dataset, "model": cell.model,
-             "strategy": cell.strategy, "seed": cell.seed, "device_name": row["device_name"]}
-    history = [{**h, **extra} for h in history]
-    ops = [{**o, **extra} for o in ops]
     if prep.ddp_world > 1:  # one row for all ranks: a rank that failed fails the cell
         from bench.executors import ddp
 
         row.update(ddp.merge_statuses(prep.dist.gather(
-            {"status": row.get("status"), "reason": row.get("reason")})))
+            {"status": row.get("status"), "reason": row.get("reason") or ""})))
+    row = build_row(row, prep, p, provenance, git, cfg_hash, executor=executor.name,
+                    concurrency=outcome.concurrency)
+    extra = {"cell_hash": p.cell_hash, "dataset": cell.dataset, "model": cell.model,
+             "strategy": cell.strategy, "seed": cell.seed, "device_name": row["device_name"]}
+    history = [{**h, **extra} for h in history]
+    ops = [{**o, **extra} for o in ops]
     if _writes(prep):
         results.write_cell(prep.results_dir, prep.write_suffix, row, history, ops)
     reporter.finish(p.expected_s, f"{label}: {progress.describe(row)}")
@@ -528,45 +529,35 @@ def _keep_log(outcome: ChildOutcome, results_dir: Path, p: PlannedCell) -> None:
         pass
 
 
-def build_row(row: dict[str, Any], prep: Prepared, p: PlannedCell, provenance: dict[str, Any],
-              git: dict[str, str], cfg_hash: str, *, executor: str) -> dict[str, Any]:
-    """The one place a runs row is completed: the child's measurements plus identity, the
-    effective recipe, the plan's estimate, the executor and provenance (every column is
-    defined in bench.schema)."""
-    from bench import schema
-
+def build_row(measured: dict[str, Any], prep: Prepared, p: PlannedCell,
+              provenance: dict[str, Any], git: dict[str, str], cfg_hash: str, *,
+              executor: str, concurrency: int | None = None) -> dict[str, Any]:
+    """A planned cell's runs row: what this sweep knows of the cell, handed with the child's
+    ``measured`` row and ``provenance`` to :func:`bench.schema.make_row`, the one constructor
+    (every column is defined in bench.schema). ``concurrency``: None for a cell that ran
+    nothing (its column stays empty)."""
     cfg, cell = prep.cfg, p.cell
-    out = dict(row)
-    out.update(schema_version=results.SCHEMA_VERSION, cell_hash=p.cell_hash,
-               profile=config_mod.profile_name(prep.profile), dataset=cell.dataset,
-               model=cell.model, strategy=cell.strategy, seed=cell.seed)
-    effective = identity.effective(cfg, cell, prep.device)
-    for key, value in schema.recipe_values(effective).items():
-        out.setdefault(key, value)
-    if not out.get("input_shape"):  # a cell that never started (incompatible, crashed)
+    fixed = {"schema_version": results.SCHEMA_VERSION, "cell_hash": p.cell_hash,
+             "profile": config_mod.profile_name(prep.profile), "dataset": cell.dataset,
+             "model": cell.model, "strategy": cell.strategy, "seed": cell.seed,
+             "estimate_s": round(p.estimate.seconds, 1), "executor": executor,
+             "world_size": prep.ddp_world, **git, "config_hash": cfg_hash,
+             "timestamp": results.now_iso()}
+    if concurrency is not None:
+        fixed["concurrency"] = concurrency
+    defaults = schema.recipe_values(identity.effective(cfg, cell, prep.device))
+    defaults["reason"] = ""
+    defaults["mode"] = (Mode.MEASURE_ONLY if p.mode == Mode.MEASURE_ONLY
+                        and not p.estimate.incompatible else Mode.FULL)
+    if not measured.get("input_shape"):  # a cell that never started (incompatible, crashed)
         from bench.data import get_info
 
-        out["input_shape"] = get_info(cell.dataset, cfg.data_root or None).shape_text
-    out.setdefault("reason", "")
-    out["mode"] = out.get("mode") or ("measure-only" if p.mode == "measure-only"
-                                      and not p.estimate.incompatible else "full")
-    out["estimate_s"] = round(p.estimate.seconds, 1)
-    out["executor"] = executor
-    out["world_size"] = prep.ddp_world
-    here = parent_device(prep.device)
-    for key in ("device", "device_name", "device_id"):
-        out[key] = provenance.get(key) or out.get(key) or here[key]
-    if prep.ddp_world > 1:  # W devices trained it: not the same experiment as on one
-        from bench.identity import device_suffix
-
-        out["device_id"] += device_suffix(prep.ddp_world)
-    for key in ("host_cpu", "torch_version", "torchvision_version", "cuda_version",
-                "cudnn_version"):
-        out[key] = provenance.get(key) or parent_env().get(key, "")
-    out.update(git)
-    out["config_hash"] = cfg_hash
-    out["timestamp"] = results.now_iso()
-    return out
+        defaults["input_shape"] = get_info(cell.dataset, cfg.data_root or None).shape_text
+    # A cell whose process reported no provenance (it died first; a stand-in without torch)
+    # is the one case for the sweep's own, and only where its row names none either.
+    fallback = {} if provenance else parent_provenance(prep.device)
+    return schema.make_row(measured, fixed=fixed, defaults=defaults, provenance=provenance,
+                           fallback=fallback, device_suffix=device_suffix(prep.ddp_world))
 
 
 def _summary(prep: Prepared, rdir: Path) -> None:

@@ -37,12 +37,13 @@ FORBIDDEN = {
 MAX_LINES = 400
 LONG_MODULES = {
     "bench/config.py": "the profile schema: every key's type, range and default in one table",
+    "bench/schema.py": "every results column with its unit and meaning, the status and mode "
+                       "values and the one constructor of a runs row",
     "bench/sweep.py": "the driver loop: preflight, plan, dispatch, resume and exit codes",
     "bench/results.py": "the store: atomic writes, locks and the one reader of a cell's row",
     "bench/engine/train.py": "one cell's phases in order (prepare, build, budget, epochs, "
                              "summarize, profile), read top to bottom",
     "bench/engine/measure.py": "timing windows, memory and the profiler's operator table",
-    "bench/executors/worker.py": "the child's one entry point: requests in, rows out",
     "bench/executors/ray_cluster.py": "Ray actors, their relay of epoch lines and clean-up",
     "bench/report/charts.py": "one function per chart, sharing the axis and style helpers",
     "bench/report/html.py": "the page: its template, table rendering and the sort script",

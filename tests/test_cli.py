@@ -214,3 +214,36 @@ def test_the_module_runs_as_a_program() -> None:
 def test_report_is_dispatched_to_its_owner(tmp_path) -> None:
     proc = cli("report", str(tmp_path / "missing"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "plan", "advise", "report"])
+def test_every_subcommand_spells_the_results_directory_the_same(command, capsys) -> None:
+    """--results DIR everywhere (bench/cli_args.py), --results-dir its alias; --help lists both."""
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    assert "--results DIR, --results-dir DIR" in capsys.readouterr().out
+
+
+def test_run_and_plan_take_results_as_results_dir() -> None:
+    from bench.__main__ import build_parser
+
+    for flag in ("--results", "--results-dir"):
+        for command in ("run", "plan"):
+            args = build_parser().parse_args([command, "--profile", "smoke", flag, "out/x",
+                                              "--set", "epochs=1", "--device", "cpu"])
+            assert (args.results_dir, args.overrides, args.device) == ("out/x", ["epochs=1"],
+                                                                       "cpu")
+
+
+def test_report_takes_the_directory_either_way(tmp_path, capsys) -> None:
+    from bench.report import cli as report_cli
+
+    missing = str(tmp_path / "missing")
+    for argv in ([missing], ["--results", missing], ["--results-dir", missing]):
+        assert report_cli.main(argv) == 2
+        assert "does not exist" in capsys.readouterr().err
+    for argv in ([], [missing, "--results", str(tmp_path)]):
+        with pytest.raises(SystemExit) as done:
+            report_cli.main(argv)
+        assert done.value.code == 2

@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+import standins
 
 from bench import config, results
 from bench.config import Cell, Config, ConfigError
 from bench.executors import pack
-
-import standins
 
 CELL_IMPL = standins.IMPL
 GRID = ["datasets=mnist", "models=resnet18", "seeds=0", "train_size=64", "test_size=32",

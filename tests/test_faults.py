@@ -4,7 +4,7 @@ Each test injects one fault and checks what is left on disk: every finished cell
 byte for byte; no row appears twice or half-written; a failed cell is a row whose status and
 reason say what happened; a rerun redoes exactly the cells that have no final row.
 
-How the faults are made (test hooks, documented in :mod:`bench.executors.worker` and :mod:`bench.engine.train`):
+How the faults are made (test hooks, all in :mod:`bench.faults`):
 
 - ``ADAPTBENCH_INJECT_FAULT="model/strategy=kind@step;..."`` -- the real engine misbehaves at a
   training step of the named cells only: ``kill`` (SIGKILL to itself), ``oom`` (a

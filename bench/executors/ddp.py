@@ -52,11 +52,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from bench.schema import Status, outcome
+
 # Row columns that are a per-rank peak: the row reports the max over ranks.
 MAX_COLUMNS = ("peak_mem_mib", "peak_reserved_mib", "eval_peak_mem_mib", "peak_rss_mib")
 # Which rank's failure names the cell's: a cause, not a symptom. A rank whose peer died (killed,
 # out of memory) sees only a broken connection in its collective; the peer's row says why.
-_CAUSES = ("oom", "diverged", "incompatible", "timeout")
+_CAUSES = (Status.OOM, Status.DIVERGED, Status.INCOMPATIBLE, Status.TIMEOUT)
 _SYMPTOMS = ("gloo", "nccl", "connection", "broken pipe", "timed out")
 
 
@@ -181,7 +183,7 @@ def merge_statuses(rows: list[dict[str, Any]]) -> dict[str, str]:
     the first failed rank whose reason is not a broken collective; else the first failed rank.
     The reason says which rank.
     """
-    failed = [(r, row) for r, row in enumerate(rows) if row.get("status") != "ok"]
+    failed = [(r, row) for r, row in enumerate(rows) if row.get("status") != Status.OK]
     if not failed:
         return {}
 
@@ -190,8 +192,8 @@ def merge_statuses(rows: list[dict[str, Any]]) -> dict[str, str]:
 
     rank, row = next(((r, x) for r, x in failed if x.get("status") in _CAUSES),
                      next(((r, x) for r, x in failed if not symptom(x)), failed[0]))
-    return {"status": str(row.get("status")),
-            "reason": f"rank {rank} of {len(rows)}: {row.get('reason') or row.get('status')}"}
+    return outcome(str(row.get("status")),
+                   f"rank {rank} of {len(rows)}: {row.get('reason') or row.get('status')}")
 
 
 _ACTIVE: Context | None = None

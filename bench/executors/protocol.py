@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import REPO_ROOT
+from bench.schema import Status, outcome
 
 # torchrun's variables: a cell's process is not a rank (it would try to join the group).
 _RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
@@ -165,17 +166,17 @@ def tail(path: Path, n: int = 20) -> list[str]:
         return []
 
 
-def failure_row(outcome: ChildOutcome, timeout_s: float) -> dict[str, Any]:
-    """Status and reason for a request that left no result."""
-    if outcome.reason:
-        return {"status": "error", "reason": outcome.reason}
-    lines = tail(outcome.stderr_path)
+def failure_row(result: ChildOutcome, timeout_s: float) -> dict[str, Any]:
+    """Status and reason (:func:`bench.schema.outcome`) for a request that left no result."""
+    if result.reason:
+        return outcome(Status.ERROR, result.reason)
+    lines = tail(result.stderr_path)
     last = next((line.strip() for line in reversed(lines) if line.strip()), "")
     oom = any("out of memory" in line.lower() or "OutOfMemoryError" in line for line in lines)
-    if outcome.timed_out:
-        return {"status": "timeout",
-                "reason": f"killed after cell_timeout_s={timeout_s:g} s without finishing"}
-    code = outcome.returncode
+    if result.timed_out:
+        return outcome(Status.TIMEOUT,
+                       f"killed after cell_timeout_s={timeout_s:g} s without finishing")
+    code = result.returncode
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
@@ -183,14 +184,13 @@ def failure_row(outcome: ChildOutcome, timeout_s: float) -> dict[str, Any]:
             name = f"signal {-code}"
         hint = " (the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" else ""
         if oom:
-            return {"status": "oom", "reason": f"killed by {name}; out of memory: {last[:300]}"}
-        return {"status": "error", "reason": f"killed by {name} (exit {code}){hint}"
-                                             + (f"; last log line: {last[:300]}" if last else "")}
+            return outcome(Status.OOM, f"killed by {name}; out of memory: {last[:300]}")
+        return outcome(Status.ERROR, f"killed by {name} (exit {code}){hint}"
+                       + (f"; last log line: {last[:300]}" if last else ""))
     ended = "a worker finished the request" if code is None else f"exit code {code}"
     if oom:
-        return {"status": "oom", "reason": f"{ended}; out of memory: {last[:300]}"}
-    return {"status": "error", "reason": f"{ended} without a result"
-                                         + (f": {last[:400]}" if last else "")}
+        return outcome(Status.OOM, f"{ended}; out of memory: {last[:300]}")
+    return outcome(Status.ERROR, f"{ended} without a result" + (f": {last[:400]}" if last else ""))
 
 
 def pump_lines(stream: Any, lines: queue.Queue[str | None]) -> threading.Thread:

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from bench import results
 from bench.errors import ConfigError
 
 T = TypeVar("T")
@@ -166,13 +165,3 @@ def resolve_device(device: str, dist: Dist) -> str:
         raise ConfigError(f"LOCAL_RANK={dist.local_rank} but only {count} CUDA device(s); use "
                           f"--nproc_per_node <= {count}")
     return f"cuda:{dist.local_rank}"
-
-
-_PARENT_ENV: dict[str, str] = {}
-
-
-def parent_env() -> dict[str, str]:
-    """Host CPU and library versions of this process (a row's fallback provenance)."""
-    if not _PARENT_ENV:
-        _PARENT_ENV.update(host_cpu=results.host_cpu(), **results.software_versions())
-    return _PARENT_ENV

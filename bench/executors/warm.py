@@ -47,6 +47,7 @@ from bench.executors.protocol import (
     pump_lines,
     read_result,
 )
+from bench.schema import Status
 
 
 class WarmExecutor(Executor):
@@ -175,4 +176,4 @@ def _healthy(command: str, payload: dict[str, Any] | None) -> bool:
         return False
     if command == "estimate":
         return "estimate_s" in payload
-    return (payload.get("row") or {}).get("status") == "ok"
+    return (payload.get("row") or {}).get("status") == Status.OK

@@ -26,27 +26,12 @@ The cell dies with the sweep: on Linux it asks the kernel for SIGKILL when its p
 (``PR_SET_PDEATHSIG``), so a sweep killed with ``kill -9`` leaves no orphaned cell holding a
 GPU or the CPU while the rerun measures.
 
-Test hooks (only the tests set them):
-
-- ``ADAPTBENCH_CELL_IMPL="module:function"`` (or ``"/path/file.py:function"``) swaps
-  :func:`bench.engine.train.run_cell` for a stand-in with the same signature; that module's
-  ``estimate_cell_s``, if it has one, replaces :func:`bench.engine.train.estimate_cell_s` too.
-- ``ADAPTBENCH_INJECT_FAULT="kind@step[:arg]"`` is read by :mod:`bench.engine.train` (``nan``, ``oom``,
-  ``slow``, ``kill``, ``hang``). Here it may also name cells:
-  ``"resnet18/repeat3=kill@1;resnet18/conv1=oom@1"`` gives each named ``model/strategy`` its
-  fault and the other cells none (the child narrows it to the plain form before the cell runs).
-- ``ADAPTBENCH_CELL_RLIMIT_AS_MIB="N"`` caps the cell's address space (``setrlimit(RLIMIT_AS)``)
-  at N MiB; ``"+N"`` at N MiB above what the process has mapped once torch and the engine are
-  imported (the CUDA libraries alone map gigabytes, so a relative cap is what a test can use).
-  A soft limit, set just before :func:`~bench.engine.train.run_cell` and lifted after it, so the
-  result is still written; per-cell form as above (``"resnet18/pad32=+64"``). A CPU tool:
-  CUDA needs far more address space than memory.
+Test hooks (a stand-in engine, injected faults, a memory cap) are :mod:`bench.faults`: inert
+unless the tests set their variables, applied here around each cell.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -56,46 +41,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-IMPL_ENV = "ADAPTBENCH_CELL_IMPL"
-FAULT_ENV = "ADAPTBENCH_INJECT_FAULT"
-RLIMIT_ENV = "ADAPTBENCH_CELL_RLIMIT_AS_MIB"
-
+from bench import faults
 
 _IMPLS: dict[str, tuple[Callable[..., Any], Callable[..., float]]] = {}
 
 
 def _load_impl() -> tuple[Callable[..., Any], Callable[..., float]]:
-    """(run_cell, estimate_cell_s), loaded once per process (a worker reuses them)."""
-    spec = os.environ.get(IMPL_ENV, "").strip()
+    """(run_cell, estimate_cell_s), loaded once per process (a worker reuses them): the
+    engine's, or a test's stand-in (:func:`bench.faults.load_impl`)."""
+    spec = faults.impl_spec()
     if spec not in _IMPLS:
-        _IMPLS[spec] = _import_impl(spec)
+        run, estimate = faults.load_impl(spec) if spec else (None, None)
+        if run is None or estimate is None:
+            from bench.engine import train
+
+            run, estimate = run or train.run_cell, estimate or train.estimate_cell_s
+        _IMPLS[spec] = (run, estimate)
     return _IMPLS[spec]
-
-
-def _import_impl(spec: str) -> tuple[Callable[..., Any], Callable[..., float]]:
-    if not spec:
-        from bench.engine import train
-
-        return train.run_cell, train.estimate_cell_s
-    target, _, func = spec.rpartition(":")
-    if not target or not func:
-        raise ValueError(f"{IMPL_ENV}={spec!r}: expected 'module:function' or 'file.py:function'")
-    if target.endswith(".py"):
-        mod_spec = importlib.util.spec_from_file_location("_adaptbench_cell_impl", target)
-        if mod_spec is None or mod_spec.loader is None:
-            raise ValueError(f"{IMPL_ENV}: cannot load {target}")
-        module = importlib.util.module_from_spec(mod_spec)
-        sys.modules[mod_spec.name] = module  # dataclasses look their module up there
-        mod_spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(target)
-    run = getattr(module, func)
-    estimate = getattr(module, "estimate_cell_s", None)
-    if estimate is None:
-        from bench.engine import train
-
-        estimate = train.estimate_cell_s
-    return run, estimate
 
 
 def _jsonable(value: Any) -> Any:
@@ -114,57 +76,6 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist") and callable(value.tolist):
         return value.tolist()
     return str(value)
-
-
-def _for_cell(value: str, cell: Any) -> str:
-    """A test hook's value for this cell: ``"SPEC"`` (every cell) or ``"m/s=SPEC;m/s=SPEC"``."""
-    if "=" not in value:
-        return value.strip()
-    me = f"{cell.model}/{cell.strategy}"
-    for item in value.split(";"):
-        name, _, spec = item.partition("=")
-        if name.strip() == me:
-            return spec.strip()
-    return ""
-
-
-def _scope_test_hooks(cell: Any) -> None:
-    """Narrow the fault and memory-cap hooks to this cell (see the module docstring)."""
-    for name in (FAULT_ENV, RLIMIT_ENV):
-        value = _for_cell(os.environ.get(name, ""), cell)
-        if value:
-            os.environ[name] = value
-        else:
-            os.environ.pop(name, None)
-
-
-def _apply_memory_cap() -> tuple[int, int] | None:
-    """Lower the soft RLIMIT_AS for the cell; returns the limits to restore afterwards."""
-    text = os.environ.get(RLIMIT_ENV, "")
-    if not text:
-        return None
-    import re
-    import resource
-
-    limit = int(float(text.lstrip("+")) * 2**20)
-    if text.startswith("+"):
-        status = Path("/proc/self/status").read_text()
-        limit += int(re.search(r"VmSize:\s+(\d+) kB", status).group(1)) * 1024
-    old = resource.getrlimit(resource.RLIMIT_AS)
-    if old[1] != resource.RLIM_INFINITY:
-        limit = min(limit, old[1])
-    # Only the soft limit: it is raised again after the cell, so the result can be written.
-    resource.setrlimit(resource.RLIMIT_AS, (limit, old[1]))
-    print(f"[bench.cell] address space capped at {limit / 2**20:.0f} MiB ({RLIMIT_ENV}={text})",
-          file=sys.stderr, flush=True)
-    return old
-
-
-def _lift_memory_cap(old: tuple[int, int] | None) -> None:
-    if old is not None:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, old)
 
 
 def _die_with_parent() -> None:
@@ -206,27 +117,28 @@ def _is_oom(exc: BaseException) -> bool:
 
 def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -> int:
     """Run one cell; ``baseline`` (a warm worker's) first resets the process for it."""
+    from bench.schema import Status, outcome
+
     spec, cfg, cell = _load_spec(spec_path)
     run_cell, _ = _load_impl()
     out_dir = Path(spec["out_dir"]) if spec.get("out_dir") else None
     measure_only = bool(spec.get("measure_only"))
     rss_is_the_cells = baseline.reset(cfg, cell, spec["device"]) if baseline else True
-    _scope_test_hooks(cell)
+    faults.scope_to_cell(cell)
     _engine_imports()
-    capped = _apply_memory_cap()
-    try:
-        with _cell_group(spec):
-            res = run_cell(cfg, cell, device=spec["device"], measure_only=measure_only,
-                           out_dir=out_dir)
-        payload = {"row": dict(res.row), "history": list(res.history), "ops": list(res.ops)}
-    except Exception as exc:  # noqa: BLE001 - run_cell should not raise; if it does, record it
-        traceback.print_exc()
-        first = str(exc).splitlines()[0][:500] if str(exc) else ""
-        payload = {"row": {"status": "oom" if _is_oom(exc) else "error",
-                           "reason": f"{type(exc).__name__}: {first}".rstrip(": ")},
-                   "history": [], "ops": []}
-    finally:
-        _lift_memory_cap(capped)
+    with faults.memory_cap():  # the except below still runs under it, as the cell did
+        try:
+            with _cell_group(spec):
+                res = run_cell(cfg, cell, device=spec["device"], measure_only=measure_only,
+                               out_dir=out_dir)
+            payload = {"row": dict(res.row), "history": list(res.history),
+                       "ops": list(res.ops)}
+        except Exception as exc:  # noqa: BLE001 - run_cell should not raise; if it does, record it
+            traceback.print_exc()
+            first = str(exc).splitlines()[0][:500] if str(exc) else ""
+            payload = {"row": outcome(Status.OOM if _is_oom(exc) else Status.ERROR,
+                                      f"{type(exc).__name__}: {first}".rstrip(": ")),
+                       "history": [], "ops": []}
     if not rss_is_the_cells and "peak_rss_mib" in payload["row"]:
         # The worker's lifetime peak is not this cell's: an empty value, not a wrong one.
         payload["row"]["peak_rss_mib"] = None
@@ -259,17 +171,18 @@ def estimate(spec_path: Path, result_path: Path, baseline: _Baseline | None = No
 
 
 def _provenance(device: str) -> dict[str, str]:
-    """Device, host and library versions as this process saw them.
+    """Device, host and library versions as this process saw them: the row's provenance, gathered
+    here only (the engine's row has none).
 
-    Skipped when the cell never imported torch (a test stand-in): the sweep fills them then.
+    Skipped when the cell never imported torch (a test stand-in): the sweep fills them then,
+    from the row the stand-in returned and its own (:func:`bench.identity.parent_provenance`).
     """
     from bench import results
 
     if "torch" not in sys.modules:
         return {}
     try:
-        return {**results.device_info(device), "host_cpu": results.host_cpu(),
-                **results.software_versions()}
+        return results.provenance(device)
     except Exception as exc:  # noqa: BLE001 - provenance must not lose a finished cell
         print(f"[bench.cell] provenance incomplete: {exc}", file=sys.stderr)
         return {}
@@ -367,7 +280,7 @@ def _engine_imports() -> None:
     machinery (a ``SystemError`` rather than a ``MemoryError``), which made the capped cell's
     reason depend on timing.
     """
-    if os.environ.get(IMPL_ENV, "").strip():
+    if faults.impl_spec():
         return  # a test stand-in: nothing heavy to import
     import strategies  # noqa: F401 - torchvision, the registries
     from bench import data  # noqa: F401

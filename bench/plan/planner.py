@@ -44,6 +44,7 @@ from bench.identity import device_key
 from bench.plan.costmodel import SPEEDS, SURE_FACTOR, CostModel, Estimate
 from bench.plan.speeds import FITTED_MODEL, RATIO_SPREAD
 from bench.progress import fmt_s
+from bench.schema import Mode
 
 # A timer times a cell for a few steps: (seconds of the cell's work, "") or (None, why not).
 # "timed out" as the why means it took longer than the budget: the cell is over budget.
@@ -57,7 +58,7 @@ class PlannedCell:
     cell: Cell
     cell_hash: str
     estimate: Estimate
-    mode: str  # "full" | "measure-only"
+    mode: Mode
     done: bool = False  # a final row exists: a run skips it
     mode_basis: str = ""  # what decided the mode: the dataset x model's costliest strategy
     rerun_why: str = ""  # a final row exists but is not trusted (results.rerun_reason)
@@ -67,7 +68,7 @@ class PlannedCell:
         """What running it will cost in the mode it will run in, seconds."""
         if self.estimate.incompatible:
             return self.estimate.seconds
-        return self.estimate.seconds if self.mode == "full" else self.estimate.measure_only_s
+        return self.estimate.seconds if self.mode == Mode.FULL else self.estimate.measure_only_s
 
     def as_json(self) -> dict[str, Any]:
         c = self.cell
@@ -79,11 +80,11 @@ class PlannedCell:
                 "mode_basis": self.mode_basis, "rerun_why": self.rerun_why}
 
 
-def budget_mode(cfg: Config, estimate_s: float) -> str:
+def budget_mode(cfg: Config, estimate_s: float) -> Mode:
     """``measure-only`` for a cell estimated above ``cell_budget_s`` (seconds), else ``full``."""
     if cfg.cell_budget_s and estimate_s > cfg.cell_budget_s:
-        return "measure-only"
-    return "full"
+        return Mode.MEASURE_ONLY
+    return Mode.FULL
 
 
 def group_modes(cfg: Config, estimates: Sequence[tuple[Cell, Estimate]]
@@ -105,7 +106,7 @@ def group_modes(cfg: Config, estimates: Sequence[tuple[Cell, Estimate]]
     out = {}
     for key, (seconds, strategy) in costliest.items():
         mode = budget_mode(cfg, seconds)
-        budget = (f" {'>' if mode == 'measure-only' else '<='} cell_budget_s "
+        budget = (f" {'>' if mode == Mode.MEASURE_ONLY else '<='} cell_budget_s "
                   f"{fmt_s(cfg.cell_budget_s)}" if cfg.cell_budget_s else " (no budget)")
         out[key] = (mode, f"costliest strategy {strategy}: cost model {fmt_s(seconds)}{budget}")
     return out
@@ -158,10 +159,10 @@ def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
                 timings[key] = timer(cell)
             est = _timed(identity.effective(cfg, cell, kind), kind, est, *timings[key])
         # The dataset x model's mode from the cost model; an incompatible cell runs nothing.
-        mode, basis = modes.get((cell.dataset, cell.model), ("full", ""))
+        mode, basis = modes.get((cell.dataset, cell.model), (Mode.FULL, ""))
         if est.incompatible:
-            mode, basis = "full", ""
-        is_done = not force and in_done and (h not in mo_rows or mode == "measure-only")
+            mode, basis = Mode.FULL, ""
+        is_done = not force and in_done and (h not in mo_rows or mode == Mode.MEASURE_ONLY)
         p = PlannedCell(index, cell, h, est, mode, is_done, basis, why)
         planned.append(p)
         if on_cell is not None:
@@ -182,7 +183,7 @@ def _timed(cfg: Config, kind: str, est: Estimate, seconds: float | None, why: st
 
 def measure_only_hashes(results_dir: Path) -> set[str]:
     return {r["cell_hash"] for r in results.read_dir(results_dir, "runs")
-            if r["mode"] == "measure-only"}
+            if r["mode"] == Mode.MEASURE_ONLY}
 
 
 def eta_range(kind: str, eta_s: float) -> tuple[float, float, float] | None:
@@ -199,7 +200,7 @@ def print_plan(cfg: Config, profile: str, device: str, planned: list[PlannedCell
     out = out or sys.stdout
     todo = [p for p in planned if not p.done]
     eta = sum(p.expected_s for p in todo)
-    mo = sum(p.mode == "measure-only" and not p.estimate.incompatible for p in todo)
+    mo = sum(p.mode == Mode.MEASURE_ONLY and not p.estimate.incompatible for p in todo)
     inc = sum(bool(p.estimate.incompatible) for p in todo)
     budget = f", cell_budget_s={cfg.cell_budget_s:g}" if cfg.cell_budget_s else ""
     print(f"TOTAL ETA {fmt_s(eta)} for {len(todo)} cells ({len(todo) - mo - inc} full, "
@@ -221,7 +222,7 @@ def plan_line(p: PlannedCell) -> str:
     note = ""
     if p.estimate.incompatible:
         note = f"incompatible: {p.estimate.incompatible[:70]}"
-    elif p.mode == "measure-only":
+    elif p.mode == Mode.MEASURE_ONLY:
         note = f"over budget: measure-only ({fmt_s(p.estimate.measure_only_s)}; {p.mode_basis})"
     if p.done:
         note = "done (skipped by run)" + (f"; {note}" if note else "")

@@ -42,12 +42,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import REPO_ROOT
+from bench import REPO_ROOT, cli_args
 from bench.report.aggregate import comparison_table, images_per_epoch, numeric_column, window_rate
 from bench.report.fmt import md_escape
 from bench.report.load import TABLE_KEYS, ReportError, current_runs, read_history, read_runs
 from bench.report.markdown import display_path
 from bench.report.stats import Pick, pick_best, ratio_interval
+from bench.schema import Mode, Status
 
 DEFAULT_RESULTS = REPO_ROOT / "results" / "cpu"
 MEMORY_RESOLUTION = 0.01  # fraction: peak memories closer than this are not told apart
@@ -121,9 +122,9 @@ def num_classes(dataset: str, history: pd.DataFrame | None) -> int | None:
 
 
 def _why_not_scored(row: pd.Series) -> str:
-    if row["status"] == "measure-only":
+    if row["status"] == Mode.MEASURE_ONLY:
         return "measure-only: no accuracy"
-    if row["status"] == "ok":
+    if row["status"] == Status.OK:
         return "no accuracy recorded"
     return str(row["status_detail"] if row["status"] == "mixed" else row["status"])
 
@@ -168,10 +169,10 @@ def advise_table(t: pd.DataFrame, runs: pd.DataFrame, classes: int | None) -> tu
     for _, r in t.iterrows():
         s = r["strategy"]
         seeds = runs[runs["strategy"] == s]
-        finished = seeds[(seeds["status"] == "ok") & (seeds["mode"] == "full")]
+        finished = seeds[(seeds["status"] == Status.OK) & (seeds["mode"] == Mode.FULL)]
         m = _memory(seeds)
         if math.isnan(m[0]):
-            no_mem[s] = _why_not_scored(r) if r["status"] != "measure-only" else "no memory"
+            no_mem[s] = _why_not_scored(r) if r["status"] != Mode.MEASURE_ONLY else "no memory"
         else:
             mem[s] = m
         if r["test_acc_n"] == 0 or pd.isna(r["test_acc_mean"]):
@@ -325,30 +326,29 @@ def main(argv: list[str] | None = None) -> int:
                     "second and least memory — only where an interval separates it.")
     parser.add_argument("--model", required=True, help="e.g. vgg16 (a model in the results)")
     parser.add_argument("--dataset", default=None, help="default: every dataset in the results")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                        help="results directory holding runs.csv (default: the published "
-                             "results/cpu of this checkout)")
+    cli_args.add_results(parser, "results directory holding runs.csv (default: the published "
+                                 "results/cpu of this checkout)", DEFAULT_RESULTS, type=Path)
     args = parser.parse_args(argv)
     try:
-        every = read_runs(args.results)
+        every = read_runs(args.results_dir)
         # A model or dataset that is not in the rows is bad input, superseded rows or not.
-        _choose("model", args.model, list(dict.fromkeys(every["model"])), args.results)
+        _choose("model", args.model, list(dict.fromkeys(every["model"])), args.results_dir)
         of_model = every[every["model"] == args.model]
-        _choose("dataset", args.dataset, list(dict.fromkeys(of_model["dataset"])), args.results)
+        _choose("dataset", args.dataset, list(dict.fromkeys(of_model["dataset"])), args.results_dir)
         runs, current_note = current_runs(every)
         if runs.empty:
-            print(f"{display_path(args.results)}: {current_note}")
+            print(f"{display_path(args.results_dir)}: {current_note}")
             return 0
         runs = runs[runs["model"] == args.model]
         if args.dataset is not None:
             runs = runs[runs["dataset"] == args.dataset]
         runs = runs.reset_index(drop=True)
         table = comparison_table(runs)
-        history = read_history(args.results, runs)
+        history = read_history(args.results_dir, runs)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{display_path(args.results)}:" + (f" {current_note}" if current_note else ""))
+    print(f"{display_path(args.results_dir)}:" + (f" {current_note}" if current_note else ""))
     print(advice_text(advise(runs, table, history)), end="")
     return 0
 

@@ -12,7 +12,7 @@ import pandas as pd
 from bench.report.fmt import fmt_pct
 from bench.report.load import GROUP_KEYS, TABLE_KEYS
 from bench.report.stats import accuracy_ci, accuracy_diff_ci, separated
-from bench.schema import MIN_TIMED_WINDOWS, STATUSES
+from bench.schema import MIN_TIMED_WINDOWS, STATUSES, Mode, Status
 
 
 def _median(values: pd.Series) -> float:
@@ -27,10 +27,10 @@ def _first(values: pd.Series) -> float:
 
 def _status_summary(rows: pd.DataFrame) -> tuple[str, str]:
     """(status, detail): 'ok' | 'measure-only' | a failure status | 'mixed', and counts."""
-    labels = [("measure-only" if (s == "ok" and m == "measure-only") else s)
+    labels = [(Mode.MEASURE_ONLY if (s == Status.OK and m == Mode.MEASURE_ONLY) else s)
               for s, m in zip(rows["status"], rows["mode"], strict=True)]
     counts = pd.Series(labels).value_counts()
-    ordered = [lab for lab in ("ok", "measure-only", *STATUSES[1:]) if lab in counts]
+    ordered = [lab for lab in (Status.OK, Mode.MEASURE_ONLY, *STATUSES[1:]) if lab in counts]
     n = len(labels)
     status = ordered[0] if len(ordered) == 1 else "mixed"
     detail = ", ".join(f"{lab} {counts[lab]}/{n}" for lab in ordered)
@@ -190,12 +190,12 @@ def _speed_rows(g: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 def _group_row(key: tuple, g: pd.DataFrame, confidence: float) -> dict:
     """One row of :func:`comparison_table` from the runs of one cell (all its seeds)."""
-    finished = g[(g["status"] == "ok") & (g["mode"] == "full")]
+    finished = g[(g["status"] == Status.OK) & (g["mode"] == Mode.FULL)]
     images = scored_images(finished)
     acc = accuracy_ci(finished["test_acc"].tolist(),
                       float(images.min()) if len(images) else math.nan, confidence)
     status, detail = _status_summary(g)
-    explained = (g["status"] != "ok") | (g["mode"] == "measure-only")
+    explained = (g["status"] != Status.OK) | (g["mode"] == Mode.MEASURE_ONLY)
     reasons = [r for r in dict.fromkeys(g.loc[explained, "reason"]) if r]
     ttt = window_time_to_target(finished).dropna()
     speed, packed = _speed_rows(g)
@@ -211,7 +211,7 @@ def _group_row(key: tuple, g: pd.DataFrame, confidence: float) -> dict:
         "status_detail": detail,
         "reason": " | ".join(reasons),
         "chance_note": chance_note(str(key[0]), finished, acc.mean),
-        "estimate_s": _median(g.loc[g["mode"] == "measure-only", "estimate_s"]),
+        "estimate_s": _median(g.loc[g["mode"] == Mode.MEASURE_ONLY, "estimate_s"]),
         "test_acc_mean": acc.mean,
         "test_acc_std": acc.std,
         "test_acc_n": acc.n,

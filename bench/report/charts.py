@@ -33,10 +33,11 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from bench.report.stats import pareto_mask
+from bench.schema import Mode
 
 FIG_WIDTH_IN = 10.0
 DPI = 150
-MEASURE_ONLY = "measure-only"  # the comparison table's status of a cell that was only timed
+MEASURE_ONLY = Mode.MEASURE_ONLY.value  # the comparison table's status of a cell that was only timed
 CHART_STEMS = ("accuracy_vs_throughput", "accuracy_delta", "peak_memory", "learning_curves_epoch",
                "learning_curves_time", "compatibility", "op_time_shares")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*")

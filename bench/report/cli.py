@@ -1,7 +1,7 @@
-"""``python -m bench report DIR [--compat CSV] [--out DIR] [--headline] [--readme README.md]``:
-regenerate ``summary.md``, ``comparison.csv``, ``charts/`` and ``index.html`` from a results
-directory (and, with ``--readme``, the README's findings block for DIR); exit 2 on unusable
-input.
+"""``python -m bench report DIR|--results DIR [--compat CSV] [--out DIR] [--headline]
+[--readme README.md]``: regenerate ``summary.md``, ``comparison.csv``, ``charts/`` and
+``index.html`` from a results directory (and, with ``--readme``, the README's findings block
+for DIR); exit 2 on unusable input.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench import cli_args
 from bench.report.findings import ReadmeError, fill_readme, findings_for, shown_path
 from bench.report.load import ReportError
 from bench.report.markdown import display_path, headline_table
@@ -36,7 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench report",
         description="Regenerate summary.md, comparison.csv, charts/ and index.html from a "
                     "results directory.")
-    parser.add_argument("results_dir", type=Path, help="e.g. results/cpu (holds runs*.csv)")
+    # The directory is the positional argument, as it always was, or --results DIR as in
+    # every other subcommand (bench/cli_args.py).
+    parser.add_argument("directory", type=Path, nargs="?", metavar="results_dir",
+                        help="e.g. results/cpu (holds runs*.csv); or --results DIR")
+    cli_args.add_results(parser, "the results directory (the same as the positional one)",
+                         type=Path)
     parser.add_argument("--compat", type=Path, default=None,
                         help="doctor's compat.csv (default: <dir>/../compat.csv if present)")
     parser.add_argument("--out", type=Path, default=None,
@@ -51,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
                              "marker comments naming the results directory) with the generated "
                              "'What we found' text; make publish does this for README.md")
     args = parser.parse_args(argv)
+    if args.directory is not None and args.results_dir is not None \
+            and args.directory != args.results_dir:
+        parser.error(f"two results directories: {args.directory} and --results "
+                     f"{args.results_dir}; give one")
+    args.results_dir = args.directory or args.results_dir
+    if args.results_dir is None:
+        parser.error("the results directory is required: report DIR or report --results DIR")
     try:
         written, notes, table, warnings = _build(args.results_dir, args.compat, args.out,
                                                  args.shared_axis)

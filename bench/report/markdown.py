@@ -12,6 +12,7 @@ import pandas as pd
 from bench.report.aggregate import comparison_table
 from bench.report.fmt import DASH, fmt_duration, fmt_num, fmt_pct, md_escape
 from bench.report.load import TABLE_KEYS, ReportError
+from bench.schema import Mode, Status
 
 
 def _bold_best(values: pd.Series, texts: list[str], higher_is_better: bool) -> list[str]:
@@ -88,9 +89,9 @@ def _status_cell(row: pd.Series, note: int | None) -> str:
     mark = f" [{note}]" if note else ""
     if row.get("contended"):
         mark = f", contended{mark}"
-    if row["status"] == "ok":
+    if row["status"] == Status.OK:
         return f"ok{mark}"
-    if row["status"] == "measure-only":
+    if row["status"] == Mode.MEASURE_ONLY:
         return f"measure-only (full run est. {fmt_duration(row['estimate_s'])}){mark}"
     if row["status"] == "mixed":
         return f"{row['status_detail']}{mark}"

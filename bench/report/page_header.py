@@ -19,6 +19,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from bench import REPO_ROOT
+from bench.schema import Mode
 
 # Columns of the cells table that move to the header when every cell has the same value.
 CONSTANT_COLUMNS = (("dataset", "dataset", "dataset"), ("device", "device_name", "device"))
@@ -103,7 +104,7 @@ def caveats(runs: pd.DataFrame, config: dict) -> list[str]:
         out.append("Every cell trained for one short epoch: accuracy is how fast a strategy "
                    "starts to learn under this recipe, not how well it ends.")
     if "mode" in runs.columns:
-        n = int((runs["mode"] == "measure-only").sum())
+        n = int((runs["mode"] == Mode.MEASURE_ONLY).sum())
         if n:
             out.append(f"{n} of {len(runs)} runs are measure-only (their estimated cost was "
                        "over the profile's cell budget): throughput, memory and FLOPs, no "

@@ -40,7 +40,7 @@ from bench.report.markdown import (
     unique_value,
     winner_line,
 )
-from bench.schema import STATUSES
+from bench.schema import STATUSES, Mode, Status
 
 # Columns that, when they differ within one table, mean its rows were not measured alike.
 PROVENANCE_COLUMNS = (("git_sha", "commits"), ("torch_version", "torch versions"),
@@ -114,10 +114,10 @@ def summary_markdown(runs: pd.DataFrame, table: pd.DataFrame, results_dir: Path,
     the "What we found" section's (:mod:`bench.report.findings`)."""
     profile = unique_value(runs, "profile") or Path(results_dir).name
     n_cells = len(table)
-    labels = pd.Series(["measure-only" if (s == "ok" and m == "measure-only") else s
+    labels = pd.Series([Mode.MEASURE_ONLY if (s == Status.OK and m == Mode.MEASURE_ONLY) else s
                         for s, m in zip(runs["status"], runs["mode"], strict=True)])
     counts = labels.value_counts()
-    by_status = ", ".join(f"{counts[s]} {s}" for s in ("ok", "measure-only", *STATUSES[1:])
+    by_status = ", ".join(f"{counts[s]} {s}" for s in (Status.OK, Mode.MEASURE_ONLY, *STATUSES[1:])
                           if s in counts)
     devices = []
     for name, g in runs.groupby("device_name", sort=False):
@@ -308,7 +308,7 @@ def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
     # from the runs that finished ok only (their failures are in the tables).
     curves = None
     if history is not None:
-        finished = runs[(runs["status"] == "ok") & (runs["mode"] == "full")]
+        finished = runs[(runs["status"] == Status.OK) & (runs["mode"] == Mode.FULL)]
         keep = set(zip(finished["cell_hash"], finished["device_name"], strict=True))
         curves = history[[k in keep for k in zip(history["cell_hash"], history["device_name"],
                                                     strict=True)]]

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.schema import Mode, Status
+
 
 @dataclass(frozen=True)
 class ErrorSummary:
@@ -82,7 +84,7 @@ def _solo(row: dict[str, Any]) -> bool:
 
 
 def _comparable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in rows if r.get("status") == "ok" and r.get("mode") == "full"
+    return [r for r in rows if r.get("status") == Status.OK and r.get("mode") == Mode.FULL
             and _num(r, "estimate_s") > 0 and _num(r, "wall_s") > 0 and _solo(r)]
 
 
@@ -112,7 +114,7 @@ class Fit:
 
 
 def _train_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in rows if r.get("status") == "ok" and _num(r, "train_img_s") > 0
+    return [r for r in rows if r.get("status") == Status.OK and _num(r, "train_img_s") > 0
             and _num(r, "gflops_fwd_per_img") > 0 and _num(r, "batch_size") > 0 and _solo(r)]
 
 

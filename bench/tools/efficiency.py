@@ -33,6 +33,7 @@ from pathlib import Path
 from bench import REPO_ROOT, results
 from bench.executors import NAMES
 from bench.progress import training_s
+from bench.schema import Status
 
 # Five small resnet18 cells: the fixed cost per cell dominates them.
 SWEEP = ["--profile", "smoke", "--set", "models=resnet18",
@@ -68,7 +69,7 @@ def summarize(executor: str, rows: list[dict[str, str]], wall_s: float,
     evals = evaluation_s(rows)
     in_cells = sum(_number(r.get("wall_s")) for r in rows)
     return {"executor": executor, "cells": len(rows),
-            "ok": sum(r["status"] == "ok" for r in rows), "training_s": train, "wall_s": wall_s,
+            "ok": sum(r["status"] == Status.OK for r in rows), "training_s": train, "wall_s": wall_s,
             "efficiency": train / wall_s if wall_s > 0 else float("nan"), "load_before": load,
             "concurrency": conc, "eval_s": evals,
             # The rest of the cells' own wall time: building, the memory and profiler window,

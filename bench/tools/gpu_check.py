@@ -68,6 +68,7 @@ from bench.engine import measure
 from bench.engine.train import resolve_device, run_cell
 from bench.executors.proctree import kill_group
 from bench.plan import fastpath
+from bench.schema import Mode, Status
 
 BASELINE_MODELS = ("vgg16", "resnet50")
 
@@ -254,7 +255,7 @@ def baseline(cfg: Config, device: torch.device, dry_run: bool, log: Tee,
             res = run_cell(hcfg, Cell("mnist", model_name, "resize224", 0), device=device,
                            measure_only=True)
             row[key] = res.row.get("train_img_s", float("nan"))
-            if res.row["status"] != "ok":
+            if res.row["status"] != Status.OK:
                 log(f"  harness {model_name} {precision}: {res.row['status']} {res.row['reason']}")
             harness_seen = {"channels_last": bool(res.row.get("channels_last", layout)),
                             **_backend_settings()}
@@ -361,7 +362,7 @@ def probes(profile: str, sets: list[str], device: torch.device, peak: float, dry
                 f"results/gpu), compile_s {_fmt(out['compile_s'], '.1f')} measured vs "
                 f"{fastpath.COMPILE_S:g} assumed; goal >= {COMPILE_GOAL_MFU:.0%} MFU: "
                 f"{'met' if out['goal_met'] else 'missed'}")
-        if out["status"] != "ok":
+        if out["status"] != Status.OK:
             log(f"  {name} probe: {out['status']} {out['reason']}")
         log(f"    why: {out['fast_path_reason']}")
         rows.append(out)
@@ -466,7 +467,7 @@ def summary_table(runs_csv: Path) -> list[str]:
         paths = "+".join(k for k in ("graphs", "compile") if r.get(k) == "true") or "eager"
         lines.append(f"  {r.get('dataset', ''):<13} {r.get('model', ''):<10} "
                      f"{r.get('strategy', ''):<19} "
-                     f"{(r.get('status') or '') + ('*' if r.get('mode') == 'measure-only' else ''):<12} "
+                     f"{(r.get('status') or '') + ('*' if r.get('mode') == Mode.MEASURE_ONLY else ''):<12} "
                      f"{num(r, 'test_acc', '.4f'):>6} {num(r, 'train_img_s', '.0f'):>8} "
                      f"{num(r, 'mfu', '.1%'):>6} {num(r, 'peak_mem_mib', '.0f'):>9} {paths}")
     return lines

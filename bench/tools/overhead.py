@@ -64,6 +64,7 @@ from torch import nn
 from bench.config import Cell, Config, for_model
 from bench.engine import measure
 from bench.engine.train import make_optimizer, resolve_device, run_cell
+from bench.schema import Status
 
 DEFAULT_CELLS = ("resnet18:repeat3:64", "vgg16:post-convtranspose:16")
 # With --profile: the profile's cheapest native-size cell of each model (batch from the profile).
@@ -364,7 +365,7 @@ def engine_img_s(model_name: str, spec: str, cfg: Config, device: torch.device) 
     """The engine's ``train_img_s`` (median over its windows) for the same cell and recipe."""
     result = run_cell(cfg, Cell("mnist", model_name, spec, SEED), device=device,
                       measure_only=True)
-    if result.row["status"] != "ok":
+    if result.row["status"] != Status.OK:
         raise RuntimeError(f"engine cell failed: {result.row['status']}: {result.row['reason']}")
     if result.row.get("reason"):  # e.g. no timed window
         raise RuntimeError(f"engine cell measured nothing: {result.row['reason']}")
