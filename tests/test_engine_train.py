@@ -295,3 +295,25 @@ def test_bf16_channels_last_cell_on_gpu() -> None:
     row = train.run_cell(cfg, cell("resnet18", "resize32"), device="cuda").row
     assert row["status"] == "ok", row["reason"]
     assert row["peak_mem_mib"] > 0 and 0 < row["mfu"] < 1
+
+
+def test_one_oom_rule_counts_onednn_only_under_a_memory_cap() -> None:
+    # Under RLIMIT_AS on an AMX Xeon, a refused allocation surfaced as oneDNN's "could not
+    # create a primitive": the capped cell was recorded as an error with no word of memory.
+    import resource
+    import subprocess
+    import sys
+
+    from bench.engine.oom import is_oom
+
+    onednn = RuntimeError("could not create a primitive")
+    assert is_oom(MemoryError()) and is_oom(RuntimeError("CUDA out of memory. Tried ..."))
+    assert not is_oom(RuntimeError("shape mismatch"))
+    uncapped = resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY
+    assert is_oom(onednn) is (not uncapped)
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (8 << 30, -1)); "
+            "from bench.engine.oom import is_oom; "
+            "print(is_oom(RuntimeError('could not create a primitive')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "True"

@@ -40,6 +40,7 @@ from bench import faults
 from bench.config import Cell, Config
 from bench.engine import contention, measure
 from bench.engine import step as step_mod
+from bench.engine.oom import is_oom
 from bench.executors import ddp
 from bench.identity import effective
 from bench.plan import fastpath
@@ -77,13 +78,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device {device!r}; valid: auto, cpu, cuda, cuda:N")
     return dev
-
-
-def _is_oom(exc: BaseException) -> bool:
-    """CUDA OOM, or a host allocation refused (MemoryError, the CPU allocator's message)."""
-    text = str(exc).lower()
-    return (isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError))
-            or "out of memory" in text or "can't allocate memory" in text)
 
 
 # --- building -----------------------------------------------------------------------------
@@ -236,7 +230,7 @@ def run_cell(cfg: Config, cell: Cell, *, device: str | torch.device = "auto",
         result.row.update(outcome(Status.DIVERGED, str(exc)))
     except Exception as exc:  # noqa: BLE001 - every failure must become a row, not a traceback
         first_line = (str(exc).splitlines() or [""])[0]
-        if _is_oom(exc):
+        if is_oom(exc):
             result.row.update(outcome(Status.OOM, f"out of memory at batch_size="
                                       f"{cfg.batch_size}: {type(exc).__name__} "
                                       f"{first_line[:300]}".rstrip()))

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import faults
+from bench.engine.oom import is_oom
 
 _IMPLS: dict[str, tuple[Callable[..., Any], Callable[..., float]]] = {}
 
@@ -111,10 +112,6 @@ def _load_spec(path: Path):
     return spec, cfg, cell
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
-
-
 def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -> int:
     """Run one cell; ``baseline`` (a warm worker's) first resets the process for it."""
     from bench.schema import Status, outcome
@@ -136,8 +133,10 @@ def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -
         except Exception as exc:  # noqa: BLE001 - run_cell should not raise; if it does, record it
             traceback.print_exc()
             first = str(exc).splitlines()[0][:500] if str(exc) else ""
-            payload = {"row": outcome(Status.OOM if _is_oom(exc) else Status.ERROR,
-                                      f"{type(exc).__name__}: {first}".rstrip(": ")),
+            oom = is_oom(exc)
+            payload = {"row": outcome(Status.OOM if oom else Status.ERROR,
+                                      ("out of memory: " if oom else "")
+                                      + f"{type(exc).__name__}: {first}".rstrip(": ")),
                        "history": [], "ops": []}
     if not rss_is_the_cells and "peak_rss_mib" in payload["row"]:
         # The worker's lifetime peak is not this cell's: an empty value, not a wrong one.
