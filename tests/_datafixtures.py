@@ -116,3 +116,27 @@ def tiny_info(tmp_path: Path, arrays: dict[str, np.ndarray], **changes) -> Datas
         debian=DebianSpec("dataset-tiny", tmp_path / "usr-share" / "tiny"),
     )
     return replace(info, **changes)
+
+
+def fetch_messages_table(cases, show_name=str) -> str:
+    """docs/failures.md rows for user-dataset ``cases`` (pytest params whose first value makes
+    the dataset under a folder and returns its name): each run through ``data fetch``, its one
+    line with the temporary folder written ``SRC``; ``show_name`` formats the name column."""
+    import contextlib
+    import tempfile
+
+    from bench.__main__ import main
+
+    lines = []
+    for number, case in enumerate(cases, 1):
+        make = case.values[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            base = Path(tmp)
+            (base / "root").mkdir()
+            name = make(base / "src")
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                main(["data", "fetch", "--dataset", name, "--data-root", str(base / "root")])
+            msg, name = (t.replace(str(base / "src"), "SRC") for t in (err.getvalue().strip(), name))
+        lines.append(f"| {number} | {case.id} | `{show_name(name)}` | {msg.replace('|', '/')} |")
+    return "\n".join(lines)

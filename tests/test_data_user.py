@@ -368,23 +368,9 @@ def test_a_user_dataset_runs_end_to_end_through_run_report_and_doctor(kind, tmp_
 def bad_input_table() -> str:
     """docs/failures.md's "Bad user datasets" rows: every case of ``BAD`` run through ``data fetch``,
     its message with the temporary folder written ``SRC``."""
-    import contextlib
-    import io
-    import tempfile
+    from _datafixtures import fetch_messages_table
 
-    lines = []
-    for number, case in enumerate(BAD, 1):
-        make, _ = case.values
-        with tempfile.TemporaryDirectory() as tmp:
-            base = Path(tmp)
-            (base / "root").mkdir()
-            name = make(base / "src")
-            err = io.StringIO()
-            with contextlib.redirect_stderr(err):
-                main(["data", "fetch", "--dataset", name, "--data-root", str(base / "root")])
-            msg, name = (t.replace(str(base / "src"), "SRC") for t in (err.getvalue().strip(), name))
-        lines.append(f"| {number} | {case.id} | `{name}` | {msg.replace('|', '/')} |")
-    return "\n".join(lines)
+    return fetch_messages_table(BAD)
 
 
 def test_the_readme_docs_list_every_bad_user_dataset_with_its_message() -> None:

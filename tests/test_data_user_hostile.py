@@ -318,22 +318,9 @@ def _printable(text: str) -> str:
 
 def hostile_table() -> str:
     """docs/failures.md's "Hostile user datasets" rows, the temporary folder written ``SRC``."""
-    import contextlib
-    import tempfile
+    from _datafixtures import fetch_messages_table
 
-    lines = []
-    for number, case in enumerate(HOSTILE, 1):
-        make, _ = case.values
-        with tempfile.TemporaryDirectory() as tmp:
-            base = Path(tmp)
-            (base / "root").mkdir()
-            name = make(base / "src")
-            err = io.StringIO()
-            with contextlib.redirect_stderr(err):
-                main(["data", "fetch", "--dataset", name, "--data-root", str(base / "root")])
-            msg, name = (t.replace(str(base / "src"), "SRC") for t in (err.getvalue().strip(), name))
-        lines.append(f"| {number} | {case.id} | `{_printable(name)}` | {msg.replace('|', '/')} |")
-    return "\n".join(lines)
+    return fetch_messages_table(HOSTILE, _printable)
 
 
 def test_the_docs_list_every_hostile_user_dataset_with_its_message() -> None:
