@@ -67,6 +67,11 @@ class Config:
     # natively (bench.device.auto_recipe; the row records the resolved value)
     precision: str = "fp32"
     channels_last: bool | str = False  # NHWC layout; "auto" as for precision
+    # What "auto" precision / layout resolved to per model, "model=precision/layout" (layout
+    # nchw | channels_last): set by a CPU sweep from its measurement (bench.engine.autotune,
+    # saved as auto-choices.json) before any cell starts; a user may pin it. Read before the
+    # ISA rule; not part of a cell's hash (the hash keeps "auto" and the device identity).
+    auto_choices: tuple[str, ...] = ()
     # torch.compile (true | false | auto: on for CUDA cells where the cost model expects the
     # compile time to be bought back, bench.plan.fastpath); compile time is reported as compile_s,
     # never in throughput; the row records the resolved value
@@ -147,7 +152,8 @@ GRID_KEYS = ("datasets", "models", "strategies", "seeds")
 EXECUTOR_KEYS = ("executor", "ray_address", "pack", "slurm_partition", "slurm_folder",
                  "slurm_parallelism", "slurm_cluster")
 _NOT_HASHED = set(GRID_KEYS) | {"cell_timeout_s", "cell_budget_s", "data_root", "save_trace",
-                                "peak_tflops", "contended_retries", *EXECUTOR_KEYS}
+                                "peak_tflops", "contended_retries", "auto_choices",
+                                *EXECUTOR_KEYS}
 
 _FIELDS = {f.name: f for f in fields(Config)}
 _DEFAULTS = Config()
@@ -168,7 +174,7 @@ def _coerce(key: str, value: Any) -> Any:
         if isinstance(default, tuple):
             items = value if isinstance(value, (list, tuple)) else [
                 s.strip() for s in str(value).split(",") if s.strip()]
-            if not items and key != "per_model":
+            if not items and key not in ("per_model", "auto_choices"):
                 raise ValueError("empty list")
             elem = _strict_int if key == "seeds" else str
             return tuple(elem(v) for v in items)
@@ -327,6 +333,7 @@ def validate(cfg: Config) -> Config:
     for entry in cfg.per_model:
         pattern, key, value = parse_per_model(entry)
         validate(cfg.replace(per_model=(), **{key: value}))
+    parse_auto_choices(cfg.auto_choices)
     # Models of an optional source (timm:NAME) are checked where the grid is read, so an
     # unknown name or a missing extra is refused before any cell starts; a grid of plain
     # torchvision names imports nothing here (loading a config stays fast without torch).
@@ -362,12 +369,39 @@ def check_models(models: tuple[str, ...] | list[str]) -> None:
             raise ConfigError(f"bad model {model!r} in models: {exc}") from None
 
 
-def resolve_auto(cfg: Config, device: str | Any) -> Config:
-    """``cfg`` with ``precision`` / ``channels_last`` = ``"auto"`` replaced by what ``device``
-    runs natively (:func:`bench.device.auto_recipe`). The cell hash keeps ``"auto"``: it names
-    the device identity too, which decides the resolution, so the two cannot disagree."""
+_LAYOUTS = {"nchw": False, "channels_last": True}
+
+
+def parse_auto_choices(entries: tuple[str, ...]) -> dict[str, tuple[str, bool]]:
+    """``("resnet18=fp32/nchw",)`` -> ``{"resnet18": ("fp32", False)}``; ConfigError names a
+    bad entry and the valid form."""
+    out: dict[str, tuple[str, bool]] = {}
+    for entry in entries:
+        model, eq, value = entry.partition("=")
+        precision, slash, layout = value.partition("/")
+        if (not eq or not slash or not model.strip() or precision not in ("fp32", "bf16", "fp16")
+                or layout not in _LAYOUTS):
+            raise ConfigError(f"bad auto_choices entry {entry!r}: expected model=precision/layout "
+                              "with precision fp32 | bf16 | fp16 and layout nchw | "
+                              "channels_last, e.g. resnet18=fp32/nchw")
+        out[model.strip()] = (precision, _LAYOUTS[layout])
+    return out
+
+
+def resolve_auto(cfg: Config, device: str | Any, model: str = "") -> Config:
+    """``cfg`` with ``precision`` / ``channels_last`` = ``"auto"`` replaced: on CPU by
+    ``model``'s entry of ``auto_choices`` when it has one (what the sweep measured,
+    :mod:`bench.engine.autotune`), else by what ``device`` runs natively
+    (:func:`bench.device.auto_recipe`). The cell hash keeps ``"auto"``: it names the device
+    identity too, and a results directory keeps its measured choice (auto-choices.json)."""
     if cfg.precision != "auto" and cfg.channels_last != "auto":
         return cfg
+    measured = parse_auto_choices(cfg.auto_choices).get(model) if model else None
+    if measured is not None and not str(device).startswith("cuda"):
+        precision, layout = measured
+        return cfg.replace(precision=precision if cfg.precision == "auto" else cfg.precision,
+                           channels_last=(layout if cfg.channels_last == "auto"
+                                          else cfg.channels_last))
     from bench import device as device_mod
 
     auto = device_mod.auto_recipe(device)
@@ -384,9 +418,9 @@ def parse_per_model(entry: str) -> tuple[str, str, Any]:
         raise ConfigError(f"bad per_model entry {entry!r}: expected pattern:key=value, "
                           "e.g. vgg*:grad_clip=1.0")
     key = key.strip()
-    if key not in _RECIPE_KEYS:
+    if key not in _RECIPE_KEYS or key in _NOT_PER_MODEL:
         raise ConfigError(f"bad per_model entry {entry!r}: {key!r} is not a recipe key; valid: "
-                          f"{', '.join(k for k in _RECIPE_KEYS if k != 'per_model')}")
+                          f"{', '.join(k for k in _RECIPE_KEYS if k not in _NOT_PER_MODEL)}")
     return pattern.strip(), key, _coerce(key, value.strip())
 
 
@@ -616,7 +650,7 @@ _SECTION_KEYS = {
     "grid": GRID_KEYS,
     "recipe": ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
                "schedule", "warmup_frac", "label_smoothing", "grad_clip", "precision",
-               "channels_last", "compile", "graphs", "deterministic", "weights", "num_threads",
+               "channels_last", "auto_choices", "compile", "graphs", "deterministic", "weights", "num_threads",
                "per_model"),
     "data": ("train_size", "test_size", "val_size", "data_root"),
     "measure": ("warmup_steps", "window_steps", "max_steps_per_epoch", "target_acc",
@@ -628,3 +662,4 @@ assert set().union(*_SECTION_KEYS.values()) == set(_FIELDS), "every key belongs 
 assert set(_FLOAT_RANGES) == {k for k, v in _DEFAULTS.to_dict().items() if isinstance(v, float)}, \
     "every float key has a valid range"
 _RECIPE_KEYS = _SECTION_KEYS["recipe"]
+_NOT_PER_MODEL = ("per_model", "auto_choices")  # per model already

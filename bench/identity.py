@@ -41,7 +41,7 @@ def effective(cfg: Config, cell: Cell, device: str | Any) -> Config:
     """THE config a cell runs with on ``device``: :func:`for_cell` (its model's per_model
     entries, the sizes its dataset really has), then ``"auto"`` precision and layout resolved
     for the device. The engine, cost model, planner, sweep and overhead check all ask this."""
-    return resolve_auto(for_cell(cfg, cell), device)
+    return resolve_auto(for_cell(cfg, cell), device, cell.model)
 
 
 def cell_hash(cfg: Config, cell: Cell, device_kind: str = "") -> str:

@@ -324,6 +324,8 @@ def _run_locked(prep: Prepared, opts: SweepOptions, t0: float,
                 # A warm worker imports torch and the engine while this process writes its
                 # files and plans (~2 s of a small sweep's wall time on a 2-core CPU).
                 executor.prestart()
+                prep = _measure_auto(prep, 1 if early is not None else _slots(prep, quiet=True),
+                                     opts.quiet)
                 return _run_with(executor, workdir, prep, opts, t0)
     except KeyboardInterrupt:
         tag = f"[rank {dist.rank}/{dist.world}] " if dist.world > 1 else ""
@@ -334,9 +336,33 @@ def _run_locked(prep: Prepared, opts: SweepOptions, t0: float,
         signal.signal(signal.SIGTERM, old_term)
 
 
-def _slots(prep: Prepared) -> int:
+def _measure_auto(prep: Prepared, slots: int, quiet: bool) -> Prepared:
+    """``prep`` with precision / layout ``"auto"`` decided by measuring, per model, on a CPU
+    (:mod:`bench.engine.autotune`; saved in the results directory): the local executors only,
+    one process (under torchrun and on ray / submitit the ISA rule stays). Before the plan, so
+    the plan, every cell and the saved config agree."""
+    cfg = prep.cfg
+    if (not prep.device.startswith("cpu") or prep.dist.world > 1
+            or cfg.executor not in executors.LOCAL):
+        return prep
+    if not any("auto" in (m.precision, m.channels_last)
+               for m in (config_mod.for_model(cfg, c.model) for c in prep.cells)):
+        return prep
+    from bench import device as device_mod
+    from bench.engine import autotune
+
+    base = int(os.environ.get("OMP_NUM_THREADS") or 0) or (os.cpu_count() or 1)
+    say = None if quiet else (lambda text: print(text, flush=True))
+    resolved = autotune.resolve_for_sweep(
+        cfg, prep.cells, prep.device, parent_device(prep.device)["device_id"], prep.results_dir,
+        device_mod.speed_flags(), max(1, base // max(1, slots)), say)
+    return dataclasses.replace(prep, cfg=resolved)
+
+
+def _slots(prep: Prepared, quiet: bool = False) -> int:
     """Cells at once on this sweep's device for the local executors (``pack``; ray and
-    submitit read their own settings). Says so when it packs, or when ``auto`` does not."""
+    submitit read their own settings). Says so when it packs, or when ``auto`` does not
+    (unless ``quiet``)."""
     from bench.executors import pack
 
     cfg = prep.cfg
@@ -347,6 +373,8 @@ def _slots(prep: Prepared) -> int:
         mib = pack.measured_mib(results.read_dir(prep.results_dir, "runs"), prep.cells,
                                 parent_device(prep.device)["device_id"])
     slots, why = pack.resolve(cfg.pack, prep.device, mib)
+    if quiet:
+        return slots
     if slots > 1:
         print(f"pack: {slots} cells at once on {prep.device} ({pack.sharing(prep.device)}"
               f"{'; ' + why if why else ''}); their rows record concurrency, and their "

@@ -482,6 +482,30 @@ def test_one_real_cell_end_to_end(tmp_path, monkeypatch) -> None:
     assert (tmp_path / "ops.csv").is_file()  # the profiler's rows; their content is measure's
 
 
+@pytest.mark.slow
+def test_auto_precision_is_measured_once_and_every_row_trains_with_the_choice(
+        tmp_path, monkeypatch, capsys) -> None:
+    """precision / channels_last "auto" on CPU: timed before the plan, saved beside the rows,
+    the rows trained with it, and a rerun of the directory reuses it (bench.engine.autotune)."""
+    monkeypatch.delenv("ADAPTBENCH_CELL_IMPL", raising=False)
+    overrides = ["train_size=64", "test_size=32", "batch_size=16", "warmup_steps=1",
+                 "window_steps=1", "profile_steps=0", "peak_tflops=1.0", "precision=auto",
+                 "channels_last=auto", "models=resnet18"]
+    assert run(tmp_path, overrides=overrides, quiet=False) == 0
+    (choice,) = (e["choice"] for e in json.loads((tmp_path / "auto-choices.json").read_text())
+                 .values())
+    precision, layout = choice.split("/")
+    found = rows(tmp_path)
+    assert len(found) == 2
+    for row in found:
+        assert row["status"] == "ok", row["reason"]
+        assert (row["precision"], row["channels_last"]) == (
+            precision, str(layout == "channels_last").lower())
+    assert "timing fp32 NCHW" in capsys.readouterr().out
+    assert run(tmp_path, "--force", overrides=overrides, quiet=False) == 0
+    assert "measured earlier" in capsys.readouterr().out
+
+
 def test_a_users_run_goes_to_runs_not_to_the_published_results() -> None:
     """`make bench` / `bench run` write a git-ignored runs/<profile>/: the published results/
     (another machine's rows) are neither resumed from nor rewritten unless named."""

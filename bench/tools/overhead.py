@@ -18,7 +18,8 @@ the ratio is the median over rounds of that round's engine / bare (goal: >= 0.97
 ``--profile NAME`` asks a different question: is the harness, run as that profile runs it, as
 fast as the fastest plain loop a user could write for the same cell? The engine takes the
 profile's recipe for the model (batch size, optimizer, learning rate, gradient clipping,
-precision and layout as ``"auto"`` resolves them on this device: ``bench.config.resolve_auto``).
+precision and layout as ``"auto"`` resolves them on this device: on CPU what the profile's sweep
+measured, ``bench.engine.autotune``, read from ``--results DIR`` or measured now).
 The bare side is not fixed to that precision and layout: it tries each of
 :data:`BARE_VARIANTS` (fp32 NCHW, fp32 channels_last, bf16 autocast + channels_last) on the
 same batches and recipe, clipping where the recipe clips, and keeps the fastest. Choosing is a
@@ -404,6 +405,23 @@ def check_cell(model_name: str, spec: str) -> None:
         raise ValueError(f"bad cell {model_name}:{spec}: {' '.join(str(exc).split())}") from None
 
 
+def _measured_auto(profile: Config, models: set[str], results_dir: Path | None,
+                   threads: int) -> Config:
+    """``profile`` with "auto" precision / layout decided as its sweep decides them on this CPU
+    (:mod:`bench.engine.autotune`, on the costliest strategy of the profile's grid): the
+    decision saved in ``results_dir`` when it matches, else measured now (and not saved)."""
+    from bench import config as config_mod
+    from bench import device as device_mod
+    from bench.engine import autotune
+
+    grid = [c for c in config_mod.cells(profile) if c.model in models]
+    if not grid:
+        return profile
+    return autotune.resolve_for_sweep(profile, grid, "cpu", device_mod.device_identity("cpu"),
+                                      results_dir, device_mod.speed_flags(), threads, print,
+                                      save=False)
+
+
 def _rates(values: list[float]) -> str:
     return ", ".join(f"{v:.1f}" for v in values)
 
@@ -440,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads for both sides (default: the profile's "
                              f"num_threads, else torch's, now {torch.get_num_threads()})")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="with --profile on CPU: take precision / layout \"auto\" from this "
+                             "results directory's auto-choices.json (what its sweep measured; "
+                             "measured now, and not saved, when absent)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--data-root", default="")
     parser.add_argument("--out", type=Path, default=None,
@@ -481,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         or torch.get_num_threads()
     torch.set_num_threads(threads)
     load_start = os.getloadavg()
+    if profile is not None and device.type == "cpu":
+        profile = _measured_auto(profile, {m for m, _, _ in cells}, args.results, threads)
 
     print(f"device: {measure.device_name(device)}, torch {torch.__version__}, {threads} threads; "
           f"{args.rounds} rounds x {args.windows} windows of {args.window_steps} steps after "
