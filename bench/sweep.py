@@ -131,6 +131,7 @@ class Prepared:
     suffix: str  # "" or ".shard-k-of-n": the merged files
     write_suffix: str  # suffix plus ".rank<r>" under torchrun
     ddp_world: int = 1  # ranks that train each cell together: the world under --ddp, else 1
+    auto_probe_s: float = 0.0  # seconds spent measuring precision / layout "auto" (autotune)
 
 
 def prepare(opts: SweepOptions, dist: Dist | None = None) -> Prepared:
@@ -351,12 +352,13 @@ def _measure_auto(prep: Prepared, slots: int, quiet: bool) -> Prepared:
     from bench import device as device_mod
     from bench.engine import autotune
 
+    t0 = time.monotonic()
     base = int(os.environ.get("OMP_NUM_THREADS") or 0) or (os.cpu_count() or 1)
     say = None if quiet else (lambda text: print(text, flush=True))
     resolved = autotune.resolve_for_sweep(
         cfg, prep.cells, prep.device, parent_device(prep.device)["device_id"], prep.results_dir,
         device_mod.speed_flags(), max(1, base // max(1, slots)), say)
-    return dataclasses.replace(prep, cfg=resolved)
+    return dataclasses.replace(prep, cfg=resolved, auto_probe_s=time.monotonic() - t0)
 
 
 def _slots(prep: Prepared, quiet: bool = False) -> int:
@@ -404,7 +406,8 @@ def _run_with(executor: Executor, workdir: Path, prep: Prepared, opts: SweepOpti
                "cwd": os.getcwd(), "start_time": started, "end_time": None,
                "config_hash": cfg_hash, "device": prep.device, "world_size": dist.world,
                "shard": opts.shard or "", "cells_selected": len(prep.cells),
-               "executor": cfg.executor, **env_info,
+               "executor": cfg.executor, "auto_probe_s": round(prep.auto_probe_s, 1),
+               **env_info,
                "python": sys.version.split()[0], "host": os.uname().nodename}
     if lead:
         results.atomic_write_text(rdir / env_name, json.dumps(env_doc, indent=2) + "\n")

@@ -502,6 +502,8 @@ def test_auto_precision_is_measured_once_and_every_row_trains_with_the_choice(
         assert (row["precision"], row["channels_last"]) == (
             precision, str(layout == "channels_last").lower())
     assert "timing fp32 NCHW" in capsys.readouterr().out
+    # The probe happens before the sweep's start_time: env.json says how long it took.
+    assert json.loads((tmp_path / "env.json").read_text())["auto_probe_s"] > 0
     assert run(tmp_path, "--force", overrides=overrides, quiet=False) == 0
     assert "measured earlier" in capsys.readouterr().out
 
