@@ -126,6 +126,8 @@ def test_profile_run_takes_the_recipe_and_divides_by_the_fastest_bare(
     assert lines[-1] == "written: " + str(out)
     assert lines[-2] == "engine/fastest-bare throughput ratio (worst cell): 0.920"
     assert lines[-3] == "goal engine >= 0.9 x the fastest bare loop: met"
+    assert lines[-4] == ("engine / bare loop in the engine's own precision and layout (worst "
+                         "cell): 0.920 (the harness's cost alone)")
     assert any("bf16 autocast + channels_last dropped: slower" in line for line in lines)
     doc = json.loads(out.read_text())
     assert doc["profile"] == "cpu" and doc["goal"] == 0.9
@@ -213,3 +215,37 @@ def test_each_round_is_scored_against_the_variant_fastest_elsewhere() -> None:
     assert chosen == [B, B, B, B] and against == [100.0] * 4 and ratio == 0.95
     # One round, or equal variants: the earlier (faster-probed) variant.
     assert overhead.paired_ratio([50.0], {A: [100.0], B: [200.0]})[1:] == ([100.0], [A])
+
+
+def test_the_engines_own_variant_runs_the_rounds_and_gives_the_harness_cost(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    # The model's precision (bf16 + channels_last, decided on its costliest strategy) is not
+    # the fastest for the cell timed: the bf16 loop is dropped by the probe, yet it runs the
+    # rounds, so engine / it (the harness alone) is told apart from engine / the fastest.
+    bare_rates = {"fp32 NCHW": 100.0, "fp32 channels_last": 95.0,
+                  "bf16 autocast + channels_last": 80.0}
+    ran: list[str] = []
+
+    def probe(*args: object, **kw: object):
+        return _probes((overhead.BARE_VARIANTS[0], 100.0), (overhead.BARE_VARIANTS[1], 96.0),
+                       (overhead.BARE_VARIANTS[2], float("nan")))
+
+    def bare(model_name: str, spec: str, cfg: Config, device: torch.device,
+             variant: Variant) -> float:
+        ran.append(variant.name)
+        return bare_rates[variant.name]
+
+    monkeypatch.setattr(overhead, "probe_variants", probe)
+    monkeypatch.setattr(overhead, "bare_loop_img_s", bare)
+    monkeypatch.setattr(overhead, "engine_img_s", lambda *a, **k: 78.0)
+    out = tmp_path / "ov.json"
+    assert overhead.main(["--profile", "cpu", "--cells", "resnet18:repeat3", "--set",
+                          "precision=bf16", "--set", "channels_last=true", "--rounds", "2",
+                          "--threads", "1", "--out", str(out)]) == 0
+    assert ran.count("bf16 autocast + channels_last") == 2
+    (cell,) = json.loads(out.read_text())["cells"]
+    assert cell["ratio"] == pytest.approx(0.78)
+    assert cell["same_variant"] == "bf16 autocast + channels_last"
+    assert cell["same_variant_ratio"] == pytest.approx(78.0 / 80.0)
+    assert "own precision and layout (worst cell): 0.975" in capsys.readouterr().out

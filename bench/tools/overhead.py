@@ -32,7 +32,11 @@ costing minutes. The fastest variant, and any within ``--margin`` of it, then ru
 interleaved rounds against the engine. Each round is scored against the variant fastest over
 the other rounds (:func:`paired_ratio`: picking the best median over the very rounds it then
 divides into would favour the bare side by luck alone), and the ratio is the median of the
-per-round engine/bare ratios. Goal for the ratio: >= 0.9 (:data:`PROFILE_GOAL`).
+per-round engine/bare ratios. Goal for the ratio: >= 0.9 (:data:`PROFILE_GOAL`). The bare loop
+in the engine's own precision and layout always runs the rounds too, so a second ratio, engine /
+that loop, is the harness's cost alone: the two differ when the model's precision and layout,
+decided once per model on its costliest strategy (``bench.engine.autotune``), are not the
+fastest for the cell timed here.
 
     python -m bench.tools.overhead                       # resnet18 repeat3 and vgg16 post-convtranspose
     python -m bench.tools.overhead --cells resnet18:repeat3 --rounds 5 --windows 5
@@ -89,6 +93,8 @@ FP32_NCHW = Variant("fp32 NCHW", "fp32", False)
 # rules of probe_variants have a fast reference early; the order never decides the winner.
 BARE_VARIANTS = (FP32_NCHW, Variant("fp32 channels_last", "fp32", True),
                  Variant("bf16 autocast + channels_last", "bf16", True))
+# Not probed, but run when the engine's precision and layout is one of them (engine_variant).
+EXTRA_VARIANTS = (Variant("bf16 autocast + NCHW", "bf16", False),)
 
 
 @dataclass
@@ -325,6 +331,15 @@ def _probe_one(loop: BareLoop, probe: Probe, best_step_s: float, probe_steps: in
     return elapsed / probe_steps
 
 
+def engine_variant(cfg: Config) -> Variant:
+    """The bare variant that runs ``cfg``'s precision and layout (the engine's own)."""
+    for variant in (*BARE_VARIANTS, *EXTRA_VARIANTS):
+        if (variant.precision, variant.channels_last) == (cfg.precision, bool(cfg.channels_last)):
+            return variant
+    layout = "channels_last" if cfg.channels_last else "NCHW"
+    return Variant(f"{cfg.precision} autocast + {layout}", cfg.precision, bool(cfg.channels_last))
+
+
 def contenders(probes: list[Probe], margin: float) -> list[Variant]:
     """The fastest probed variant, then every other within ``margin`` (a fraction) of its img/s,
     fastest first: the ones worth timing in full."""
@@ -511,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.warmup_steps} warm-up, per side"
           + (f"; recipe of profile {args.profile}" if profile is not None else ""))
     print(f"load average at start (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in load_start)}")
-    ratios = []
+    ratios: list[float] = []
+    same_ratios: list[float] = []  # engine / the bare loop in the engine's precision and layout
     record: list[dict[str, object]] = []
     for model_name, spec, bs in cells:
         if profile is None:
@@ -530,6 +546,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"{p.variant.name} " + (f"dropped: {p.dropped}" if p.dropped
                                               else f"{p.img_s:.1f} img/s") for p in probes))
             variants = contenders(probes, args.margin)
+            # The bare loop in the engine's own precision and layout runs the rounds too: the
+            # engine / it ratio is the harness's cost alone, apart from the cost of the
+            # model-wide precision choice (autotune decides it on the model's costliest cell).
+            own = engine_variant(cfg)
+            if own not in variants:
+                variants.append(own)
         bare: dict[Variant, list[float]] = {v: [] for v in variants}
         engine: list[float] = []
         for r in range(args.rounds):
@@ -541,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     bare[side].append(bare_loop_img_s(model_name, spec, cfg, device, side))
         ratio, against, chosen = paired_ratio(engine, bare)
+        own = engine_variant(cfg) if profile is not None else FP32_NCHW
+        same = statistics.median(e / b for e, b in zip(engine, bare[own], strict=True))
+        same_ratios.append(same)
         # The variant most rounds were scored against names the row (ties: fastest probe).
         winner = max(variants, key=chosen.count)
         bare_img_s = statistics.median(against)
@@ -554,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             entry.update(
                 engine_precision=cfg.precision, engine_channels_last=cfg.channels_last,
                 optimizer=cfg.optimizer, grad_clip=cfg.grad_clip, bare_variant=winner.name,
+                same_variant=own.name, same_variant_ratio=same,
                 variants=[{**p.to_dict(), "rounds_img_s": bare.get(p.variant, [])}
                           for p in probes])
         record.append(entry)
@@ -568,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
           "other processes on these cores slow either side at random, so the spread between "
           "rounds bounds the noise")
     if profile is not None:
+        print(f"engine / bare loop in the engine's own precision and layout (worst cell): "
+              f"{min(same_ratios):.3f} (the harness's cost alone)")
         met = "met" if min(ratios) >= PROFILE_GOAL else "NOT met"
         print(f"goal engine >= {PROFILE_GOAL:g} x the fastest bare loop: {met}")
         print(f"engine/fastest-bare throughput ratio (worst cell): {min(ratios):.3f}")
@@ -585,6 +613,7 @@ def main(argv: list[str] | None = None) -> int:
                "warmup_steps": args.warmup_steps, "loadavg_start": list(load_start),
                "loadavg_end": list(load_end), "cells": record, "worst_ratio": min(ratios)}
         if profile is not None:
+            doc.update(worst_same_variant_ratio=min(same_ratios))
             doc.update(profile=args.profile, overrides=args.overrides, goal=PROFILE_GOAL,
                        probe_steps=args.probe_steps, margin=args.margin)
         args.out.parent.mkdir(parents=True, exist_ok=True)
