@@ -42,10 +42,11 @@ class DeviceSpeed:
 # per sweep. CPU bf16 without AVX512_BF16 is emulated (~100x slower than fp32 measured on the
 # AVX2 part): precision "auto" never picks it there, so its rate here is for AVX512_BF16 / AMX
 # machines, where it is priced as fp32. On the 2-core AMX Xeon that published results/cpu,
-# bf16 autocast + channels_last was no faster than fp32 NCHW for the cpu profile's cells
-# (`python -m bench.tools.overhead --profile cpu`, results/cpu/overhead-profile-cpu.json:
-# resnet18 repeat3 317 vs 388 img/s, vgg16 resize32 8.5 vs 11.8, 3-step probes at load 4.5),
-# and pricing it slower (0.03 TFLOP/s) had sent the VGG16 cells measure-only there.
+# bf16 autocast + channels_last was slower than fp32 NCHW for one cheap cell and much faster
+# for the costly ones (results/cpu/overhead-profile-cpu.json: resnet18 repeat3 370.6 vs 452.1
+# img/s probed; results/cpu/auto-choices.json: resnet18 cifarstem 182 vs 98, vgg16
+# post-convtranspose 15.8 vs 11.0), and pricing it slower (0.03 TFLOP/s) had sent the VGG16
+# cells measure-only there.
 SPEEDS: dict[tuple[str, str], DeviceSpeed] = {
     ("cpu", "fp32"): DeviceSpeed(0.05, 2e-3, 0.0, start_s=10.0, overlapped=False),
     ("cpu", "bf16"): DeviceSpeed(0.05, 2e-3, 0.0, start_s=10.0, overlapped=False),
