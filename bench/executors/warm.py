@@ -1,8 +1,9 @@
 """The ``warm`` executor: one long-lived worker process runs cell after cell.
 
-The worker is ``python -m bench.executors.worker serve FD`` (:func:`bench.executors.worker.serve`): torch, the engine
-and the strategies are imported once, and the data tensors of the last cell stay loaded for the
-next cell with the same data, so a small cell pays for building its model and little else.
+The worker is ``python -m bench.executors.worker serve FD``
+(:func:`bench.executors.worker.serve`): torch, the engine and the strategies are imported once,
+and the data tensors of the last cell stay loaded for the next cell with the same data, so a
+small cell pays for building its model and little else.
 
 Isolation stays honest (what :mod:`bench.executors.worker` does before each cell):
 
@@ -17,7 +18,7 @@ Isolation stays honest (what :mod:`bench.executors.worker` does before each cell
   worker's lifetime peak;
 - after any request that did not end ``ok`` -- an error, OOM, non-finite loss, a crash, a
   timeout -- the worker is replaced by a fresh one before the next cell; a hung cell is killed
-  with its worker's whole process group when ``cell_timeout_s`` runs out;
+  with its worker's whole process tree when ``cell_timeout_s`` runs out;
 - the worker dies with the sweep (``PR_SET_PDEATHSIG``): ``kill -9`` of the sweep leaves no
   worker behind, and rows already written are never touched by the executor.
 
