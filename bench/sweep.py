@@ -71,7 +71,7 @@ from bench import REPO_ROOT, executors, identity, progress, results, schema
 from bench import config as config_mod
 from bench.config import Cell, Config, ConfigError
 from bench.executors import Executor, Job, make_executor
-from bench.executors.protocol import ChildOutcome, child_env, failure_row
+from bench.executors.protocol import ChildOutcome, child_env, failure_row, result_row
 from bench.executors.ranks import (
     Dist,
     longest_first,
@@ -214,7 +214,7 @@ def executor_timer(executor: Executor, prep: Prepared, cfg_path: Path,
         # Longer than the budget means over budget: no need to wait any longer.
         out = executor.request("estimate", _spec(prep, cfg_path, cell, False),
                                cfg.cell_budget_s + 60)
-        if out.payload and "estimate_s" in out.payload:
+        if out.payload is not None:  # an estimate's shape (protocol.child_outcome)
             return float(out.payload["estimate_s"]), ""
         if out.timed_out:
             return None, TIMED_OUT
@@ -516,16 +516,8 @@ def _run_one(p: PlannedCell, prep: Prepared, outcome: ChildOutcome, executor: Ex
     """Commit the row of one planned cell from its executor's outcome; returns the row."""
     cfg, cell = prep.cfg, p.cell
     label = f"[{p.index}/{len(prep.cells)}] {cell.label()}"
-    history: list[dict[str, Any]] = []
-    ops: list[dict[str, Any]] = []
-    provenance: dict[str, Any] = {}
-    if outcome.payload is not None:
-        row = dict(outcome.payload.get("row") or {})
-        history = list(outcome.payload.get("history") or [])
-        ops = list(outcome.payload.get("ops") or [])
-        provenance = dict(outcome.payload.get("provenance") or {})
-    else:
-        row = {**failure_row(outcome, cfg.cell_timeout_s), "wall_s": outcome.wall_s}
+    row, history, ops, provenance = result_row(outcome, cfg.cell_timeout_s)
+    if outcome.payload is None:
         _keep_log(outcome, prep.results_dir, p)
     if prep.ddp_world > 1:  # one row for all ranks: a rank that failed fails the cell
         from bench.executors import ddp
@@ -550,12 +542,13 @@ def _writes(prep: Prepared) -> bool:
 
 
 def _keep_log(outcome: ChildOutcome, results_dir: Path, p: PlannedCell) -> None:
-    """A crashed cell's stderr is kept as logs/<cell_hash>.log for the post-mortem."""
+    """A crashed cell's log (its process's stderr while it ran) is kept as
+    logs/<label>.<cell_hash>.log for the post-mortem."""
     try:
         logs = results_dir / "logs"
         logs.mkdir(exist_ok=True)
         name = f"{p.cell.label().replace('/', '_')}.{p.cell_hash}.log"
-        (logs / name).write_text(outcome.stderr_path.read_text(errors="replace"))
+        (logs / name).write_text(outcome.log)
     except OSError:
         pass
 

@@ -78,10 +78,3 @@ def _doubled_name(line: str) -> str:
 def listing(root: Path) -> list[str]:
     """Every path under ``root`` (relative), sorted; [] when it does not exist."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
-
-
-def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Bytes and mtime (ns) of every file under ``root``: equal before and after means
-    nothing was written."""
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}

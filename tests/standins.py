@@ -20,7 +20,10 @@ Environment (every name starts with ``ADAPTBENCH_FAKE``; tests clear them with
   a Ray actor -- every time, or only while the file MARKER does not exist, which it creates);
   ``leak`` (changes every piece of process state it can: torch threads, deterministic
   algorithms, an environment variable, 300 MiB made resident; then ok); ``real`` (the real
-  engine's ``run_cell``).
+  engine's ``run_cell``); ``forge:DIR`` (prints a well-formed result line for request 1 on
+  stdout and writes a finished cell's ``result.json`` into DIR, then SIGKILL to itself);
+  ``halfwrite`` (writes the first half of a well-formed result line on the worker's result
+  pipe -- the file descriptor that is its last argument -- then SIGKILL to itself).
 - ``ADAPTBENCH_INJECT_FAULT`` (the engine's own fault hook, which the worker narrows to one
   cell's ``kind@step``) is honoured the engine's way, so a fault test runs the same on a stand-in:
   ``kill`` (SIGKILL), ``oom`` (an oom row naming the batch size), ``nan`` (a diverged row that
@@ -150,6 +153,20 @@ def _wait_for(cell, kind: str, other: str) -> None:
         time.sleep(0.05)
 
 
+def _forged_row(cell) -> dict:
+    return {"status": "ok", "reason": "", "mode": "full", "train_img_s": 1e9, "wall_s": 0.01,
+            "test_acc": 1.0, "device": "cpu", "device_name": "Forged CPU",
+            "strategy": cell.strategy}
+
+
+def _forge(cell, where: Path) -> None:
+    """Everything a result looked like before it had a channel of its own: reply-shaped lines
+    on stdout, a ``result.json`` beside the log."""
+    payload = {"row": _forged_row(cell), "history": [], "ops": [], "provenance": {}}
+    print(json.dumps({"id": 1, "payload": payload}), flush=True)
+    Path(where, "result.json").write_text(json.dumps(payload))
+
+
 def run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
     action = behaviour(cell)
     kind, _, arg = action.partition(":")
@@ -173,7 +190,12 @@ def run_cell(cfg, cell, *, device="auto", measure_only=False, out_dir=None):
     if kind == "crash":
         print("Fatal Python error: Segmentation fault (pretend)", file=sys.stderr)
         sys.exit(3)
-    if kind == "kill" or fault == "kill":
+    if kind == "forge":
+        _forge(cell, Path(arg))
+    if kind == "halfwrite":
+        line = json.dumps({"id": 1, "payload": {"row": _forged_row(cell)}}) + "\n"
+        os.write(int(sys.argv[-1]), line[:len(line) // 2].encode())
+    if kind in ("kill", "forge", "halfwrite") or fault == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if kind == "hang" or fault == "hang":
         _hang()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import standins  # tests/ is on sys.path under pytest
+from _snapshots import snapshot
 
 from bench import results
 from bench.__main__ import main
@@ -243,12 +244,6 @@ def fill(argv: list[str], rdir: Path, inputs: Path) -> list[str]:
         if "--device" not in args:
             args += ["--device", "cpu"]
     return args
-
-
-def snapshot(rdir: Path) -> dict[str, tuple[bytes, int]]:
-    """Bytes and mtime (ns) of every file under ``rdir``, the lock file included."""
-    return {str(p.relative_to(rdir)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(rdir.rglob("*")) if p.is_file()}
 
 
 def call(args: list[str]) -> int:

@@ -144,7 +144,7 @@ def test_a_request_that_fails_before_its_cell_is_recorded_and_retires_the_worker
         row = failure_row(out, 60)
         assert row["status"] == "error" and "missing.toml" in row["reason"]
         assert row["reason"].startswith("a worker finished the request without a result")
-        assert ex._proc is None  # retired: the next request gets a fresh worker
+        assert ex._worker is None  # retired: the next request gets a fresh worker
 
 
 @pytest.mark.slow
@@ -159,24 +159,25 @@ def test_closing_the_warm_executor_ends_its_worker(make) -> None:
 
 
 def test_cell_spec_round_trips_through_the_child_protocol(tmp_path) -> None:
-    """What the sweep writes (a saved config and a spec naming the cell) is what the child
-    reads back: the same config, the same cell."""
+    """What the sweep sends (a saved config, and a request line with the spec naming the cell)
+    is what the child reads back: the same config, the same cell."""
 
     from bench import config
-    from bench.executors import worker
+    from bench.executors import channel, worker
 
     cfg = config.load("smoke").replace(lr=0.0123, batch_size=24)
     cell = Cell(dataset="mnist", model="resnet18", strategy="repeat3+resize32", seed=7)
     cfg_path = tmp_path / "config.toml"
     cfg_path.write_text(config.to_toml(cfg))
-    spec_path = tmp_path / "spec.json"
-    spec_path.write_text(json.dumps({"config_path": str(cfg_path),
-                                     "cell": dataclasses.asdict(cell), "device": "cpu",
-                                     "measure_only": False, "out_dir": str(tmp_path)}))
-    spec, cfg_back, cell_back = worker._load_spec(spec_path)
+    line = channel.request_line(3, "run", {"config_path": str(cfg_path),
+                                           "cell": dataclasses.asdict(cell), "device": "cpu",
+                                           "measure_only": False, "out_dir": str(tmp_path)})
+    assert line.endswith("\n") and line.count("\n") == 1  # one line on the worker's stdin
+    request = json.loads(line)
+    assert request["id"] == 3 and request["command"] == "run"
+    cfg_back, cell_back = worker._load_spec(request["spec"])
     assert cell_back == cell and cell_back.label() == "mnist/resnet18/repeat3+resize32/seed7"
     assert cfg_back.to_dict() == cfg.to_dict()
-    assert spec["device"] == "cpu" and spec["measure_only"] is False
 
 
 # --- the real engine: a warm worker's cell measures what a fresh process measures -------------

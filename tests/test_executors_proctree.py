@@ -85,3 +85,28 @@ def test_kill_group_ends_a_process_that_ignores_sigterm() -> None:
     proc.stdout.readline()
     proctree.kill_group(proc, grace_s=0.5)
     assert proc.returncode == -signal.SIGKILL
+
+
+# A cell-like process (its own session) that starts a helper in a session of its own, prints
+# the helper's pid, then waits to be killed.
+LEAVER = """
+import subprocess, sys, time
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                          start_new_session=True)
+print(helper.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_kill_session_also_ends_a_descendant_that_left_the_group() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", LEAVER], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    helper = int(proc.stdout.readline())
+    try:
+        assert _alive(helper) and os.getpgid(helper) != proc.pid  # out of the group's reach
+        proctree.kill_session(proc, grace_s=0.5)
+        assert proc.returncode == -signal.SIGTERM
+        assert _wait_gone(helper, 10), "the helper outlived its killed parent"
+    finally:
+        if _alive(helper):
+            os.kill(helper, signal.SIGKILL)

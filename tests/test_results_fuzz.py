@@ -23,7 +23,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._fuzz import FAST, SLOW, assert_refusal_is_one_line, call, snapshot
+from tests._fuzz import FAST, SLOW, assert_refusal_is_one_line, call
+from tests._snapshots import snapshot
 
 PUBLISHED = Path(__file__).resolve().parent.parent / "results" / "cpu"
 # Edits aimed at what the readers key on (seeds, names, timestamps), drawn as often as all

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import standins  # tests/ is on sys.path under pytest
+from _snapshots import snapshot
 
 from bench.__main__ import main
 
@@ -47,12 +48,6 @@ def edit_runs(rdir: Path, line: int, **values: str) -> None:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
     path.write_text(buf.getvalue())
-
-
-def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Bytes and mtime (ns) of every file under ``root``."""
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def call(argv: list[str]) -> int:

@@ -182,9 +182,8 @@ def test_fmt_s() -> None:
 # --- failure classification ------------------------------------------------------------------
 
 def outcome(tmp_path, code, log="", timed_out=False) -> protocol.ChildOutcome:
-    path = tmp_path / "stderr.log"
-    path.write_text(log)
-    return protocol.ChildOutcome(None, code, timed_out, 1.0, path)
+    return protocol.child_outcome("run", None, returncode=code, timed_out=timed_out,
+                                  wall_s=1.0, log=log)
 
 
 def test_failures_become_statuses(tmp_path) -> None:

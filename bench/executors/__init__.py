@@ -9,12 +9,15 @@
     python -m bench run --profile gpu --executor submitit --set slurm_partition=gpu   # Slurm
 
 Every executor speaks the same child protocol (:mod:`bench.executors.protocol`): the sweep hands
-it a cell spec (a JSON file naming the saved config, the cell, the device, the mode) and gets a
-:class:`~bench.executors.protocol.ChildOutcome` back -- the cell's result, or how its process
-ended (exit code, signal, timeout) -- which the sweep turns into exactly one row. An executor
+it a cell spec (JSON naming the saved config, the cell, the device, the mode) and gets a
+:class:`~bench.executors.protocol.ChildOutcome` back -- the cell's whole measured row, or how its
+process ended (exit code, signal, timeout) -- which the sweep turns into exactly one row. On
+this machine the spec goes to the cell's process on its stdin and the result comes back on a
+pipe of its own (:mod:`bench.executors.channel`); through Ray or submitit the outcome is the
+actor's or task's return value, read the same way. An executor
 never writes results: rows are committed by the sweep's atomic writer (:mod:`bench.results`).
 
-- ``process`` (:mod:`bench.executors.process`): ``python -m bench.executors.worker run`` per cell. Every
+- ``process`` (:mod:`bench.executors.process`): ``python -m bench.executors.worker once`` per cell. Every
   cell pays a Python start, the torch import and the data load (~2-4 s on a 2-core CPU).
 - ``warm`` (:mod:`bench.executors.warm`): one ``python -m bench.executors.worker serve`` worker per device
   runs cell after cell with torch imported and the data tensors loaded; it is replaced by a fresh

@@ -1,9 +1,10 @@
 """Ending the processes a run started: one helper for every executor and tool.
 
 A cell's process runs in a session of its own (``start_new_session``), so its whole group --
-the cell and anything it spawned -- is signalled at once (:func:`kill_group`); a process whose
-children left its group (submitit's local controllers) is ended tree by tree
-(:func:`kill_tree`, Linux ``/proc``).
+the cell and anything it spawned -- is signalled at once (:func:`kill_group`), and what left
+the group on its way is ended after it (:func:`kill_session`); a process whose children left
+its group (submitit's local controllers) is ended tree by tree (:func:`kill_tree`, Linux
+``/proc``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,22 @@ def kill_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def kill_session(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """End ``proc`` and everything it started: its process group (:func:`kill_group`, SIGTERM
+    then SIGKILL after ``grace_s`` seconds), then SIGKILL to any descendant that had left the
+    group (a helper that called ``setsid``), listed before the group was signalled: once its
+    parent is gone such a process is re-parented away and no longer found under ``proc``. Each
+    is checked by its start time, so a pid reused meanwhile is never hit."""
+    strays = [(p, t) for p in descendants(proc.pid) if (t := _start_time(p)) is not None]
+    kill_group(proc, grace_s)
+    for pid, started in strays:
+        if _start_time(pid) == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def kill_tree(pid: int) -> None:

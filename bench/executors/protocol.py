@@ -1,21 +1,25 @@
-"""The child protocol every executor speaks, and what a child that left no result means.
+"""The child protocol every executor speaks, and what a request that left no result means.
 
-A request is a spec file (JSON, see :mod:`bench.executors.worker`) and a command: ``run`` (train and measure
-the cell; its result is ``{"row", "history", "ops", "provenance"}``) or ``estimate`` (time a few
-steps; ``{"estimate_s"}``). The result file is written atomically at the very end, so its
-presence means the request finished; a process that dies first leaves none, and
-:func:`failure_row` turns its exit code, signal, timeout and log tail into a status and a reason.
+A request is a command and a spec (JSON: the saved config's path, the cell, the device, the
+mode; see :mod:`bench.executors.worker`): ``run`` (train and measure the cell; its payload is
+``{"row", "history", "ops", "provenance"}``, the whole measured row) or ``estimate`` (time a
+few steps; ``{"estimate_s"}``). On this machine it travels to the cell's process on its stdin,
+and the payload comes back on a result pipe of its own, written whole at the request's very
+end (:mod:`bench.executors.channel`); a Ray actor or a submitit task hands the same
+:class:`ChildOutcome` back as its return value (:func:`to_wire`, :func:`from_wire`).
+
+Every executor makes its outcome with :func:`child_outcome`, the one reading of a payload:
+one of the command's shape, or none (absent, cut short, not a reply). :func:`result_row` then
+turns an outcome into the cell's row -- the child's own, or for a request without a result the
+status and reason that :func:`failure_row` reads from its exit code, signal, timeout and log.
 """
 
 from __future__ import annotations
 
 import abc
-import json
+import math
 import os
-import queue
 import signal
-import sys
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +33,21 @@ _RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RAN
               "ROLE_WORLD_SIZE", "GROUP_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
+# How much of a failed request's log a Ray actor or submitit task sends back (characters).
+LOG_CHARS = 20000
+
+
 @dataclass
 class ChildOutcome:
-    payload: dict[str, Any] | None  # the request's result JSON, when it wrote one
+    """How one request ended; made by :func:`child_outcome` (the payload checked there)."""
+
+    payload: dict[str, Any] | None  # the request's result, when it gave one
     returncode: int | None  # the process's exit status when it ended (None: still alive)
     timed_out: bool
     wall_s: float  # seconds from the request to its end, process start included
-    stderr_path: Path  # the request's log (its process's stderr while it ran)
+    # The request's log (what its process wrote on stderr while it ran), kept when the
+    # request left no result; "" otherwise.
+    log: str = ""
     # Cells that ran on the same device at once while this one ran, itself included (1 =
     # alone); a packing executor (pack > 1: bench.executors.pack, ray) reports more.
     concurrency: int = 1
@@ -59,7 +71,7 @@ class Job:
 class Executor(abc.ABC):
     """Runs requests of the child protocol; one per sweep, closed at its end.
 
-    ``workdir`` is private to the sweep (spec, result and log files); ``env`` is the
+    ``workdir`` is private to the sweep (its processes' logs); ``env`` is the
     environment of every process the executor starts; ``cfg`` (a :class:`bench.config.Config`)
     carries the settings of executors that have some (``ray_address``, ``pack``, ``slurm_*``).
     """
@@ -154,23 +166,71 @@ def child_env(device: str, local_world: int) -> dict[str, str]:
     return env
 
 
-def cell_command(*args: str) -> list[str]:
-    """``python -m bench.executors.worker ARGS``: the child entry point (:mod:`bench.executors.worker`)."""
-    return [sys.executable, "-m", "bench.executors.worker", *args]
+def child_outcome(command: str, payload: Any, *, returncode: int | None, timed_out: bool,
+                  wall_s: float, log: str = "", concurrency: int = 1,
+                  reason: str = "") -> ChildOutcome:
+    """The one reading of a request's result, whichever way it came back (a result pipe, a
+    Ray actor's or a submitit task's return value): ``payload`` counts only when it has the
+    shape of ``command``'s -- ``run``: an object with a ``row`` object (history and ops lists,
+    provenance an object, where given); ``estimate``: ``estimate_s``, a finite number of
+    seconds >= 0 -- and is None otherwise, so that the request fails the way its process
+    ended (:func:`failure_row`). ``wall_s`` in seconds; ``log`` is dropped with a payload."""
+    if not _well_formed(command, payload):
+        payload = None
+    return ChildOutcome(payload, returncode, timed_out, float(wall_s),
+                        "" if payload is not None else log, concurrency=concurrency,
+                        reason=reason)
 
 
-def tail(path: Path, n: int = 20) -> list[str]:
-    try:
-        return path.read_text(errors="replace").splitlines()[-n:]
-    except OSError:
-        return []
+def _well_formed(command: str, payload: Any) -> bool:
+    if not isinstance(payload, dict):
+        return False
+    if command == "estimate":
+        seconds = payload.get("estimate_s")
+        return (isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+                and math.isfinite(seconds) and seconds >= 0)
+    kinds = {"row": dict, "history": list, "ops": list, "provenance": dict}
+    return isinstance(payload.get("row"), dict) and all(
+        isinstance(payload[k], kind) for k, kind in kinds.items() if k in payload)
+
+
+def to_wire(out: ChildOutcome) -> dict[str, Any]:
+    """What a Ray actor or a submitit task returns for one request: the outcome as plain
+    values, its log cut to its last :data:`LOG_CHARS` characters."""
+    return {"payload": out.payload, "returncode": out.returncode, "timed_out": out.timed_out,
+            "wall_s": out.wall_s, "log": out.log[-LOG_CHARS:]}
+
+
+def from_wire(command: str, wire: Any, concurrency: int = 1) -> ChildOutcome:
+    """The outcome a Ray actor or submitit task returned (:func:`to_wire`), read by
+    :func:`child_outcome` as a local request's is."""
+    wire = wire if isinstance(wire, dict) else {}
+    code = wire.get("returncode")
+    return child_outcome(command, wire.get("payload"),
+                         returncode=code if isinstance(code, int) else None,
+                         timed_out=bool(wire.get("timed_out")),
+                         wall_s=float(wire.get("wall_s") or 0.0), log=str(wire.get("log") or ""),
+                         concurrency=concurrency)
+
+
+def result_row(out: ChildOutcome, timeout_s: float
+               ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]],
+                          dict[str, Any]]:
+    """A ``run`` request's (row, history, ops, provenance): the child's measured row and
+    tables, or, for a request that left no result, :func:`failure_row` with its wall time
+    (``wall_s``, s) and nothing else. ``timeout_s`` is the request's limit (s)."""
+    if out.payload is None:
+        return {**failure_row(out, timeout_s), "wall_s": out.wall_s}, [], [], {}
+    p = out.payload
+    return (dict(p["row"]), list(p.get("history") or []), list(p.get("ops") or []),
+            dict(p.get("provenance") or {}))
 
 
 def failure_row(result: ChildOutcome, timeout_s: float) -> dict[str, Any]:
     """Status and reason (:func:`bench.schema.outcome`) for a request that left no result."""
     if result.reason:
         return outcome(Status.ERROR, result.reason)
-    lines = tail(result.stderr_path)
+    lines = result.log.splitlines()[-20:]
     last = next((line.strip() for line in reversed(lines) if line.strip()), "")
     oom = any("out of memory" in line.lower() or "OutOfMemoryError" in line for line in lines)
     if result.timed_out:
@@ -191,27 +251,3 @@ def failure_row(result: ChildOutcome, timeout_s: float) -> dict[str, Any]:
     if oom:
         return outcome(Status.OOM, f"{ended}; out of memory: {last[:300]}")
     return outcome(Status.ERROR, f"{ended} without a result" + (f": {last[:400]}" if last else ""))
-
-
-def pump_lines(stream: Any, lines: queue.Queue[str | None]) -> threading.Thread:
-    """A daemon thread putting each line of ``stream`` (newline stripped) on ``lines``, then
-    ``None`` at end of file: the caller waits on the queue with a deadline, never on a read."""
-
-    def pump() -> None:
-        for line in stream:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    return thread
-
-
-def read_result(path: Path) -> dict[str, Any] | None:
-    """The request's result JSON, or None when there is none (or it cannot be read)."""
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None

@@ -18,7 +18,9 @@ one slot, not the sweep.
 
 **What travels.** A request carries the config's TOML text and the cell; the actor writes its
 own files in a temporary directory on its node (the sweep's temporary directory need not exist
-there) and returns the payload (row, history, ops, provenance) and its log tail. Rows are
+there) and returns the request's outcome (:func:`bench.executors.protocol.to_wire`: the
+payload -- row, history, ops, provenance -- or how the cell's process ended and its log tail),
+which the sweep reads as it reads a local one (:func:`bench.executors.protocol.from_wire`). Rows are
 written by the sweep, in its process, as results arrive. The ``ADAPTBENCH_*`` variables of the
 sweep (data root, test hooks) are passed to the actors; every node needs the same checkout
 (importable ``bench``) and its data. A cell's per-epoch lines stay on its node (the sweep
@@ -58,12 +60,18 @@ from pathlib import Path
 from typing import Any
 
 from bench.executors.proctree import start_reaper, stop_reaper
-from bench.executors.protocol import BatchExecutor, ChildOutcome, Job, import_engine
+from bench.executors.protocol import (
+    BatchExecutor,
+    ChildOutcome,
+    Job,
+    child_outcome,
+    from_wire,
+    import_engine,
+)
 
 INSTALL_HINT = "pip install '.[ray]'"
 CONNECT_TIMEOUT_ENV = "ADAPTBENCH_RAY_CONNECT_TIMEOUT_S"  # seconds to reach host:port (10)
 LOST_GRACE_S = 120.0  # past cell_timeout_s: the actor's own timeout should have answered
-_LOG_CHARS = 20000  # log tail returned with a result that has none (for logs/)
 
 # Whether this process started the Ray instance (then the last executor shuts it down).
 _STARTED_HERE: list[bool] = [False]
@@ -171,7 +179,10 @@ class CellSlot:
 
     def run(self, command: str, toml_text: str, spec: dict[str, Any],
             timeout_s: float) -> dict[str, Any]:
-        """One request of the child protocol on this slot's warm worker."""
+        """One request of the child protocol on this slot's warm worker; its outcome as
+        :func:`~bench.executors.protocol.to_wire` gives it."""
+        from bench.executors.protocol import to_wire
+
         cfg_path = self.dir / "config.toml"
         cfg_path.write_text(toml_text)
         spec = {**spec, "config_path": str(cfg_path)}
@@ -179,11 +190,8 @@ class CellSlot:
             spec["device"] = "cuda:0"  # Ray's CUDA_VISIBLE_DEVICES: the slot's GPU is device 0
         if spec.get("out_dir") and not os.path.isdir(spec["out_dir"]):
             spec["out_dir"] = None  # the results directory is not on this node: no traces
-        out = self.executor.request(command, spec, timeout_s, on_line=self._lines.append)
-        log = "" if out.payload is not None else \
-            out.stderr_path.read_text(errors="replace")[-_LOG_CHARS:]
-        return {"payload": out.payload, "returncode": out.returncode,
-                "timed_out": out.timed_out, "wall_s": out.wall_s, "log": log}
+        return to_wire(self.executor.request(command, spec, timeout_s,
+                                             on_line=self._lines.append))
 
     def lines(self) -> list[str]:
         """The lines the running (or just finished) cell printed since the last call."""
@@ -228,7 +236,6 @@ class RayExecutor(BatchExecutor):
         self._slots: list[_Slot] = []
         self._device = ""
         self._tomls: dict[str, str] = {}
-        self._logs = 0
         self.actors_started = 0  # actors created, replacements included (tests, reports)
         self.retried = 0  # cells retried after a lost actor
 
@@ -433,23 +440,16 @@ class RayExecutor(BatchExecutor):
             for line in lines:
                 run.job.on_line(line)  # type: ignore[misc]
 
-    def _log_path(self, text: str) -> Path:
-        self._logs += 1
-        path = self.workdir / f"ray-{self._logs}.log"
-        path.write_text(text)
-        return path
-
-    def _outcome(self, result: dict[str, Any], run: _Running) -> ChildOutcome:
-        return ChildOutcome(result["payload"], result["returncode"], bool(result["timed_out"]),
-                            float(result["wall_s"]), self._log_path(result.get("log") or ""),
-                            concurrency=run.peak)
+    def _outcome(self, result: Any, run: _Running) -> ChildOutcome:
+        return from_wire(run.job.command, result, concurrency=run.peak)
 
     def _lost(self, run: _Running, why: str, *, lost: bool = True) -> ChildOutcome:
         reason = (f"the Ray actor running the cell was lost twice ({why}); a node or process "
                   "of the cluster died, or the cell killed its actor" if lost
                   else f"the Ray actor failed the request: {why}")
-        return ChildOutcome(None, None, False, time.monotonic() - run.started,
-                            self._log_path(reason + "\n"), concurrency=run.peak, reason=reason)
+        return child_outcome(run.job.command, None, returncode=None, timed_out=False,
+                             wall_s=time.monotonic() - run.started, log=reason + "\n",
+                             concurrency=run.peak, reason=reason)
 
     def close(self) -> None:
         if "ray" not in sys.modules:

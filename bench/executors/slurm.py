@@ -8,10 +8,12 @@
 The sweep stays where it was started (a login node, or a small job of its own) and submits the
 cells it has to run as one array (``map_array``): at most ``slurm_parallelism`` tasks at once,
 ``gpus_per_node=1`` on CUDA, ``timeout_min`` from ``cell_timeout_s``. Each array task runs one
-cell through the child protocol in a fresh ``python -m bench.executors.worker run`` process (as the
+cell through the child protocol in a fresh ``python -m bench.executors.worker once`` process (as the
 ``process`` executor does: a task is a new allocation, there is nothing to keep warm), on files
-of its own in a temporary directory of its node, and returns the payload (row, history, ops,
-provenance) to the sweep, which writes the row as each task finishes. Job files and task logs
+of its own in a temporary directory of its node, and returns the request's outcome to the
+sweep (:func:`bench.executors.protocol.to_wire`: the payload -- row, history, ops, provenance
+-- or how the cell's process ended and its log tail), which reads it as it reads a local one
+(:func:`bench.executors.protocol.from_wire`) and writes the row as each task finishes. Job files and task logs
 go to ``slurm_folder`` (default ``logs/submitit`` under the results directory, which must be on
 a file system the nodes share).
 
@@ -40,16 +42,18 @@ from typing import Any
 
 from bench.executors.proctree import kill_tree
 from bench.executors.protocol import (
+    LOG_CHARS,
     REPO_ROOT,
     BatchExecutor,
     ChildOutcome,
     Job,
+    child_outcome,
+    from_wire,
     import_engine,
 )
 
 INSTALL_HINT = "pip install '.[slurm]'"
 POLL_S = 1.0  # seconds between looks at the tasks (submitit rate-limits sacct itself)
-_LOG_CHARS = 20000
 
 
 def _submitit() -> Any:
@@ -72,7 +76,7 @@ class CellTask(_checkpointable()):  # type: ignore[misc]
 
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         from bench.executors.process import run_child
-        from bench.executors.protocol import child_env
+        from bench.executors.protocol import child_env, to_wire
 
         if request.get("driver_pid"):
             _die_with_driver(int(request["driver_pid"]))
@@ -89,12 +93,8 @@ class CellTask(_checkpointable()):  # type: ignore[misc]
                 spec["out_dir"] = None
             env = child_env(spec["device"], 1)
             env.update(request["env"])
-            out = run_child(request["command"], spec, workdir, request["timeout_s"], env,
-                            on_line=print)  # a cell's epoch lines go to the task's log
-            log = "" if out.payload is not None else \
-                out.stderr_path.read_text(errors="replace")[-_LOG_CHARS:]
-            return {"payload": out.payload, "returncode": out.returncode,
-                    "timed_out": out.timed_out, "wall_s": out.wall_s, "log": log}
+            return to_wire(run_child(request["command"], spec, workdir, request["timeout_s"],
+                                     env, on_line=print))  # epoch lines: the task's log
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -137,7 +137,6 @@ class SubmititExecutor(BatchExecutor):
     def __init__(self, workdir: Path, env: dict[str, str], cfg: Any = None) -> None:
         super().__init__(workdir, env, cfg)
         self._pending: dict[Any, Job] = {}
-        self._logs = 0
         self.cluster = ""
 
     @classmethod
@@ -198,20 +197,15 @@ class SubmititExecutor(BatchExecutor):
                 finished = [sj for sj in self._pending if sj.done()]
                 for sj in finished:
                     job = self._pending.pop(sj)
-                    on_done(job, self._outcome(sj, peak[id(sj)], time.monotonic() - started))
+                    on_done(job, self._outcome(sj, job, peak[id(sj)],
+                                               time.monotonic() - started))
                 if self._pending and not finished:
                     time.sleep(POLL_S)
         except BaseException:
             self.close()  # Ctrl-C / SIGTERM: the array's unfinished tasks are cancelled
             raise
 
-    def _log_path(self, text: str) -> Path:
-        self._logs += 1
-        path = self.workdir / f"submitit-{self._logs}.log"
-        path.write_text(text)
-        return path
-
-    def _outcome(self, sj: Any, concurrency: int, wall_s: float) -> ChildOutcome:
+    def _outcome(self, sj: Any, job: Job, concurrency: int, wall_s: float) -> ChildOutcome:
         try:
             result = sj.result()
         except Exception as exc:  # noqa: BLE001 - the task died: its reason becomes the row's
@@ -219,11 +213,10 @@ class SubmititExecutor(BatchExecutor):
             first = (text.splitlines()[-1] if text else type(exc).__name__)[:300]
             reason = (f"Slurm task {sj.job_id} ended without a result ({type(exc).__name__}: "
                       f"{first}); its logs: {sj.paths.stderr}")
-            return ChildOutcome(None, None, False, wall_s, self._log_path(text[-_LOG_CHARS:]),
-                                concurrency=concurrency, reason=reason)
-        return ChildOutcome(result["payload"], result["returncode"], bool(result["timed_out"]),
-                            float(result["wall_s"]), self._log_path(result.get("log") or ""),
-                            concurrency=concurrency)
+            return child_outcome(job.command, None, returncode=None, timed_out=False,
+                                 wall_s=wall_s, log=text[-LOG_CHARS:],
+                                 concurrency=concurrency, reason=reason)
+        return from_wire(job.command, result, concurrency=concurrency)
 
     def close(self) -> None:
         pending, self._pending = self._pending, {}

@@ -1,26 +1,30 @@
-"""Child-process entry point: run (or estimate) cells and write each outcome as JSON.
+"""Child-process entry point: run (or estimate) cells and send each outcome back as JSON.
 
 A cell runs in a process of its own, never in the sweep's, so that a crash, an OOM kill or a
 hang costs one cell, not the sweep. The executor (:mod:`bench.executors`) decides which::
 
-    python -m bench.executors.worker run SPEC.json RESULT.json       # one cell, then exit (process)
-    python -m bench.executors.worker estimate SPEC.json RESULT.json  # {"estimate_s": ...} -> RESULT.json
-    python -m bench.executors.worker serve TOKEN                     # requests on stdin, cell after cell (warm)
+    python -m bench.executors.worker once FD    # one request, then exit (process, submitit)
+    python -m bench.executors.worker serve FD   # request after request, cell after cell (warm)
 
-``serve`` is the warm worker: the protocol, and what it resets before every cell so that each
-cell's measurements are its own, are in :mod:`bench.executors.warm` and :class:`_Baseline`.
+Requests come on stdin, one JSON line each (:func:`bench.executors.channel.request_line`)::
 
-``SPEC.json`` (written by :mod:`bench.sweep`; one per request)::
+    {"id": 1, "command": "run" | "estimate", "spec": {
+        "config_path": "/tmp/.../config.toml", "cell": {"dataset": ..., "model": ...,
+        "strategy": ..., "seed": 0}, "device": "cpu" | "cuda:0", "measure_only": false,
+        "out_dir": "results/cpu" | null,
+        "ddp": {"rank": 0, "world": 2, "master_addr": ..., "master_port": ..., "prefix": ...,
+                "timeout_s": ...}}}   # "ddp" only under run --ddp (bench.executors.ddp)
 
-    {"config_path": "/tmp/.../config.toml", "cell": {"dataset": ..., "model": ...,
-     "strategy": ..., "seed": 0}, "device": "cpu" | "cuda:0", "measure_only": false,
-     "out_dir": "results/cpu" | null,
-     "ddp": {"rank": 0, "world": 2, "master_addr": ..., "master_port": ..., "prefix": ...,
-             "timeout_s": ...}}   # only under run --ddp: the cell's group (bench.executors.ddp)
+Each request's result goes to file descriptor FD (a pipe the sweep passed), one JSON line
+written whole at the request's very end and by nothing else: ``{"id": 1, "payload": P}``,
+``P`` being ``{"row": {...}, "history": [...], "ops": [...], "provenance": {...}}`` for
+``run``, ``{"estimate_s": ...}`` for ``estimate``, or null when a ``serve`` request failed
+before it had one (the traceback is on stderr). ``once`` exits with the error instead, and
+closes the pipe after its one line. What the process prints on stdout (per-epoch lines) is
+relayed by the sweep as progress and never read as a result; stderr is the process's log.
 
-``RESULT.json``: ``{"row": {...}, "history": [...], "ops": [...], "provenance": {...}}``. It is
-written atomically at the very end, so its presence means the child finished. Everything the
-child prints on stdout (per-epoch lines) is relayed by the sweep; stderr goes to a log.
+``serve`` is the warm worker: what it resets before every cell so that each cell's
+measurements are its own is in :mod:`bench.executors.warm` and :class:`_Baseline`.
 
 The cell dies with the sweep: on Linux it asks the kernel for SIGKILL when its parent dies
 (``PR_SET_PDEATHSIG``), so a sweep killed with ``kill -9`` leaves no orphaned cell holding a
@@ -97,26 +101,41 @@ def _die_with_parent() -> None:
         pass
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(_jsonable(payload)))
-    os.replace(tmp, path)
+class _ResultPipe:
+    """The writing end of the result pipe (file descriptor ``fd``): one line per request."""
+
+    def __init__(self, fd: int) -> None:
+        # Not passed on to what a cell starts (a compiler, a helper): the pipe's end of file
+        # must mean that this process is done with it.
+        os.set_inheritable(fd, False)
+        self.fd = fd
+
+    def send(self, request_id: Any, payload: dict[str, Any] | None) -> None:
+        """Write the request's one result line, whole (a large one in several writes)."""
+        sys.stdout.flush()  # every progress line of the request is out before its result
+        sys.stderr.flush()
+        data = memoryview((json.dumps({"id": request_id, "payload": _jsonable(payload)})
+                           + "\n").encode())
+        while data:
+            data = data[os.write(self.fd, data):]
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
-def _load_spec(path: Path):
+def _load_spec(spec: dict[str, Any]):
     from bench import config
 
-    spec = json.loads(Path(path).read_text())
     cfg = config.load(spec["config_path"])
     cell = config.Cell(**spec["cell"])
-    return spec, cfg, cell
+    return cfg, cell
 
 
-def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -> int:
-    """Run one cell; ``baseline`` (a warm worker's) first resets the process for it."""
+def run(spec: dict[str, Any], baseline: _Baseline | None = None) -> dict[str, Any]:
+    """Run one cell; its payload. ``baseline`` (a warm worker's) first resets the process."""
     from bench.schema import Status, outcome
 
-    spec, cfg, cell = _load_spec(spec_path)
+    cfg, cell = _load_spec(spec)
     run_cell, _ = _load_impl()
     out_dir = Path(spec["out_dir"]) if spec.get("out_dir") else None
     measure_only = bool(spec.get("measure_only"))
@@ -142,8 +161,7 @@ def run(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -
         # The worker's lifetime peak is not this cell's: an empty value, not a wrong one.
         payload["row"]["peak_rss_mib"] = None
     payload["provenance"] = _provenance(spec["device"])
-    write_json(result_path, payload)
-    return 0
+    return payload
 
 
 def _cell_group(spec: dict[str, Any]) -> Any:
@@ -157,16 +175,19 @@ def _cell_group(spec: dict[str, Any]) -> Any:
     return ddp.cell_group(spec["ddp"], spec["device"])
 
 
-def estimate(spec_path: Path, result_path: Path, baseline: _Baseline | None = None) -> int:
-    spec, cfg, cell = _load_spec(spec_path)
+def estimate(spec: dict[str, Any], baseline: _Baseline | None = None) -> dict[str, Any]:
+    """Time a few steps of the cell; its payload, ``{"estimate_s": seconds}``."""
+    cfg, cell = _load_spec(spec)
     _, estimate_cell_s = _load_impl()
     if baseline is not None:
         baseline.reset(cfg, cell, spec["device"])
     seconds = float(estimate_cell_s(cfg, cell, spec["device"]))
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"estimate_cell_s returned {seconds!r}")
-    write_json(result_path, {"estimate_s": seconds})
-    return 0
+    return {"estimate_s": seconds}
+
+
+COMMANDS: dict[str, Callable[..., dict[str, Any]]] = {"run": run, "estimate": estimate}
 
 
 def _provenance(device: str) -> dict[str, str]:
@@ -293,47 +314,48 @@ def _warm_imports() -> None:
         sys.modules["bench.data"].keep_last_load(True)
 
 
-def serve(token: str) -> int:
-    """The warm worker: one request per stdin line, ``TOKEN done ID`` on stdout after each."""
+def once(result_fd: int) -> int:
+    """One request from stdin, its result on ``result_fd``; an error that leaves no payload
+    ends the process with its traceback (exit 1), as any crash does."""
+    results = _ResultPipe(result_fd)
+    request = json.loads(sys.stdin.readline())
+    payload = COMMANDS[request["command"]](request["spec"])
+    results.send(request["id"], payload)
+    results.close()
+    return 0
+
+
+def serve(result_fd: int) -> int:
+    """The warm worker: one request per stdin line, one result line on ``result_fd`` each."""
+    results = _ResultPipe(result_fd)
     _load_impl()
     _warm_imports()
     baseline = _Baseline()
-    worker_stderr = os.dup(2)
-    commands = {"run": run, "estimate": estimate}
     for line in sys.stdin:
         if not line.strip():
             continue
-        req = json.loads(line)
-        # The request's log is fd 2 itself, so C-level messages (a fatal signal's) land in it.
-        fd = os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(fd, 2)
-        os.close(fd)
+        request = json.loads(line)
+        payload = None
         try:
-            commands[req["command"]](Path(req["spec"]), Path(req["result"]), baseline)
+            payload = COMMANDS[request["command"]](request["spec"], baseline)
         except SystemExit as exc:  # a cell that exits ends its worker, with its exit code
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(exc.code if isinstance(exc.code, int) else 1)
-        except Exception:  # noqa: BLE001 - no result written: the sweep records the failure
+        except Exception:  # noqa: BLE001 - no payload: the sweep records the failure
             traceback.print_exc()
-        finally:
-            sys.stderr.flush()
-            os.dup2(worker_stderr, 2)
-        sys.stdout.flush()
-        print(f"{token} done {req['id']}", flush=True)
+        results.send(request["id"], payload)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 2 and argv[0] == "serve":
-        return serve(argv[1])
-    commands = {"run": run, "estimate": estimate}
-    if len(argv) != 3 or argv[0] not in commands:
-        print("usage: python -m bench.executors.worker run|estimate SPEC.json RESULT.json | serve TOKEN",
-              file=sys.stderr)
+    modes = {"once": once, "serve": serve}
+    if len(argv) != 2 or argv[0] not in modes or not argv[1].isdigit():
+        print("usage: python -m bench.executors.worker once|serve RESULT_FD "
+              "(requests on stdin, one JSON line each)", file=sys.stderr)
         return 2
-    return commands[argv[0]](Path(argv[1]), Path(argv[2]))
+    return modes[argv[0]](int(argv[1]))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,10 @@ measures.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bench.config import Cell, Config
 from bench.identity import effective
-from bench.plan import fastpath
+from bench.plan import fastpath, flops
 from bench.plan.speeds import SPEEDS, DeviceSpeed, device_speed  # noqa: F401 - re-exported
 
 # The cost model is trusted when it is this far from the budget either way (it is within ~2x
@@ -45,7 +44,6 @@ class CostModel:
         self.device_kind = device_kind
         self.device_model = device_model
         device_speed(device_kind, "fp32", device_model)  # an unknown model fails here
-        self._flops: dict[tuple[Any, ...], tuple[float, str]] = {}
 
     def forward_gflops(self, cell: Cell, num_classes: int,
                        shape: tuple[int, int, int]) -> tuple[float, str]:
@@ -53,11 +51,9 @@ class CostModel:
 
         Not applicable strategies and forwards that fail on meta (VGG16 at 28 px) fail for
         real: such a cell is ``incompatible`` and recorded without starting a process.
+        Cached once per process by :func:`bench.plan.flops.forward_gflops`.
         """
-        key = (cell.model, cell.strategy, num_classes, shape)
-        if key not in self._flops:
-            self._flops[key] = _meta_gflops(cell, num_classes, shape)
-        return self._flops[key]
+        return flops.forward_gflops(cell.model, cell.strategy, num_classes, tuple(shape))
 
     def estimate(self, cfg: Config, cell: Cell) -> Estimate:
         from bench.data import get_info
@@ -110,26 +106,4 @@ class CostModel:
         measure_only = (measure_only_total_steps(cfg.measure_only_steps, cfg.warmup_steps,
                                                  cfg.window_steps, steps) * step_s + extra_s)
         return Estimate(full, measure_only, "cost-model")
-
-
-def _meta_gflops(cell: Cell, num_classes: int,
-                 shape: tuple[int, int, int]) -> tuple[float, str]:
-    import strategies
-    from strategies._meta import forward_gflops_per_img
-
-    try:
-        model = strategies.build(cell.model, cell.strategy, num_classes=num_classes,
-                                 device="meta", input_px=shape[1], in_channels=shape[0])
-    except strategies.StrategyError as exc:
-        return 0.0, str(exc)
-    try:
-        return forward_gflops_per_img(model, shape), ""
-    except RuntimeError as exc:
-        try:
-            from strategies.explain import explain_error
-        except ImportError:
-            return 0.0, f"{type(exc).__name__}: {exc}"
-        return 0.0, explain_error(exc, cell.model, cell.strategy, input_px=shape[1],
-                                  in_channels=shape[0])
-
 

@@ -41,10 +41,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from bench.plan.flops import forward_gflops
 from bench.plan.speeds import SPEEDS
 
 # ASSUMED, not measured: the floor of one replayed training step (one graph launch, the
@@ -202,22 +202,19 @@ def resolve_for_model(cfg: Any, device_kind: str, model: str, gflops_fwd_per_img
     return decision
 
 
-@lru_cache(maxsize=256)
 def costliest_gflops(model: str, strategy_names: tuple[str, ...], num_classes: int,
                      shape: tuple[int, int, int]) -> tuple[float, str]:
     """(forward GFLOPs per image, strategy) of the costliest of ``strategy_names`` for
-    ``model`` on inputs of ``shape`` (C, H, W), from meta-device builds (no memory, no data);
-    strategies that cannot build or run are skipped; ``(0.0, "")`` when none can."""
-    import strategies
-    from strategies._meta import forward_gflops_per_img
-
+    ``model`` on inputs of ``shape`` (C, H, W), from meta-device builds (no memory, no data;
+    each one cached by :func:`bench.plan.flops.forward_gflops`); strategies that cannot build
+    or run are skipped; ``(0.0, "")`` when none can."""
     best, best_name = 0.0, ""
     for name in strategy_names:
         try:
-            net = strategies.build(model, name, num_classes=num_classes, device="meta",
-                                   input_px=shape[1], in_channels=shape[0])
-            gflops = forward_gflops_per_img(net, shape)
-        except (strategies.StrategyError, RuntimeError):
+            gflops, why = forward_gflops(model, name, num_classes, tuple(shape))
+        except RuntimeError:  # a build that fails outright is no candidate either
+            continue
+        if why:
             continue
         if gflops > best:
             best, best_name = gflops, name
