@@ -45,7 +45,6 @@ LONG_MODULES = {
                              "summarize, profile), read top to bottom",
     "bench/engine/measure.py": "timing windows, memory and the profiler's operator table",
     "bench/executors/ray_cluster.py": "Ray actors, their relay of epoch lines and clean-up",
-    "bench/report/charts.py": "one function per chart, sharing the axis and style helpers",
     "bench/report/html.py": "the page: its template, table rendering and the sort script",
     "bench/report/stats.py": "intervals, separation and picking: the report's statistics",
     "bench/tools/doctor.py": "the compatibility matrix and its explanations",
