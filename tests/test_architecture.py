@@ -43,7 +43,6 @@ LONG_MODULES = {
     "bench/results.py": "the store: atomic writes, locks and the one reader of a cell's row",
     "bench/engine/train.py": "one cell's phases in order (prepare, build, budget, epochs, "
                              "summarize, profile), read top to bottom",
-    "bench/engine/measure.py": "timing windows, memory and the profiler's operator table",
     "bench/executors/ray_cluster.py": "Ray actors, their relay of epoch lines and clean-up",
     "bench/report/html.py": "the page: its template, table rendering and the sort script",
     "bench/report/stats.py": "intervals, separation and picking: the report's statistics",
