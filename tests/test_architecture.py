@@ -41,8 +41,6 @@ LONG_MODULES = {
                        "values and the one constructor of a runs row",
     "bench/sweep.py": "the driver loop: preflight, plan, dispatch, resume and exit codes",
     "bench/results.py": "the store: atomic writes, locks and the one reader of a cell's row",
-    "bench/engine/train.py": "one cell's phases in order (prepare, build, budget, epochs, "
-                             "summarize, profile), read top to bottom",
     "bench/executors/ray_cluster.py": "Ray actors, their relay of epoch lines and clean-up",
     "bench/report/html.py": "the page: its template, table rendering and the sort script",
     "bench/report/stats.py": "intervals, separation and picking: the report's statistics",

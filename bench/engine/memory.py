@@ -1,4 +1,5 @@
-"""Memory of a cell: the process's peak resident set, live tensor bytes, and the peak of a window of extra steps under one profiler session (MiB, 2**20 bytes).
+"""Memory of a cell: the process's peak resident set, live tensor bytes, and the peak of a window of
+extra steps under one profiler session (MiB, 2**20 bytes).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The profiler's operator table: each operator's self time (ms, totals over the profiled steps), calls and memory (MiB), read from a profiled window's events as the ``ops.csv`` rows.
+"""The profiler's operator table: each operator's self time (ms, totals over the profiled steps),
+calls and memory (MiB), read from a profiled window's events as the ``ops.csv`` rows.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import torch
 from bench.engine.windows import MIB
 
 STEP_RANGE = "ProfilerStep"
-
 
 
 # torch.profiler's DeviceType for host memory (torch._C._autograd.DeviceType.CPU).

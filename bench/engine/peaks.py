@@ -1,4 +1,6 @@
-"""What the device can do: sustained matmul TFLOP/s (1e12 floating-point operations per second, the denominator of MFU), cached per device and dtype, and device-to-device copy GB/s (1e9 bytes per second).
+"""What the device can do: sustained matmul TFLOP/s (1e12 floating-point operations per second, the
+denominator of MFU), cached per device and dtype, and device-to-device copy GB/s (1e9 bytes per
+second).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Timing windows over whole training steps: the host clock read after a device sync, and the throughput meter that turns steps into windows (seconds, images per second).
+"""Timing windows over whole training steps: the host clock read after a device sync, and the
+throughput meter that turns steps into windows (seconds, images per second).
 
 Units are in the names: ``_s`` seconds, ``_img_s`` images per second, ``_mib`` MiB (2**20 bytes).
 """
