@@ -40,7 +40,6 @@ LONG_MODULES = {
     "bench/schema.py": "every results column with its unit and meaning, the status and mode "
                        "values and the one constructor of a runs row",
     "bench/sweep.py": "the driver loop: preflight, plan, dispatch, resume and exit codes",
-    "bench/results.py": "the store: atomic writes, locks and the one reader of a cell's row",
     "bench/executors/ray_cluster.py": "Ray actors, their relay of epoch lines and clean-up",
     "bench/report/html.py": "the page: its template, table rendering and the sort script",
     "bench/report/stats.py": "intervals, separation and picking: the report's statistics",
