@@ -41,7 +41,6 @@ LONG_MODULES = {
                        "values and the one constructor of a runs row",
     "bench/sweep.py": "the driver loop: preflight, plan, dispatch, resume and exit codes",
     "bench/executors/ray_cluster.py": "Ray actors, their relay of epoch lines and clean-up",
-    "bench/report/html.py": "the page: its template, table rendering and the sort script",
     "bench/report/stats.py": "intervals, separation and picking: the report's statistics",
     "bench/tools/doctor.py": "the compatibility matrix and its explanations",
     "bench/tools/gpu_check.py": "the GPU lease's one script: ceilings, probes, profile, report",
