@@ -40,13 +40,7 @@ LONG_MODULES = {
     "bench/schema.py": "every results column with its unit and meaning, the status and mode "
                        "values and the one constructor of a runs row",
     "bench/sweep.py": "the driver loop: preflight, plan, dispatch, resume and exit codes",
-    "bench/results.py": "the store: atomic writes, locks and the one reader of a cell's row",
-    "bench/engine/train.py": "one cell's phases in order (prepare, build, budget, epochs, "
-                             "summarize, profile), read top to bottom",
-    "bench/engine/measure.py": "timing windows, memory and the profiler's operator table",
     "bench/executors/ray_cluster.py": "Ray actors, their relay of epoch lines and clean-up",
-    "bench/report/charts.py": "one function per chart, sharing the axis and style helpers",
-    "bench/report/html.py": "the page: its template, table rendering and the sort script",
     "bench/report/stats.py": "intervals, separation and picking: the report's statistics",
     "bench/tools/doctor.py": "the compatibility matrix and its explanations",
     "bench/tools/gpu_check.py": "the GPU lease's one script: ceilings, probes, profile, report",

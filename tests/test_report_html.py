@@ -23,6 +23,7 @@ import pytest
 from bench import report
 from bench.__main__ import build_parser
 from bench.report import html as report_html
+from bench.report import page_sections
 from bench.schema import SCHEMA_VERSION
 from bench.sweep import parse_only
 
@@ -324,8 +325,8 @@ def test_a_cell_evaluated_once_gets_no_curve_in_its_details():
     history = pd.read_csv(FIXTURES / "history.csv")
     seeds = history[history["strategy"] == "repeat3"][["cell_hash", "device_name"]]
     page = SimpleNamespace(history=history)
-    assert '<svg class="curve"' in report_html._curve(page, seeds.drop_duplicates())
+    assert '<svg class="curve"' in page_sections._curve(page, seeds.drop_duplicates())
     page = SimpleNamespace(history=history[history["epoch"] == 1])
-    once = report_html._curve(page, seeds.drop_duplicates())
+    once = page_sections._curve(page, seeds.drop_duplicates())
     assert '<svg class="curve"' not in once and "no curve to draw" in once
     assert "<table" in once  # the evaluation itself is still listed

@@ -11,8 +11,11 @@
 
 In the code these are the phases of ``_train``, one function each, in this order:
 ``_prepare``, ``_build_model``, ``_budget``, ``_build_steps``, ``_epochs``, ``_summarize``,
-``_remeasure`` (contended windows re-timed) and ``_profile``; a ``_Run`` carries what each
-leaves for the next.
+then :mod:`bench.engine.profiling`'s ``remeasure`` (contended windows re-timed) and ``profile``;
+a :class:`~bench.engine.state.Run` carries what each leaves for the next. The meta check
+(:mod:`~bench.engine.meta`), optimizer (:mod:`~bench.engine.optim`), evaluation
+(:mod:`~bench.engine.evaluate`), device and seeds (:mod:`~bench.engine.backend`) and the
+estimate (:mod:`~bench.engine.estimate`) are modules of their own, importable from here.
 
 Under ``run --ddp`` the cell is one rank of a group (:mod:`bench.executors.ddp`): the model is wrapped in
 DistributedDataParallel, each rank trains its slice of every global batch, and throughput,
@@ -27,9 +30,6 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,167 +38,27 @@ from torch import nn
 
 from bench import faults
 from bench.config import Cell, Config
-from bench.engine import contention, measure
+from bench.engine import contention, measure, profiling
 from bench.engine import step as step_mod
+from bench.engine.backend import resolve_device, seed_everything
+from bench.engine.estimate import estimate_cell_s
+from bench.engine.evaluate import evaluate
+from bench.engine.meta import Incompatible, inspect_on_meta
 from bench.engine.oom import is_oom
+from bench.engine.optim import make_optimizer, make_schedule
+from bench.engine.state import CellResult, Diverged, Run
 from bench.executors import ddp
 from bench.identity import effective
 from bench.plan import fastpath
 from bench.plan.steps import EVAL_BATCH_FACTOR, measure_only_total_steps
 from bench.schema import Mode, Status, outcome, recipe_values
-from strategies._meta import forward_gflops_per_img
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-@dataclass
-class CellResult:
-    """What one cell produced: a results row (no provenance), history rows, profiler rows."""
-
-    row: dict[str, Any]
-    history: list[dict[str, Any]] = field(default_factory=list)
-    ops: list[dict[str, Any]] = field(default_factory=list)
-
-
-class Diverged(RuntimeError):
-    """The training loss became non-finite."""
-
-
-class Incompatible(RuntimeError):
-    """The strategy cannot run this model at this input size (explained)."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; valid: auto, cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {device!r}; valid: auto, cpu, cuda, cuda:N")
-    return dev
-
-
-# --- building -----------------------------------------------------------------------------
-
-def inspect_on_meta(cell: Cell, num_classes: int,
-                    shape: tuple[int, int, int]) -> dict[str, Any]:
-    """Params, forward GFLOPs/img and effective input size, from a meta-device build for images
-    of ``shape`` (channels, height px, width px: the dataset's).
-
-    A forward that fails on meta fails for real: that is raised as :class:`Incompatible`,
-    with the plain-language explanation, before any memory is spent.
-    """
-    import strategies
-
-    try:
-        model = strategies.build(cell.model, cell.strategy, num_classes=num_classes,
-                                 device="meta", input_px=shape[1], in_channels=shape[0])
-    except strategies.StrategyError as exc:
-        raise Incompatible(str(exc)) from exc
-    try:
-        gflops = forward_gflops_per_img(model, shape)
-    except RuntimeError as exc:
-        from strategies.explain import explain_error
-
-        raise Incompatible(explain_error(exc, cell.model, cell.strategy, input_px=shape[1],
-                                         in_channels=shape[0])) from exc
-    return {
-        "params": measure.count_params(model),
-        "gflops_fwd_per_img": gflops,
-        "effective_input_px": getattr(model, "effective_input_px", None),
-        # Each replaced layer with the init rule it got (strategies/_init.py), e.g.
-        # "backbone.conv1 (ResNet: kaiming_normal_ fan_out relu)".
-        "reinitialized": ";".join(getattr(model, "init_rules", None)
-                                  or getattr(model, "reinitialized", []) or []),
-    }
-
-
-def make_optimizer(cfg: Config, model: nn.Module, *, for_graphs: bool = False,
-                   device: torch.device | None = None) -> torch.optim.Optimizer:
-    """SGD or AdamW over two groups (no weight decay on biases and norm parameters);
-    ``for_graphs``: the capturable form, LR in a tensor on ``device``
-    (:func:`bench.engine.step.graph_optimizer`)."""
-    # No weight decay on biases and norm parameters: the usual, and it keeps BN models stable.
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    if for_graphs:
-        return step_mod.graph_optimizer(cfg.optimizer, groups, cfg.lr, cfg.momentum,
-                                        cfg.nesterov, device or torch.device("cpu"))
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov and cfg.momentum > 0)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-def make_schedule(cfg: Config, opt: torch.optim.Optimizer, total_steps: int):
-    """Per-step LR multiplier: linear warm-up to ``lr``, then cosine to 0 (or constant)."""
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=max(total_steps, 1),
-            pct_start=max(cfg.warmup_frac, 0.01), cycle_momentum=cfg.optimizer == "sgd")
-    warmup = int(cfg.warmup_frac * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if cfg.schedule == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def _autocast(cfg: Config, device: torch.device):
-    if cfg.precision == "fp32":
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=PRECISIONS[cfg.precision])
-
-
-@torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, mean: float,
-             std: float, num_classes: int, cfg: Config, device: torch.device,
-             eval_step: step_mod.EvalStep | None = None) -> tuple[float, list[float], float]:
-    """Accuracy, per-class accuracy and eval throughput (img/s) over the whole split;
-    ``eval_step``: count on its static (captured) buffers instead of eagerly."""
-    from bench.data import batches
-
-    model.eval()
-    correct = torch.zeros(num_classes, dtype=torch.long, device=device)
-    measure.synchronize(device)
-    t0 = time.perf_counter()
-    split = batches(x, y, batch_size, mean=mean, std=std, shuffle=False, drop_last=False)
-    if eval_step is not None:
-        correct = eval_step.count(split)
-    else:
-        with _autocast(cfg, device):
-            for xb, yb in split:
-                hit = model(xb).argmax(1) == yb
-                correct += torch.bincount(yb[hit], minlength=num_classes)
-    measure.synchronize(device)
-    elapsed = time.perf_counter() - t0
-    model.train()
-    totals = torch.bincount(y, minlength=num_classes).clamp(min=1)
-    per_class = (correct.float() / totals.float()).tolist()
-    acc = correct.sum().item() / max(1, len(y))
-    return acc, per_class, len(y) / elapsed if elapsed > 0 else float("nan")
-
-
-def _seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
-    torch.manual_seed(seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not deterministic
-        torch.backends.cudnn.deterministic = deterministic
-        # TF32 for fp32 matmuls and convs: what a user of an Ampere+ GPU gets by choice.
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
+# The engine's API, importable from here as before (the executors, tools and tests use
+# train.NAME; tests replace train.evaluate and train.make_schedule, which the phases below call).
+__all__ = ["CellResult", "Diverged", "Incompatible", "estimate_cell_s", "evaluate",
+           "inspect_on_meta", "make_optimizer", "make_schedule", "resolve_device", "run_cell"]
+# bench/tools/overhead.py seeds its bare loop exactly as a cell is seeded, by this name.
+_seed_everything = seed_everything
 
 def _base_row(cfg: Config, cell: Cell, measure_only: bool) -> dict[str, Any]:
     """The row a cell starts with: ok until a phase says otherwise, its mode and recipe. Where
@@ -245,72 +105,23 @@ def run_cell(cfg: Config, cell: Cell, *, device: str | torch.device = "auto",
     return result
 
 
-@dataclass
-class _Run:
-    """One cell on its way through the phases of :func:`_train`: what each phase leaves for
-    the next (set in phase order; a field is None until its phase has run)."""
-
-    cfg: Config  # the effective config; the build phase resolves compile and graphs in it
-    cell: Cell
-    dev: torch.device
-    measure_only: bool
-    out_dir: Path | None
-    result: CellResult
-    # prepare
-    threads: int = 0  # torch intra-op threads: the CPU a timed window could use
-    info: Any = None  # the dataset's DatasetInfo
-    splits: Any = None  # the subsets on the device
-    eval_x: Any = None  # what is evaluated after every epoch: the validation split, or test
-    eval_y: Any = None
-    split_name: str = "test"
-    # build
-    model: Any = None  # the adapted model (what is evaluated)
-    group: Any = None  # this cell's --ddp group (bench/executors/ddp.py), or None
-    train_model: Any = None  # the model as trained: under DistributedDataParallel in a group
-    shard: tuple[int, int] = (0, 1)  # this rank's slice of every batch
-    # budget
-    steps_per_epoch: int = 0
-    total_steps: int = 0
-    epochs: int = 0
-    # steps
-    eval_bs: int = 0  # evaluation batch, images
-    train_step: Any = None
-    eval_step: Any = None
-    # epochs
-    meter: Any = None  # the timed windows (measure.ThroughputMeter)
-    step: int = 0  # optimizer steps so far
-    first_step_s: float = float("nan")  # the first step, synchronised (compile_s)
-    loss_sum: Any = None  # the current epoch's summed loss, on the device
-    loss_count: int = 0
-    train_s: float = 0.0  # cumulative training seconds, evaluation excluded
-    epoch_times: list[float] = field(default_factory=list)  # training seconds per epoch
-    eval_rates: list[float] = field(default_factory=list)  # evaluation images/s per point
-    best_acc: float = -1.0
-    # remeasure, profile
-    extra_step: Callable[[], int] | None = None  # one untimed step; returns its images
-
-    @property
-    def row(self) -> dict[str, Any]:
-        return self.result.row
-
-
 def _train(cfg: Config, cell: Cell, dev: torch.device, measure_only: bool,
            out_dir: Path | None, result: CellResult) -> None:
     """The phases of a cell, in order; each one fills ``result`` (row, history, ops) and
-    leaves what the next needs in a :class:`_Run`. A failure raises; :func:`run_cell`
+    leaves what the next needs in a :class:`Run`. A failure raises; :func:`run_cell`
     turns it into a status."""
-    run = _Run(cfg, cell, dev, measure_only, out_dir, result)
+    run = Run(cfg, cell, dev, measure_only, out_dir, result)
     _prepare(run)
     _build_model(run)
     _budget(run)
     _build_steps(run)
     _epochs(run)
     _summarize(run)
-    _remeasure(run)
-    _profile(run)
+    profiling.remeasure(run)
+    profiling.profile(run)
 
 
-def _prepare(run: _Run) -> None:
+def _prepare(run: Run) -> None:
     """Threads, the dataset's shape, the meta-device check (raises :class:`Incompatible`), the
     seeds and the data on the device."""
     import strategies  # noqa: F401 - the registries, before the meta build
@@ -326,7 +137,7 @@ def _prepare(run: _Run) -> None:
     row["input_shape"] = info.shape_text
     row.update(inspect_on_meta(cell, info.num_classes, info.shape))
 
-    _seed_everything(cell.seed, cfg.deterministic, run.dev)
+    seed_everything(cell.seed, cfg.deterministic, run.dev)
     # The subset is drawn with a fixed seed, so every strategy and seed sees the same images
     # and seeds vary only initialisation and batch order.
     splits = run.splits = data_mod.load(cell.dataset, cfg.data_root or None, device=run.dev,
@@ -339,7 +150,7 @@ def _prepare(run: _Run) -> None:
         run.eval_x, run.eval_y, run.split_name = splits.test_x, splits.test_y, "test"
 
 
-def _build_model(run: _Run) -> None:
+def _build_model(run: Run) -> None:
     """The adapted model on the device, in its memory layout, in train mode; wrapped in
     DistributedDataParallel when the cell is one rank of a --ddp group."""
     import strategies
@@ -358,7 +169,7 @@ def _build_model(run: _Run) -> None:
     run.shard = run.group.shard if run.group is not None else (0, 1)
 
 
-def _budget(run: _Run) -> None:
+def _budget(run: Run) -> None:
     """Steps per epoch, total steps and epochs: the recipe's, or, measure-only, just enough
     steps for MIN_TIMED_WINDOWS timed windows."""
     from bench import data as data_mod
@@ -382,7 +193,7 @@ def _budget(run: _Run) -> None:
     run.steps_per_epoch = steps_per_epoch
 
 
-def _build_steps(run: _Run) -> None:
+def _build_steps(run: Run) -> None:
     """The fast path (graphs, compile) decided for the cell, then the training and evaluation
     steps built on it (a CUDA-graph capture happens here, before any timed step)."""
     from bench import data as data_mod
@@ -418,14 +229,14 @@ def _build_steps(run: _Run) -> None:
                fast_path_reason="; ".join(filter(None, [fast.reason, steps.note])))
 
 
-def _check_finite(run: _Run, where: str) -> None:
+def _check_finite(run: Run, where: str) -> None:
     """Raise :class:`Diverged` when the epoch's summed loss is not finite (waits for the
     device: called inside a timed window only at its end)."""
     if not math.isfinite(run.loss_sum.item()):
         raise Diverged(f"non-finite training loss at step {run.step} ({where}); stopped early")
 
 
-def _record_eval(run: _Run, epoch_pos: float) -> None:
+def _record_eval(run: Run, epoch_pos: float) -> None:
     """One evaluation point: a history row, the epoch line, best and time-to-target."""
     row, info = run.row, run.info
     if run.group is not None:
@@ -447,7 +258,7 @@ def _record_eval(run: _Run, epoch_pos: float) -> None:
         row["epochs_to_target"] = round(epoch_pos, 4)
 
 
-def _epochs(run: _Run) -> None:
+def _epochs(run: Run) -> None:
     """The training epochs: every step timed in windows (batch preparation included), the
     loss checked at each window's end, an evaluation after every epoch (and every
     ``eval_every_steps``) outside the training seconds."""
@@ -501,7 +312,7 @@ def _epochs(run: _Run) -> None:
             _record_eval(run, epoch + 1)
 
 
-def _summarize(run: _Run) -> None:
+def _summarize(run: Run) -> None:
     """The row's throughput (over every rank under --ddp), epoch time, loss, final accuracy
     (on the test split), evaluation throughput and compile seconds."""
     cfg, row, meter, info = run.cfg, run.row, run.meter, run.info
@@ -527,85 +338,6 @@ def _summarize(run: _Run) -> None:
     row["compile_s"] = max(0.0, run.first_step_s - step_s) if cfg.compile else 0.0
 
 
-def _extra_steps(run: _Run) -> Callable[[], int]:
-    """One untimed training step on the next batch, as a function returning its images: what
-    the re-measures and the profiler window train (the weights move, the schedule never)."""
-    from bench import data as data_mod
-
-    extra = _endless_batches(data_mod, run.splits, run.cfg, run.info.mean, run.info.std,
-                             run.cell.seed, run.epochs, run.shard)
-
-    def extra_step() -> int:
-        xb, yb = next(extra)
-        run.train_step(xb, yb, -1, advance_schedule=False)
-        return len(yb)
-
-    return extra_step
-
-
-def _remeasure(run: _Run) -> None:
-    """Contended windows re-timed, after accuracy is final and before the profiler window
-    (bench.engine.contention); the load average at the end of timing."""
-    run.extra_step = _extra_steps(run)
-    contention.settle(run.row, run.meter, run.extra_step, device_type=run.dev.type,
-                      device=run.dev, threads=run.threads, window_steps=run.cfg.window_steps,
-                      retries=run.cfg.contended_retries, distributed=run.group is not None)
-    run.row["load_end"] = contention.PROBE.load()
-
-
-def _profile(run: _Run) -> None:
-    """Memory and the profiler's operators, MFU, peak RSS; the --ddp reduction last.
-
-    One window of extra steps after the timed ones (the CPU memory figure runs under the
-    profiler anyway): a settling step, then the measured steps for both; then one
-    evaluation batch for its own peak.
-    """
-    cfg, cell, dev, row, info = run.cfg, run.cell, run.dev, run.row, run.info
-    trace = None
-    if cfg.profile_steps and cfg.save_trace and run.out_dir is not None:
-        trace = (Path(run.out_dir) / "traces"
-                 / f"{cell.model}_{cell.strategy}_s{cell.seed}.json.gz")
-    mem, run.result.ops = measure.step_window(run.extra_step, dev, cfg.profile_steps,
-                                              profile_ops=bool(cfg.profile_steps),
-                                              top_k=cfg.profile_top_ops, trace_path=trace)
-    row["peak_mem_mib"] = mem.peak_mib
-    row["peak_reserved_mib"] = mem.reserved_mib
-    eval_xb = run.eval_x[:run.eval_bs]
-    with measure.PeakMemory(dev) as mem:
-        evaluate(run.model, eval_xb, run.eval_y[:run.eval_bs], run.eval_bs, info.mean,
-                 info.std, info.num_classes, cfg, dev, run.eval_step)
-    row["eval_peak_mem_mib"] = mem.peak_mib
-    if run.train_step.graphed:  # a replay allocates nothing: the capture's peak is the step's
-        row["peak_mem_mib"] = max(row["peak_mem_mib"], run.train_step.capture_peak_mib)
-        row["eval_peak_mem_mib"] = max(mem.peak_mib, run.eval_step.capture_peak_mib)
-
-    _record_mfu(row, cfg, dev)
-    row["peak_rss_mib"] = measure.peak_rss_mib()
-    if run.group is not None:
-        run.group.finish_row(row)  # max memory, mean loss, one accuracy over the ranks
-
-
-def _record_mfu(row: dict[str, Any], cfg: Config, dev: torch.device) -> None:
-    """``tflops_achieved`` (3x forward FLOPs x train_img_s) and ``mfu`` against the sustained
-    matmul peak of the dtype the cell computes in (fp16 cells against an fp16 peak)."""
-    compute_dtype = PRECISIONS[cfg.precision]
-    # Training costs about 3x the forward FLOPs (forward, grad wrt activations, grad wrt weights).
-    achieved = 3 * row["gflops_fwd_per_img"] * row["train_img_s"] / 1e3
-    if cfg.peak_tflops:
-        row.update(peak_tflops=cfg.peak_tflops, tflops_achieved=achieved,
-                   mfu=achieved / cfg.peak_tflops)
-        return
-    entry = measure.peak_entry(dev, compute_dtype)
-    if achieved > entry["tflops"]:
-        # Beating the "peak" means it was measured on a busy machine: measure it again now
-        # (the cache keeps the best value seen).
-        entry = measure.peak_entry(dev, compute_dtype, refresh=True)
-    peak = entry["tflops"]
-    row.update(peak_tflops=peak, tflops_achieved=achieved,
-               mfu=achieved / peak if peak > 0 else float("nan"),
-               peak_fresh_tflops=measure.fresh_peak_check(dev, compute_dtype, int(entry["n"])))
-
-
 def _final_test_acc(model, splits, eval_x, eval_bs, mean, std, num_classes, cfg, dev,
                     last_eval_acc: float, eval_step=None) -> float:
     """Final accuracy on the test split (re-evaluated only when a validation split was used)."""
@@ -624,60 +356,3 @@ def _first_batch(data_mod, splits, cfg: Config, mean: float, std: float
                                       std=std, shuffle=False, drop_last=True)))
 
 
-def _endless_batches(data_mod, splits, cfg: Config, mean: float, std: float, seed: int,
-                     first_epoch: int, shard: tuple[int, int] = (0, 1)):
-    epoch = first_epoch
-    while True:
-        yield from data_mod.batches(splits.train_x, splits.train_y, cfg.batch_size, mean=mean,
-                                    std=std, shuffle=True, seed=seed, epoch=epoch, drop_last=True,
-                                    shard=shard)
-        epoch += 1
-
-
-def estimate_cell_s(cfg: Config, cell: Cell, device: str | torch.device = "auto",
-                    probe_steps: int = 3) -> float:
-    """Seconds the cell will take: a few timed steps on random data, scaled to the recipe.
-
-    Training = epochs x steps/epoch x step time; evaluation ~ 1/3 of a training step per image
-    (forward only) per epoch. Incompatible cells estimate to 0 (they stop at the meta check).
-    """
-    import strategies
-    from bench import data as data_mod
-
-    dev = resolve_device(device)
-    cfg = effective(cfg, cell, dev)
-    info = data_mod.get_info(cell.dataset, cfg.data_root or None)
-    try:
-        inspect_on_meta(cell, info.num_classes, info.shape)
-    except Incompatible:
-        return 0.0
-    model = strategies.build(cell.model, cell.strategy, num_classes=info.num_classes, device=dev,
-                             input_px=info.shape[1], in_channels=info.shape[0])
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    bs = cfg.batch_size
-    x = torch.randn(bs, *info.shape, device=dev)
-    y = torch.randint(0, info.num_classes, (bs,), device=dev)
-    autocast = _autocast(cfg, dev)
-    times = []
-    for i in range(probe_steps + 1):
-        measure.synchronize(dev)
-        t0 = time.perf_counter()
-        with autocast:
-            loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        measure.synchronize(dev)
-        if i:  # the first step pays allocation and autotuning
-            times.append(time.perf_counter() - t0)
-    step_s = statistics.median(times)
-    n_train = cfg.train_size or getattr(info, "train_count", 60000)
-    n_test = cfg.test_size or getattr(info, "test_count", 10000)
-    steps = max(1, n_train // bs)
-    if cfg.max_steps_per_epoch:
-        steps = min(steps, cfg.max_steps_per_epoch)
-    train_est = cfg.epochs * steps * step_s
-    eval_est = cfg.epochs * (n_test / bs) * step_s / 3
-    return train_est + eval_est
