@@ -144,7 +144,7 @@ def _argv(command: str, rdir: Path, out: Path) -> list[str]:
 def check_command(command: str, changes: list[tuple]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rdir, out = Path(tmp) / "results", Path(tmp) / "out"
-        shutil.copytree(PUBLISHED, rdir)
+        shutil.copytree(PUBLISHED, rdir, ignore=shutil.ignore_patterns("*.lock"))
         for change in changes:
             apply(rdir, change)
         before = snapshot(rdir)

@@ -34,7 +34,8 @@ FAKE_IMPL = standins.IMPL
 def copy_results(tmp_path: Path) -> Path:
     """The published CPU results (runs, history, ops, env.json, ...) in a scratch directory."""
     rdir = tmp_path / "results"
-    shutil.copytree(PUBLISHED, rdir)
+    # A run's lock file stays after it (git-ignored, never published): not part of the copy.
+    shutil.copytree(PUBLISHED, rdir, ignore=shutil.ignore_patterns("*.lock"))
     return rdir
 
 
