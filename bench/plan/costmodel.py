@@ -33,6 +33,12 @@ class Estimate:
     measure_only_s: float  # the cell in measure-only mode
     source: str  # "cost-model" | "timed"
     incompatible: str = ""  # the meta-device error, when the forward cannot run
+    # Of ``seconds`` / ``measure_only_s``: the device's own arithmetic (FLOPs at the sustained
+    # rate and the per-image costs, training and evaluation), which cells sharing the device
+    # cannot overlap; the rest (launch floor, process start, compile) is host work that they
+    # can (bench.plan.packing).
+    device_s: float = 0.0
+    measure_only_device_s: float = 0.0
 
 
 class CostModel:
@@ -103,7 +109,15 @@ class CostModel:
                    + speed.start_s + (fastpath.COMPILE_S if fast.compile else 0.0)
                    + (fastpath.GRAPH_CAPTURE_S if fast.graphs else 0.0))
         full = cfg.epochs * (steps * step_s + epoch_eval_s) + final_test_s + extra_s
-        measure_only = (measure_only_total_steps(cfg.measure_only_steps, cfg.warmup_steps,
-                                                 cfg.window_steps, steps) * step_s + extra_s)
-        return Estimate(full, measure_only, "cost-model")
+        mo_steps = measure_only_total_steps(cfg.measure_only_steps, cfg.warmup_steps,
+                                            cfg.window_steps, steps)
+        measure_only = mo_steps * step_s + extra_s
+        # The same sums with only the arithmetic: what N cells on one device still pay in turn.
+        evaluated = cfg.epochs * (n_val or n_test) + (n_test if n_val else 0) + eval_bs
+        extra_steps = extra_train_steps(cfg.profile_steps)
+        device_full = ((cfg.epochs * steps + extra_steps) * compute_s
+                       + evaluated * img_eval_s)
+        device_mo = (mo_steps + extra_steps) * compute_s + eval_bs * img_eval_s
+        return Estimate(full, measure_only, "cost-model", device_s=device_full,
+                        measure_only_device_s=device_mo)
 

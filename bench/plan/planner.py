@@ -42,6 +42,7 @@ from bench import identity, results
 from bench.config import Cell, Config
 from bench.identity import device_key
 from bench.plan.costmodel import SPEEDS, SURE_FACTOR, CostModel, Estimate
+from bench.plan.packing import PackedEta, packed_eta, plan_slots
 from bench.plan.speeds import FITTED_MODEL, RATIO_SPREAD
 from bench.progress import fmt_s
 from bench.schema import Mode
@@ -69,6 +70,14 @@ class PlannedCell:
         if self.estimate.incompatible:
             return self.estimate.seconds
         return self.estimate.seconds if self.mode == Mode.FULL else self.estimate.measure_only_s
+
+    @property
+    def expected_device_s(self) -> float:
+        """Of :attr:`expected_s`, the device's own arithmetic (:class:`Estimate`), seconds."""
+        if self.estimate.incompatible:
+            return 0.0
+        return (self.estimate.device_s if self.mode == Mode.FULL
+                else self.estimate.measure_only_device_s)
 
     def as_json(self) -> dict[str, Any]:
         c = self.cell
@@ -173,12 +182,17 @@ def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
 def _timed(cfg: Config, kind: str, est: Estimate, seconds: float | None, why: str) -> Estimate:
     """The estimate after timing: the timed seconds plus the device's fixed cost per cell.
     ``cfg`` is the cell's effective config (:func:`bench.identity.effective`)."""
+    # The device's share stays the cost model's (a timing measures the whole, not its parts),
+    # never more than the timed whole.
     if seconds is not None:
-        return Estimate(seconds + SPEEDS[(kind, cfg.precision)].start_s, est.measure_only_s,
-                        "timed")
+        total = seconds + SPEEDS[(kind, cfg.precision)].start_s
+        return Estimate(total, est.measure_only_s, "timed", device_s=min(est.device_s, total),
+                        measure_only_device_s=est.measure_only_device_s)
     if why == TIMED_OUT:  # a few steps took longer than the whole budget
-        return Estimate(max(est.seconds, cfg.cell_budget_s * 2), est.measure_only_s, "timed out")
-    return Estimate(est.seconds, est.measure_only_s, "cost-model (timing failed)")
+        return Estimate(max(est.seconds, cfg.cell_budget_s * 2), est.measure_only_s, "timed out",
+                        device_s=est.device_s, measure_only_device_s=est.measure_only_device_s)
+    return Estimate(est.seconds, est.measure_only_s, "cost-model (timing failed)",
+                    device_s=est.device_s, measure_only_device_s=est.measure_only_device_s)
 
 
 def measure_only_hashes(results_dir: Path) -> set[str]:
@@ -215,7 +229,27 @@ def print_plan(cfg: Config, profile: str, device: str, planned: list[PlannedCell
         print(f"  on {model}: likely {fmt_s(mid)} ({fmt_s(p10)} to {fmt_s(p90)}): measured / "
               f"estimated was x{med:g} (p10 x{lo:g}, p90 x{hi:g}) on the rows the {kind} "
               "constants were checked on (bench/plan/speeds.py)", file=out)
+    packed = packed_plan_eta(cfg, todo)
+    if packed is not None:
+        print(f"  packed, {packed.slots} cells at once (pack={cfg.pack}): ETA "
+              f"{fmt_s(packed.eta_s)}, set by the {packed.bound}: the slots' makespan "
+              f"{fmt_s(packed.makespan_s)}, the device's arithmetic in turn "
+              f"{fmt_s(packed.device_floor_s)}; a floor, not yet checked against a packed "
+              "run (bench/plan/packing.py)", file=out)
+        return packed.eta_s
+    _slots, why = plan_slots(cfg.pack)
+    if why and todo:
+        print(f"  {why}", file=out)
     return eta
+
+
+def packed_plan_eta(cfg: Config, todo: Sequence[PlannedCell]) -> PackedEta | None:
+    """The :class:`~bench.plan.packing.PackedEta` of the cells a run executes when the profile
+    packs (``pack`` > 1), else None."""
+    slots, _why = plan_slots(cfg.pack)
+    if slots <= 1:
+        return None
+    return packed_eta([(p.expected_s, p.expected_device_s) for p in todo], slots)
 
 
 def plan_line(p: PlannedCell) -> str:
@@ -239,10 +273,17 @@ def plan_json(cfg: Config, profile: str, device: str, executor: str,
     kind = device.split(":")[0]
     eta = sum(p.expected_s for p in todo)
     span = eta_range(kind, eta)
-    return {"profile": config_mod.profile_name(profile), "device": device,
-            "device_id": device_key(device), "executor": executor,
-            "cell_budget_s": cfg.cell_budget_s, "config_hash": identity.config_hash(cfg),
-            "device_model": device_model or FITTED_MODEL.get(kind, kind),
-            "cells_to_run": len(todo), "eta_s": round(eta, 3),
-            "eta_range_s": None if span is None else [round(v, 1) for v in span],
-            "cells": [p.as_json() for p in planned]}
+    doc = {"profile": config_mod.profile_name(profile), "device": device,
+           "device_id": device_key(device), "executor": executor,
+           "cell_budget_s": cfg.cell_budget_s, "config_hash": identity.config_hash(cfg),
+           "device_model": device_model or FITTED_MODEL.get(kind, kind),
+           "cells_to_run": len(todo), "eta_s": round(eta, 3),
+           "eta_range_s": None if span is None else [round(v, 1) for v in span],
+           "cells": [p.as_json() for p in planned]}
+    packed = packed_plan_eta(cfg, todo)
+    if packed is not None:  # eta_s stays the sequential sum, as without packing
+        doc["packed"] = {"slots": packed.slots, "eta_s": round(packed.eta_s, 3),
+                         "makespan_s": round(packed.makespan_s, 3),
+                         "device_floor_s": round(packed.device_floor_s, 3),
+                         "bound": packed.bound}
+    return doc
