@@ -39,6 +39,11 @@ Version history (``schema_version`` column of runs.csv):
    time-based comparisons use, ``train_img_s_pooled`` (images over the windows' total
    seconds) with ``timed_s`` and ``train_images``. Earlier files are read with these columns
    empty: contention was not measured, so nothing in them is flagged (the report says so).
+6. the same columns; ``cpu_share`` is weighted by time (all the kept windows' CPU seconds over
+   their wall seconds x threads), where version 5 took the median of the windows' shares,
+   which passed a cell with a few windows slowed many times over (see
+   bench/engine/contention.py). Version-5 rows are read as they are: their ``contended`` is
+   the median's verdict.
 """
 
 from __future__ import annotations
@@ -95,7 +100,7 @@ def _c(name: str, dtype: str, unit: str, meaning: str) -> Column:
     return Column(name, dtype, unit, meaning)
 
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Rows written under a method since replaced: (schema versions, why). A report keeps them in
 # its full tables, marked, and out of headline tables, charts and recommendations.
@@ -167,9 +172,10 @@ RUNS: tuple[Column, ...] = (
     _c("train_images", "int", "images", "images the training steps processed, all epochs, "
        "warm-up included (extra memory, profiler and re-measure steps excluded)"),
     _c("threads", "int", "threads", "torch intra-op threads of the cell (torch.get_num_threads)"),
-    _c("cpu_share", "float", "fraction", "CPU cells: median over the kept timed windows of the "
-       "process's CPU seconds (user+sys, time.process_time) / (wall seconds x threads), 0..1; "
-       "empty on CUDA (not applicable) and in rows before schema 5 (not measured)"),
+    _c("cpu_share", "float", "fraction", "CPU cells: the process's CPU seconds (user+sys, "
+       "time.process_time) over wall seconds x threads, summed over the kept timed windows "
+       "(each weighs by its seconds, as in train_img_s_pooled), 0..1; schema 5 rows: the "
+       "median of the windows' shares; empty on CUDA (not applicable) and before schema 5"),
     _c("load_start", "float", "processes", "1-minute load average (os.getloadavg) when the "
        "cell started"),
     _c("load_end", "float", "processes", "1-minute load average when its timing ended"),

@@ -57,6 +57,32 @@ def test_a_window_below_the_threshold_is_contended(share: float, contended: bool
     assert v.contended is contended
 
 
+def test_a_few_windows_slowed_by_another_process_make_the_cell_contended() -> None:
+    """19 of 22 windows alone on the cores, 3 stretched 30x by another process (the same CPU
+    work, a thirtieth of the share): the throughput the report compares by time is pooled over
+    the windows, 2.6x below the median, so the check must weigh windows by their seconds too.
+    A median of the windows' shares (the rule before) read 1.0 here and passed the cell."""
+    wall, cpu = FakeClock(), FakeClock()
+    meter = measure.ThroughputMeter(1, 2, torch.device("cpu"), clock=wall, cpu_clock=cpu)
+    slow = {5, 11, 17}  # windows stretched by the hog
+    for step in range(1 + 22 * 2):
+        meter.begin_step()
+        window = (step - 1) // 2
+        stretch = 30.0 if step >= 1 and window in slow else 1.0
+        wall.now += 0.01 * stretch
+        cpu.now += 0.01 * 2  # the step's own work on both threads, however long it waited
+        meter.end_step(32)
+    meter.interrupt()
+    s = meter.summary()
+    assert len(meter.windows) == 22
+    assert s["train_img_s"] == pytest.approx(3200.0)  # the typical window: untouched
+    assert s["train_img_s_pooled"] < s["train_img_s"] / 2.5
+    v = contention.judge(meter.window_cpu_s, meter.windows, 2, "cpu")
+    assert v.contended is True
+    # CPU seconds over wall seconds x threads, every window by its length: 0.88 / (2.18 x 2).
+    assert v.cpu_share == pytest.approx(22 * 0.04 / ((19 * 0.02 + 3 * 0.6) * 2))
+
+
 def test_on_cuda_the_host_share_does_not_apply() -> None:
     meter = _meter_with_share(0.1, threads=2)
     v = contention.judge(meter.window_cpu_s, meter.windows, 2, "cuda")

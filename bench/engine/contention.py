@@ -5,12 +5,18 @@ read 58.9 img/s on a shared machine and 468.6 img/s on a quiet one. So every tim
 reads the process's CPU time (user + system, all threads: :func:`time.process_time`) and
 compares it with what the window could have used, wall seconds x torch's intra-op threads.
 
-``cpu_share`` = CPU seconds / (wall seconds x threads), per window, median over windows: the
-fraction (0..1) of the CPU the process got while timing. torch's OpenMP threads spin while they
-wait, so a cell alone on its cores reads close to 1; another process on those cores takes
-their time slices and the share drops with the throughput. A cell is ``contended`` when its
-share is below :data:`CPU_SHARE_THRESHOLD`; on CUDA the host share says nothing about the
-device, so there the check does not apply (share empty, never contended).
+``cpu_share`` = the windows' CPU seconds / (their wall seconds x threads), summed over the
+windows: the fraction (0..1) of the CPU the process got while it was timed. torch's OpenMP
+threads spin while they wait, so a cell alone on its cores reads close to 1; another process
+on those cores takes their time slices and the share drops with the throughput. A cell is
+``contended`` when its share is below :data:`CPU_SHARE_THRESHOLD`; on CUDA the host share says
+nothing about the device, so there the check does not apply (share empty, never contended).
+
+The share is weighted by time, not the median of the windows' shares: the time-based
+comparisons use ``train_img_s_pooled`` (images over the windows' total seconds), in which a
+window slowed 30x by another process weighs 30x, so the check weighs it the same way. A median
+let a cell through with 3 of 22 windows at ~12 img/s against ~390 (results/cpu published at
+82c4613 under a busy host: median share 0.88-0.99, pooled throughput half the median).
 
 The clocks are injectable (:data:`PROBE`), so tests can make a window contended without
 loading the machine.
@@ -20,15 +26,13 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-# Below this median share of threads x wall time a CPU cell is contended. 0.8: a quiet
-# machine reads ~0.9-1.0 (spinning OpenMP threads); one other busy process on 2 cores
-# halves it.
+# Below this share of threads x wall time a CPU cell is contended. 0.8: a quiet machine reads
+# ~0.9-1.0 (spinning OpenMP threads); one other busy process on 2 cores halves it.
 CPU_SHARE_THRESHOLD = 0.8
 # A re-measure of a contended cell times at most this many windows (never more than the
 # first measurement had): enough for a median, far short of re-running the training.
@@ -65,21 +69,22 @@ class Probe:
 PROBE = Probe()  # tests replace it (monkeypatch bench.engine.contention.PROBE)
 
 
-def window_shares(window_cpu_s: list[float], windows: list[tuple[float, float]],
-                  threads: int) -> list[float]:
-    """Per window, CPU seconds / (wall seconds x threads), clipped to 0..1 (a process can read
-    a little over its threads' wall time: helper threads of the runtime)."""
-    shares = []
-    for cpu, (start, end) in zip(window_cpu_s, windows, strict=False):
-        wall = end - start
-        if wall > 0 and threads > 0:
-            shares.append(min(1.0, max(0.0, cpu / (wall * threads))))
-    return shares
+def pooled_share(window_cpu_s: list[float], windows: list[tuple[float, float]],
+                 threads: int) -> float:
+    """All the windows' CPU seconds over their wall seconds x threads, clipped to 0..1; NaN
+    without a window. Each window weighs by its duration, as in ``train_img_s_pooled``."""
+    cpu = wall = 0.0
+    for c, (start, end) in zip(window_cpu_s, windows, strict=False):
+        if end > start:
+            cpu, wall = cpu + c, wall + (end - start)
+    if wall <= 0 or threads <= 0:
+        return math.nan
+    return min(1.0, max(0.0, cpu / (wall * threads)))
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """One measurement pass judged: its median share and whether it was contended."""
+    """One measurement pass judged: its time-weighted share and whether it was contended."""
 
     cpu_share: float  # NaN when not applicable (CUDA) or no window
     contended: bool
@@ -94,10 +99,9 @@ def judge(window_cpu_s: list[float], windows: list[tuple[float, float]], threads
     """The :class:`Verdict` of one pass of timed windows (CPU cells only)."""
     if device_type != "cpu":
         return Verdict(math.nan, False)
-    shares = window_shares(window_cpu_s, windows, threads)
-    if not shares:
+    share = pooled_share(window_cpu_s, windows, threads)
+    if math.isnan(share):
         return Verdict(math.nan, False)
-    share = statistics.median(shares)
     return Verdict(share, share < CPU_SHARE_THRESHOLD)
 
 
