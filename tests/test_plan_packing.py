@@ -67,6 +67,14 @@ def test_the_cost_model_splits_off_the_devices_arithmetic() -> None:
     assert 0 < small.measure_only_device_s <= small.device_s
 
 
+def test_on_a_cpu_every_second_is_the_devices() -> None:
+    cfg = config.load("cpu", [])
+    est = costmodel.CostModel("cpu").estimate(cfg, Cell("mnist", "resnet18", "repeat3", 0))
+    assert est.device_s == est.seconds and est.measure_only_device_s == est.measure_only_s
+    eta = packing.packed_eta([(est.seconds, est.device_s)] * 10, 2)
+    assert eta.eta_s == pytest.approx(eta.sequential_s) and eta.bound == "device"
+
+
 def test_plan_prints_and_writes_the_packed_eta(capsys: pytest.CaptureFixture[str]) -> None:
     from bench.__main__ import main
 
