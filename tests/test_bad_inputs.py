@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import standins  # tests/ is on sys.path under pytest
+from _cli import exit_code
 from _snapshots import snapshot
 
 from bench import results
@@ -246,12 +247,6 @@ def fill(argv: list[str], rdir: Path, inputs: Path) -> list[str]:
     return args
 
 
-def call(args: list[str]) -> int:
-    try:
-        return main(args)
-    except SystemExit as exc:  # argparse's own errors
-        return int(exc.code or 0)
-
 
 def test_the_failures_doc_lists_every_case_with_its_message() -> None:
     """docs/failures.md's "Bad input" table has a row per case, named by the case's id, whose
@@ -281,7 +276,7 @@ def test_there_are_at_least_twenty_cases() -> None:
 def test_bad_input_exits_2_names_the_value_and_changes_nothing(
         argv, expected, results_dir, inputs, capsys) -> None:
     before = snapshot(results_dir)
-    code = call(fill(argv, results_dir, inputs))
+    code = exit_code(fill(argv, results_dir, inputs))
     out, err = capsys.readouterr()
     assert code == 2, out[-1500:] + err[-1500:]
     assert expected in err

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 import standins  # tests/ is on sys.path under pytest
+from _cli import exit_code
 from _snapshots import snapshot
-
-from bench.__main__ import main
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -51,18 +50,12 @@ def edit_runs(rdir: Path, line: int, **values: str) -> None:
     path.write_text(buf.getvalue())
 
 
-def call(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exc:  # argparse's own errors
-        return int(exc.code or 0)
-
 
 def refused(argv: list[str], capsys, root: Path) -> str:
     """Run ``argv`` in this process; assert exit 2, one stderr line, nothing changed under
     ``root``; return that line."""
     before = snapshot(root)
-    code = call(argv)
+    code = exit_code(argv)
     out, err = capsys.readouterr()
     assert code == 2, out[-1500:] + err[-1500:]
     assert "Traceback" not in err and err.startswith("error: "), err
@@ -226,7 +219,7 @@ def plan_json(rdir: Path, capsys) -> dict[str, dict]:
     """``plan --profile cpu --fast --json`` over ``rdir``: its cells by label."""
     import json
 
-    assert call(["plan", "--profile", "cpu", "--fast", "--json", "--results-dir", str(rdir),
+    assert exit_code(["plan", "--profile", "cpu", "--fast", "--json", "--results-dir", str(rdir),
                  "--device", "cpu"]) == 0
     doc = json.loads(capsys.readouterr().out)
     return {f"{c['model']}/{c['strategy']}/{c['seed']}": c for c in doc["cells"]}
@@ -358,7 +351,7 @@ def test_an_output_path_under_a_file_is_one_line(argv, expected, tmp_path, capsy
     (tmp_path / "somefile").write_text("a regular file\n")
     fill = [a.replace("{results}", str(rdir)).replace("{tmp}", str(tmp_path)) for a in argv]
     before = snapshot(tmp_path)
-    code = call(fill)
+    code = exit_code(fill)
     out, err = capsys.readouterr()
     assert code == 2, out[-1500:] + err[-1500:]
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
