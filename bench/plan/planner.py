@@ -159,6 +159,8 @@ def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
         est = model.estimate(cfg, cell)
         row = final.get(h)
         why = results.rerun_reason(row, cell) if row is not None and not force else ""
+        if row is not None and not force and not why:
+            why = auto_mismatch(cfg, cell, kind, row)
         in_done = row is not None and not why
         # A final full row is done whatever the mode: no need to time the cell to know it.
         done_anyway = not force and in_done and h not in mo_rows
@@ -177,6 +179,27 @@ def make_plan(cfg: Config, cells: Sequence[tuple[int, Cell]], device: str, *,
         if on_cell is not None:
             on_cell(p)
     return planned
+
+
+def auto_mismatch(cfg: Config, cell: Cell, kind: str, row: dict[str, str]) -> str:
+    """Why a final row of a cell whose precision or layout is ``"auto"`` is not this sweep's
+    ("" when it is): the hash keeps ``"auto"``, so a row that resolved it otherwise (by the ISA
+    rule of an earlier version, or another measurement) would resume as done and a model's
+    strategies would be compared across precisions. Judged only against a measured decision
+    (``auto_choices``: the sweep measures before it plans); the ISA rule alone decides nothing."""
+    recipe = config_mod.for_model(cfg, cell.model)
+    if "auto" not in (recipe.precision, recipe.channels_last):
+        return ""
+    if cell.model not in config_mod.parse_auto_choices(cfg.auto_choices):
+        return ""
+    now = identity.effective(cfg, cell, kind)
+    ran = (row.get("precision", ""), str(row.get("channels_last", "")).lower())
+    want = (str(now.precision), str(now.channels_last).lower())
+    if ran == want:
+        return ""
+    layout = {"true": "channels_last", "false": "NCHW"}
+    return (f"its row ran {ran[0]}/{layout.get(ran[1], ran[1])}, this sweep measured "
+            f"{want[0]}/{layout.get(want[1], want[1])} for {cell.model} (precision/layout auto)")
 
 
 def _timed(cfg: Config, kind: str, est: Estimate, seconds: float | None, why: str) -> Estimate:
