@@ -182,21 +182,24 @@ def test_the_docs_name_no_file_outside_the_repository() -> None:
 # The README's findings are generated from the published files
 
 
-def _findings_labels() -> list[str]:
-    return re.findall(r"<!-- findings: (\S+) \(", README.read_text())
+def _labels(kind: str = "findings") -> list[str]:
+    return re.findall(rf"<!-- {kind}: (\S+) \(", README.read_text())
 
 
 def test_the_readme_has_a_findings_block_per_published_machine() -> None:
-    assert {"results/cpu", "results/gpu"} <= set(_findings_labels())
+    assert {"results/cpu", "results/gpu"} <= set(_labels())
+    # The CPU's headline table is generated too (the GPU's current rows are none yet).
+    assert "results/cpu" in _labels("table")
 
 
-@pytest.mark.parametrize("label", _findings_labels())
-def test_each_readme_findings_block_is_what_the_generator_makes(label: str) -> None:
-    from bench.report.findings import findings_for, readme_block
+@pytest.mark.parametrize(("kind", "label"),
+                         [(k, label) for k in ("findings", "table") for label in _labels(k)])
+def test_each_readme_block_is_what_the_generator_makes(kind: str, label: str) -> None:
+    from bench.report.readme import blocks_for, readme_block
 
-    block = readme_block(README.read_text(), label)
-    assert block == findings_for(ROOT / label), (
-        f"README's findings for {label} are stale or edited by hand: run "
+    block = readme_block(README.read_text(), label, kind)
+    assert block == blocks_for(ROOT / label)[kind], (
+        f"README's {kind} for {label} are stale or edited by hand: run "
         f"`python -m bench report {label} --readme README.md` (make publish does)")
 
 

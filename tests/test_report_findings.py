@@ -12,7 +12,9 @@ import pytest
 
 from bench import report
 from bench.report import findings as report_findings
-from bench.report.findings import ReadmeError, fill_readme, findings_for, readme_block
+from bench.report import readme as report_readme
+from bench.report.findings import findings_for
+from bench.report.readme import ReadmeError, fill_readme, readme_block
 from bench.schema import SCHEMA_VERSION
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
@@ -82,6 +84,18 @@ def test_a_tie_names_the_cheapest_of_the_tied_set(tmp_path):
     assert "for no accuracy gain that can be told from zero: " in items[1]
 
 
+def test_a_tied_strategy_whose_interval_reaches_chance_is_not_the_one_to_take(tmp_path):
+    # vgg16 on the cpu profile: resize32 at 10.1 / 24.5 / 22.3% is tied with the others and
+    # the fastest, but its interval reaches 10% (chance on MNIST's ten classes).
+    d = _dir(tmp_path, [*_cell("repeat3", [0.30, 0.32, 0.31], 10),
+                        *_cell("droppools", [0.25, 0.33, 0.29], 20),
+                        *_cell("resize32", [0.101, 0.245, 0.223], 50)])
+    (item, *_) = _numbered(findings_for(d))
+    assert "**resnet18: no clear winner**" in item
+    assert "take the cheapest of the tied set, `droppools`, at 20 img/s" in item
+    assert "(`resize32` not taken: its interval reaches chance, 10%)" in item
+
+
 def test_a_contended_or_measure_only_cell_is_never_named(tmp_path):
     contended = _dir(tmp_path, [*_cell("repeat3", [0.95, 0.951, 0.949], 100, contended="true",
                                        cpu_share=0.5),
@@ -137,8 +151,8 @@ def test_summary_and_page_carry_the_section(tmp_path):
 
 
 def test_fill_readme_replaces_only_its_block():
-    begin = report_findings.BEGIN.format(label="results/x")
-    end = report_findings.END.format(label="results/x")
+    begin = report_readme.markers("results/x")[0]
+    end = report_readme.markers("results/x")[1]
     text = f"# t\n\nkeep\n{begin}\nold line\n{end}\nkeep too\n"
     new = fill_readme(text, "results/x", ["one", "", "two"])
     assert new == f"# t\n\nkeep\n{begin}\none\n\ntwo\n{end}\nkeep too\n"
@@ -153,11 +167,20 @@ def test_cli_readme_option(tmp_path, capsys):
                         *_cell("resize32", [0.60, 0.61, 0.59], 20)])
     label = report_findings.shown_path(d)
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n" + report_findings.BEGIN.format(label=label) + "\n"
-                      + report_findings.END.format(label=label) + "\nend\n")
+    readme.write_text("intro\n" + report_readme.markers(label)[0] + "\n"
+                      + report_readme.markers(label)[1] + "\nend\n")
     assert report.main([str(d), "--readme", str(readme)]) == 0
     assert readme_block(readme.read_text(), label) == findings_for(d)
     assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("end\n")
+    # A table block, where the README has one, is the headline table of the same rows.
+    readme.write_text(readme.read_text() + "\n".join(report_readme.markers(label, "table"))
+                      + "\n")
+    assert report.main([str(d), "--readme", str(readme)]) == 0
+    table = readme_block(readme.read_text(), label, "table")
+    assert table == report_readme.table_for(d)
+    assert table[0].startswith("| model | strategy | test acc % | train img/s")
+    assert any("`repeat3` | **95.00 ± 0.10**" in line for line in table), table
+    assert readme_block(readme.read_text(), label) == findings_for(d)  # untouched by it
     bare = tmp_path / "OTHER.md"
     bare.write_text("no markers\n")
     assert report.main([str(d), "--readme", str(bare)]) == 2

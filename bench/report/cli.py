@@ -11,24 +11,10 @@ import sys
 from pathlib import Path
 
 from bench import cli_args
-from bench.report.findings import ReadmeError, fill_readme, findings_for, shown_path
 from bench.report.load import ReportError
 from bench.report.markdown import display_path, headline_table
+from bench.report.readme import ReadmeError, fill
 from bench.report.summary import _build
-
-
-def _fill_readme(readme: Path, results_dir: Path) -> Path:
-    """Rewrite ``readme``'s findings block for ``results_dir`` from the files alone (the same
-    function tests/test_readme.py compares it with); nothing else in the file changes."""
-    try:
-        text = readme.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ReadmeError(f"--readme {readme}: cannot read it ({exc.strerror})") from None
-    label = shown_path(results_dir)
-    new = fill_readme(text, label, findings_for(results_dir))
-    if new != text:  # an unchanged file keeps its timestamp
-        readme.write_text(new, encoding="utf-8")
-    return readme
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         written, notes, table, warnings = _build(args.results_dir, args.compat, args.out,
                                                  args.shared_axis)
         if args.readme is not None:
-            written.append(_fill_readme(args.readme, args.results_dir))
+            written.append(fill(args.readme, args.results_dir))
     except (ReportError, ReadmeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@
 The same text goes into ``summary.md``, ``index.html`` (rendered by
 :func:`bench.report.html.findings_section`) and, with ``bench report DIR --readme
 README.md``, between the two marker comments of the README that name ``DIR``
-(:func:`fill_readme`), so the README's findings are the published files' own.
+(:mod:`bench.report.readme`), so the README's findings are the published files' own.
 
 Every finding is a claim only where the report's statistics support it, with one owner for
 each rule: the accuracy verdict is :func:`bench.report.advise.advise`'s (a winner only where
@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import REPO_ROOT
-from bench.report.advise import Advice, Verdict
+from bench.report.advise import Advice, Verdict, num_classes
 from bench.report.aggregate import scored_images
 from bench.report.fmt import fmt_num
 from bench.report.load import TABLE_KEYS
@@ -36,9 +36,6 @@ from bench.report.stats import accuracy_diff_ci, ratio_interval, separated
 
 MAX_FINDINGS = 5
 MIN_SEEDS = 2  # fewer seeds per cell: no finding is claimed
-BEGIN = ("<!-- findings: {label} (written by `python -m bench report {label} --readme README.md`, "
-         "which make publish runs; do not edit by hand) -->")
-END = "<!-- /findings: {label} -->"
 
 
 @dataclass(frozen=True)
@@ -121,8 +118,12 @@ def _mem_range(r: pd.Series) -> tuple[float, float]:
             float(r["peak_mem_mib_hi"]) * (1 + MEMORY_RESOLUTION))
 
 
-def _accuracy_finding(name: str, t: pd.DataFrame, v: Verdict) -> str:
-    """Which strategy is best on one model, or the tied set and its cheapest member."""
+def _accuracy_finding(name: str, t: pd.DataFrame, v: Verdict, chance_pct: float = 0.0) -> str:
+    """Which strategy is best on one model, or the tied set and its cheapest member.
+
+    ``chance_pct``: 100 / classes (0 = unknown). A tied strategy whose accuracy interval
+    reaches it is not offered as the one to take, however cheap: it may not have learned
+    anything (the recommendation's accuracy-per-second column applies the same rule)."""
     if v.pick.top is None:
         return ""
     if v.missing:
@@ -139,18 +140,23 @@ def _accuracy_finding(name: str, t: pd.DataFrame, v: Verdict) -> str:
     rows = t.set_index("strategy")
     cheap = [s for s in tied if not bool(rows.at[s, "contended"])
              and not pd.isna(rows.at[s, "train_img_s_median"])]
+    at_chance = [s for s in cheap if chance_pct and not v.values[s][1] > chance_pct]
+    cheap = [s for s in cheap if s not in at_chance]
+    skipped = ("" if not at_chance else
+               f" ({_names(at_chance)} not taken: {'its' if len(at_chance) == 1 else 'their'} "
+               f"interval reaches chance, {chance_pct:g}%)")
     text = (f"**{name}: no clear winner**: " + ", ".join(f"`{s}` {_pct(v.values[s])}"
                                                         for s in tied)
             + " are tied (the top one's 95% interval overlaps "
             + ("the other one's)" if len(tied) == 2 else f"the other {len(tied) - 1}'s)"))
     if not cheap:
-        return text + "."
+        return text + skipped + "."
     best = max(cheap, key=lambda s: rows.at[s, "train_img_s_median"])
     others = [_speed_range(rows.loc[s]) for s in cheap if s != best]
     clear = separated(_speed_range(rows.loc[best]), others)
     return (text + f"; take the cheapest of the tied set, `{best}`, at {_speed(rows.loc[best])}"
             + ("" if not others else ", its window spread clear of the others'" if clear else
-               ", though its window spread overlaps another tied strategy's") + ".")
+               ", though its window spread overlaps another tied strategy's") + skipped + ".")
 
 
 def _seed_values(runs: pd.DataFrame, strategy: str) -> tuple[list[float], float]:
@@ -232,7 +238,10 @@ def findings(runs: pd.DataFrame, table: pd.DataFrame, advice: list[Advice],
                           if k == "model" or k in several)
         rows = runs[(runs["dataset"] == key[0]) & (runs["model"] == key[1])
                     & (runs["device_name"] == key[2])]
-        for text in (_accuracy_finding(name, t, verdicts[key]) if key in verdicts else "",
+        classes = num_classes(str(key[0]), None)
+        chance_pct = 100.0 / classes if classes else 0.0
+        for text in (_accuracy_finding(name, t, verdicts[key], chance_pct)
+                     if key in verdicts else "",
                      _cost_finding(name, t, rows)):
             if text:
                 out.append(Finding(text, source))
@@ -273,36 +282,6 @@ def findings_body(runs: pd.DataFrame, table: pd.DataFrame | None, advice: list[A
 def findings_markdown(body: list[str]) -> list[str]:
     """The "What we found" section of summary.md (lines)."""
     return ["", "## What we found", "", *body]
-
-
-# ---------------------------------------------------------------------------------------------
-# The README block
-
-
-class ReadmeError(ValueError):
-    """The README has no (or a broken) findings block for the results directory."""
-
-
-def fill_readme(text: str, label: str, body: list[str]) -> str:
-    """``text`` with the lines between the markers naming ``label`` replaced by ``body``.
-
-    Only that block changes; the markers stay. Raises :class:`ReadmeError` when the pair is
-    missing or out of order, so ``make publish`` cannot silently leave stale findings.
-    """
-    begin, end = BEGIN.format(label=label), END.format(label=label)
-    i, j = text.find(begin), text.find(end)
-    if i < 0 or j < i:
-        raise ReadmeError(f"no findings block for {label}: add the lines\n{begin}\n{end}")
-    return text[:i + len(begin)] + "\n" + "\n".join(body) + "\n" + text[j:]
-
-
-def readme_block(text: str, label: str) -> list[str] | None:
-    """The lines between ``label``'s markers, or None when there is no such block."""
-    begin, end = BEGIN.format(label=label), END.format(label=label)
-    i, j = text.find(begin), text.find(end)
-    if i < 0 or j < i:
-        return None
-    return text[i + len(begin):j].strip("\n").split("\n")
 
 
 def findings_for(results_dir: Path) -> list[str]:
