@@ -454,11 +454,25 @@ def _run_with(executor: Executor, workdir: Path, prep: Prepared, opts: SweepOpti
         dist.barrier()
     if lead:
         env_doc["end_time"] = results.now_iso()
+        # The matmul peaks the cells' MFU is over, with their repeats and spread (the cells
+        # measured or reused them in the per-user cache: bench.engine.peaks).
+        env_doc["peaks"] = _peaks_of(env_info.get("device_id", ""))
         results.atomic_write_text(rdir / env_name, json.dumps(env_doc, indent=2) + "\n")
         _summary(prep, rdir)
     print(f"{tag}{progress.efficiency_line(progress.training_s(rows), time.monotonic() - t0, cfg.executor)}",
           flush=True)
     return 0
+
+
+def _peaks_of(device_id: str) -> dict[str, Any]:
+    """The cached matmul peaks of ``device_id`` ({} without one, or without torch)."""
+    if not device_id:
+        return {}
+    try:
+        from bench.engine import peaks
+    except ImportError:  # a stand-in sweep without torch
+        return {}
+    return peaks.cached_peaks(device_id)
 
 
 def _raise_interrupt(signum, frame) -> None:  # noqa: ARG001

@@ -102,3 +102,20 @@ def test_a_cell_never_reports_mfu_above_one_against_a_stale_peak(tmp_path, monke
     assert row["status"] == "ok", row["reason"]
     assert row["peak_tflops"] > 1e-9 and 0 < row["mfu"] <= 1
     assert row["peak_fresh_tflops"] > 0  # the quick re-check the report compares against
+
+
+def test_a_sweep_reads_the_peaks_of_its_own_device_only(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    (tmp_path / "adaptbench").mkdir()
+    mine, other = "cpu | Some CPU | 2 logical cores | avx2", "cpu | Some CPU | 4 logical cores | avx2"
+    cache = {f"{mine}|torch.float32|threads=2": {"tflops": 0.3},
+             f"{mine}|torch.bfloat16|threads=1": {"tflops": 1.1},
+             f"{other}|torch.float32|threads=4": {"tflops": 0.6},
+             "cuda | GPU|torch.float32|threads=2|tf32=True": {"tflops": 400.0}}
+    (tmp_path / "adaptbench" / "peaks.json").write_text(json.dumps(cache))
+    assert list(peaks.cached_peaks(mine)) == [f"{mine}|torch.bfloat16|threads=1",
+                                              f"{mine}|torch.float32|threads=2"]
+    assert list(peaks.cached_peaks("cuda | GPU")) == ["cuda | GPU|torch.float32|threads=2|tf32=True"]
+    assert peaks.cached_peaks("cpu | nothing") == {}

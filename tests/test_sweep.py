@@ -221,6 +221,9 @@ def test_a_sweep_writes_every_file_with_provenance(tmp_path, fake) -> None:
     env = json.loads((tmp_path / "env.json").read_text())
     assert env["profile"] == "smoke" and env["end_time"] and "--quiet" in env["command_line"]
     assert env["git_sha"] and env["torch_version"]
+    # The matmul peaks of this device the cells' MFU would be over (a dict: {} when none yet).
+    assert isinstance(env["peaks"], dict)
+    assert all(k.startswith(env["device_id"] + "|") for k in env["peaks"])
 
 
 def test_resume_skips_final_rows_and_force_replaces_them(tmp_path, fake, capsys) -> None:

@@ -117,6 +117,14 @@ def peak_key(device: torch.device, dtype: torch.dtype) -> str:
             f"{tf32}")
 
 
+def cached_peaks(device_id: str) -> dict[str, dict[str, Any]]:
+    """The cached peaks of one device identity (every dtype and thread count measured), by
+    cache key: what a sweep's cells divided their FLOP/s by, for its env.json."""
+    cache = _read_peak_cache(_peak_cache_path())
+    return {k: v for k, v in sorted(cache.items())
+            if isinstance(v, dict) and k.split("|tf32=")[0].rsplit("|", 2)[0] == device_id}
+
+
 def _read_peak_cache(path: Path) -> dict[str, Any]:
     try:
         cache = json.loads(path.read_text())
