@@ -42,9 +42,9 @@ class DeviceSpeed:
 # per sweep. CPU bf16 without AVX512_BF16 is emulated (~100x slower than fp32 measured on the
 # AVX2 part): precision "auto" never picks it there, so its rate here is for AVX512_BF16 / AMX
 # machines, where it is priced as fp32. On the 2-core AMX Xeon that published results/cpu,
-# bf16 autocast + channels_last was slower than fp32 NCHW for one cheap cell and much faster
-# for the costly ones (results/cpu/overhead-profile-cpu.json: resnet18 repeat3 370.6 vs 452.1
-# img/s probed; results/cpu/auto-choices.json: resnet18 cifarstem 182 vs 98, vgg16
+# bf16 autocast + channels_last was slower than fp32 for one cheap cell and much faster for
+# the costly ones (results/cpu/overhead-profile-cpu.json: resnet18 repeat3 402.9 vs 456.3
+# img/s probed against fp32 channels_last; results/cpu/auto-choices.json: resnet18 cifarstem 182 vs 98, vgg16
 # post-convtranspose 15.8 vs 11.0), and pricing it slower (0.03 TFLOP/s) had sent the VGG16
 # cells measure-only there.
 SPEEDS: dict[tuple[str, str], DeviceSpeed] = {
