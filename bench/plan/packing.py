@@ -59,10 +59,10 @@ def packed_eta(cells: Sequence[tuple[float, float]], slots: int) -> PackedEta:
     order) on ``slots`` slots; with one slot it is the plain sum."""
     durations = [seconds for seconds, _ in cells]
     sequential = sum(durations)
-    if slots <= 1:
-        return PackedEta(1, sequential, sequential, sum(d for _, d in cells), sequential)
-    span = makespan(durations, slots)
     floor = sum(min(d, s) for s, d in cells)
+    if slots <= 1:
+        return PackedEta(1, sequential, sequential, floor, sequential)
+    span = makespan(durations, slots)
     return PackedEta(slots, max(span, floor), span, floor, sequential)
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -209,13 +209,10 @@ def _timed(cfg: Config, kind: str, est: Estimate, seconds: float | None, why: st
     # never more than the timed whole.
     if seconds is not None:
         total = seconds + SPEEDS[(kind, cfg.precision)].start_s
-        return Estimate(total, est.measure_only_s, "timed", device_s=min(est.device_s, total),
-                        measure_only_device_s=est.measure_only_device_s)
+        return replace(est, seconds=total, source="timed", device_s=min(est.device_s, total))
     if why == TIMED_OUT:  # a few steps took longer than the whole budget
-        return Estimate(max(est.seconds, cfg.cell_budget_s * 2), est.measure_only_s, "timed out",
-                        device_s=est.device_s, measure_only_device_s=est.measure_only_device_s)
-    return Estimate(est.seconds, est.measure_only_s, "cost-model (timing failed)",
-                    device_s=est.device_s, measure_only_device_s=est.measure_only_device_s)
+        return replace(est, seconds=max(est.seconds, cfg.cell_budget_s * 2), source="timed out")
+    return replace(est, source="cost-model (timing failed)")
 
 
 def measure_only_hashes(results_dir: Path) -> set[str]:

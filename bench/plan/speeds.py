@@ -44,9 +44,9 @@ class DeviceSpeed:
 # machines, where it is priced as fp32. On the 2-core AMX Xeon that published results/cpu,
 # bf16 autocast + channels_last was slower than fp32 for one cheap cell and much faster for
 # the costly ones (results/cpu/overhead-profile-cpu.json: resnet18 repeat3 402.9 vs 456.3
-# img/s probed against fp32 channels_last; results/cpu/auto-choices.json: resnet18 cifarstem 182 vs 98, vgg16
-# post-convtranspose 15.8 vs 11.0), and pricing it slower (0.03 TFLOP/s) had sent the VGG16
-# cells measure-only there.
+# img/s probed against fp32 channels_last; results/cpu/auto-choices.json: resnet18 cifarstem
+# 182 vs 98, vgg16 post-convtranspose 15.8 vs 11.0), and pricing it slower (0.03 TFLOP/s) had
+# sent the VGG16 cells measure-only there.
 SPEEDS: dict[tuple[str, str], DeviceSpeed] = {
     ("cpu", "fp32"): DeviceSpeed(0.05, 2e-3, 0.0, start_s=10.0, overlapped=False),
     ("cpu", "bf16"): DeviceSpeed(0.05, 2e-3, 0.0, start_s=10.0, overlapped=False),
