@@ -235,6 +235,26 @@ def test_superseded_rows_stay_out_of_headlines_charts_and_advice(tmp_path, capsy
     assert list(current["strategy"]) == ["droppools"] and "2 rows produced by a superseded" in note
 
 
+def test_a_chart_of_an_earlier_report_goes_when_every_row_is_superseded(tmp_path):
+    """results/gpu kept the charts an earlier report drew from its schema-1 rows, and the README
+    showed one: a report that draws none (every row superseded) removes the report's own chart
+    files, and leaves any other file in charts/ alone."""
+    from bench.report.cli import main as report_main
+
+    d = _runs_dir(tmp_path, [_cell("resize32", 0.95, 10, 500, schema_version=1),
+                             _cell("repeat3", 0.80, 40, 900, schema_version=1)])
+    (d / "charts").mkdir()
+    stale = [d / "charts" / f"{stem}.{ext}" for stem in ("accuracy_vs_throughput", "peak_memory")
+             for ext in ("png", "svg")]
+    for path in stale:
+        path.write_bytes(b"drawn from the rows an earlier method produced")
+    mine = d / "charts" / "notes.txt"
+    mine.write_text("not the report's")
+    assert report_main([str(d)]) == 0
+    assert [p.name for p in stale if p.exists()] == []
+    assert mine.read_text() == "not the report's"
+
+
 def test_accuracy_per_second_comes_from_the_windows_not_the_epochs_wall_clock(tmp_path):
     """results/cpu: three cells' epoch_s was 2.2-2.4x their windows' time (a busy host between
     windows) and droppools, at 1.0x, was named the most efficient. The windows decide now."""

@@ -65,7 +65,7 @@ def table_for(results_dir: Path) -> list[str]:
 
     current, note = current_runs(read_runs(results_dir))
     if current.empty:
-        return [f"No headline table: {note}".strip() if note else "No headline table: no rows."]
+        return [f"No headline table. {note}".strip() if note else "No headline table: no rows."]
     return headline_table(comparison_table(current)).rstrip("\n").split("\n")
 
 

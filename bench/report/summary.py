@@ -321,8 +321,9 @@ def _build(results_dir: Path, compat_csv: Path | None, out_dir: Path | None,
         charts, notes = report_charts.write_charts(headline, curves, ops, compat,
                                                    out_dir / "charts", shared_axis=shared_axis)
         advice = advise.advise(current, headline, history)
-    else:
+    else:  # and no chart drawn from older rows may stay behind
         charts, notes, advice = [], [], []
+        report_charts.prune_charts(out_dir / "charts", [])
     found = report_findings.findings_body(current, headline, advice, results_dir, current_note)
     if current_note:
         notes.append(current_note)

@@ -54,8 +54,8 @@ from bench.report.charts.style import (
 
 __all__ = ["CHART_STEMS", "COMPAT_COLOURS", "DPI", "FIG_WIDTH_IN", "MARKERS", "MEASURE_ONLY",
            "REINIT_MARK", "accuracy_delta", "accuracy_vs_throughput", "compat_heatmap",
-           "learning_curves", "max_evaluations", "op_time_shares", "peak_memory", "save_figure",
-           "shared_limits", "strategy_markers", "strategy_palette", "write_charts"]
+           "learning_curves", "max_evaluations", "op_time_shares", "peak_memory", "prune_charts",
+           "save_figure", "shared_limits", "strategy_markers", "strategy_palette", "write_charts"]
 
 
 def write_charts(table: pd.DataFrame, history: pd.DataFrame | None, ops: pd.DataFrame | None,
@@ -117,9 +117,22 @@ def write_charts(table: pd.DataFrame, history: pd.DataFrame | None, ops: pd.Data
                 notes.append(f"{stem.replace('_', ' ')} skipped: {why}")
                 continue
             written += save_figure(fig, out_dir, stem)
-    # A chart this run could not draw must not survive from an earlier report.
+    prune_charts(out_dir, written)
+    return written, notes
+
+
+def prune_charts(out_dir: Path, written: list[Path]) -> list[Path]:
+    """Delete the report's own chart files in ``out_dir`` that this report did not write;
+    return what was deleted.
+
+    A chart this report could not draw (or, with every row superseded, drew none of) must not
+    survive from an earlier report, where a README or page would still show it. Only the
+    names in ``CHART_STEMS`` are touched: anything else in the folder is not the report's.
+    """
+    removed = []
     for stem in CHART_STEMS:
         for old in (out_dir / f"{stem}.png", out_dir / f"{stem}.svg"):
             if old not in written and old.exists():
                 old.unlink()
-    return written, notes
+                removed.append(old)
+    return removed
