@@ -35,8 +35,8 @@ bench: data ## benchmark THIS machine (gpu profile with CUDA, else cpu) into run
 	$(PY) -m bench report runs/$(RESOLVED)
 	@echo "results of this machine: runs/$(RESOLVED)/ (summary.md, comparison.csv, charts/)"
 
-publish: data ## re-measure and overwrite the published results/<profile>/ and README's findings for it (maintainers; commit after)
-	$(PY) -m bench run --profile $(PROFILE) --results-dir results/$(RESOLVED) $(ARGS)
+publish: data ## re-measure and overwrite the published results/<profile>/ and README's findings for it (>= 3 seeds and a validation split; maintainers; commit after)
+	$(PY) -m bench run --publish --profile $(PROFILE) --results-dir results/$(RESOLVED) $(ARGS)
 	$(PY) -m bench report results/$(RESOLVED) --readme README.md
 	@echo "published: results/$(RESOLVED)/ -- review git diff results/, then commit naming the machine"
 

@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     _grid_args(run)
     run.add_argument("--quiet", action="store_true",
                      help="no progress bar or per-epoch lines: one line per cell (CI)")
+    run.add_argument("--publish", action="store_true",
+                     help="the rows are a published answer (make publish): refused before any "
+                          "cell unless the grid has at least 3 seeds and a validation split")
     run.add_argument("--ddp", action="store_true",
                      help="under torchrun: train every cell with all ranks together "
                           "(DistributedDataParallel; batch_size is the global batch, a multiple "
@@ -281,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile, overrides=overrides, results_dir=args.results_dir,
         only=args.only, force=args.force, shard=args.shard, quiet=getattr(args, "quiet", False),
         device=args.device, ddp=getattr(args, "ddp", False),
+        publish=getattr(args, "publish", False),
         command_line=shlex.join([sys.executable, "-m", "bench", *argv]))
     try:
         if args.command == "plan":

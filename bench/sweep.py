@@ -115,6 +115,7 @@ class SweepOptions:
     device: str = "auto"
     ddp: bool = False
     command_line: str = ""
+    publish: bool = False  # rows for results/: refused unless publishable (results.publish)
 
 
 @dataclass
@@ -138,6 +139,12 @@ def prepare(opts: SweepOptions, dist: Dist | None = None) -> Prepared:
     """Validate everything; raises ConfigError / StrategyError / DataError (exit 2)."""
     profile, _ = resolve_profile(opts.profile)
     cfg = config_mod.load(profile, opts.overrides)  # an unknown executor is refused here
+    if opts.publish:
+        from bench.results.publish import publish_problem
+
+        problem = publish_problem(cfg, config_mod.profile_name(profile))
+        if problem:
+            raise ConfigError(problem)
     validate_grid(cfg)
     validate_data(cfg)
     dist = dist or Dist.from_env()

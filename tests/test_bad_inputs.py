@@ -169,6 +169,9 @@ CASES = [
                  id="results dir is a file"),
     pytest.param(smoke("--ddp"), "--ddp trains each cell with every torchrun rank",
                  id="ddp without torchrun"),
+    pytest.param(["run", "--publish", "--profile", "smoke"],
+                 "--publish: profile smoke cannot be published: seeds = [0]",
+                 id="publish one seed"),
     # the command line itself and the other commands
     pytest.param(["frob"], "invalid choice: 'frob'", id="unknown command"),
     pytest.param(["run"], "--profile", id="missing --profile"),

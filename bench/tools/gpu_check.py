@@ -35,7 +35,7 @@ and every cell of the sweep, :func:`bench.plan.fastpath.compile_cache_env`), nev
     python -m bench.tools.gpu_check                       # on a GPU: everything, into runs/gpu-check/
     python -m bench.tools.gpu_check --out $OUT --probes-only   # ceilings + probes: about 2 minutes
     python -m bench.tools.gpu_check --out $OUT            # one 9-minute call; prints how to resume
-    python -m bench.tools.gpu_check --out $OUT --profile gpu-quick   # the answer that fits one call
+    python -m bench.tools.gpu_check --out $OUT --profile gpu-quick   # the check that fits one call (one seed)
     python -m bench.tools.gpu_check --dry-run             # on CPU: tiny subset, two steps per cell
     python -m bench.tools.gpu_check --out $OUT --resume-from results/gpu --set seeds=0,1,2
                                                     # a later lease: only what is missing
