@@ -96,6 +96,25 @@ def test_a_tied_strategy_whose_interval_reaches_chance_is_not_the_one_to_take(tm
     assert "(`resize32` not taken: its interval reaches chance, 10%)" in item
 
 
+def test_the_costliest_strategy_is_weighed_against_the_pick_not_a_skipped_one(tmp_path):
+    # vgg16 on the cpu profile: the costliest strategy was compared with resize32, the fastest,
+    # which the finding before it had just declined to offer; it is compared with the pick now.
+    d = _dir(tmp_path, [*_cell("repeat3", [0.30, 0.32, 0.31], 10),
+                        *_cell("droppools", [0.25, 0.33, 0.29], 20),
+                        *_cell("resize32", [0.101, 0.245, 0.223], 50)])
+    (_, cost, *_) = _numbered(findings_for(d))
+    assert "the costliest strategy**, `repeat3` trains at 10 img/s" in cost
+    assert "against 20 img/s (p10–p90 19.4–20.6) for `droppools` (the pick above), 2.0× slower" \
+        in cost and "resize32" not in cost
+    # With no pick (or the pick itself the costliest) the fastest is the reference, as before.
+    d = _dir(tmp_path, [*_cell("repeat3", [0.95, 0.951, 0.949], 10),
+                        *_cell("droppools", [0.60, 0.61, 0.59], 20),
+                        *_cell("resize32", [0.50, 0.51, 0.49], 50)], "winner-costliest")
+    (best, cost, *_) = _numbered(findings_for(d))
+    assert "`repeat3` has the best accuracy" in best
+    assert "for `resize32`, 5.0× slower" in cost and "the pick above" not in cost
+
+
 def test_a_contended_or_measure_only_cell_is_never_named(tmp_path):
     contended = _dir(tmp_path, [*_cell("repeat3", [0.95, 0.951, 0.949], 100, contended="true",
                                        cpu_share=0.5),

@@ -118,24 +118,27 @@ def _mem_range(r: pd.Series) -> tuple[float, float]:
             float(r["peak_mem_mib_hi"]) * (1 + MEMORY_RESOLUTION))
 
 
-def _accuracy_finding(name: str, t: pd.DataFrame, v: Verdict, chance_pct: float = 0.0) -> str:
-    """Which strategy is best on one model, or the tied set and its cheapest member.
+def _accuracy_finding(name: str, t: pd.DataFrame, v: Verdict,
+                      chance_pct: float = 0.0) -> tuple[str, str | None]:
+    """(the sentence, the strategy it offers or None): which strategy is best on one model, or
+    the tied set and its cheapest member.
 
     ``chance_pct``: 100 / classes (0 = unknown). A tied strategy whose accuracy interval
     reaches it is not offered as the one to take, however cheap: it may not have learned
     anything (the recommendation's accuracy-per-second column applies the same rule)."""
     if v.pick.top is None:
-        return ""
+        return "", None
     if v.missing:
         return (f"**{name}: no winner named**: {v.missing} could run but has no accuracy, so "
-                "any of the others could be beaten by it.")
+                "any of the others could be beaten by it."), None
     if v.withheld:
         return (f"**{name}: no winner named**: `{v.withheld}` leads with "
-                f"{_pct(v.values[v.withheld])} but was timed on a busy host (contended).")
+                f"{_pct(v.values[v.withheld])} but was timed on a busy host (contended)."), None
     if v.pick.winner is not None:
         rest = len(v.values) - 1
         return (f"**{name}: `{v.pick.winner}` has the best accuracy**, "
-                f"{_pct(v.values[v.pick.winner])}; its 95% interval clears the other {rest}'s.")
+                f"{_pct(v.values[v.pick.winner])}; its 95% interval clears the other "
+                f"{rest}'s."), v.pick.winner
     tied = list(v.pick.tied)
     rows = t.set_index("strategy")
     cheap = [s for s in tied if not bool(rows.at[s, "contended"])
@@ -150,13 +153,14 @@ def _accuracy_finding(name: str, t: pd.DataFrame, v: Verdict, chance_pct: float 
             + " are tied (the top one's 95% interval overlaps "
             + ("the other one's)" if len(tied) == 2 else f"the other {len(tied) - 1}'s)"))
     if not cheap:
-        return text + skipped + "."
+        return text + skipped + ".", None
     best = max(cheap, key=lambda s: rows.at[s, "train_img_s_median"])
     others = [_speed_range(rows.loc[s]) for s in cheap if s != best]
     clear = separated(_speed_range(rows.loc[best]), others)
     return (text + f"; take the cheapest of the tied set, `{best}`, at {_speed(rows.loc[best])}"
             + ("" if not others else ", its window spread clear of the others'" if clear else
-               ", though its window spread overlaps another tied strategy's") + skipped + ".")
+               ", though its window spread overlaps another tied strategy's") + skipped
+            + "."), best
 
 
 def _seed_values(runs: pd.DataFrame, strategy: str) -> tuple[list[float], float]:
@@ -167,15 +171,22 @@ def _seed_values(runs: pd.DataFrame, strategy: str) -> tuple[list[float], float]
     return rows["test_acc"].dropna().tolist(), float(images.min()) if len(images) else math.nan
 
 
-def _cost_finding(name: str, t: pd.DataFrame, runs: pd.DataFrame) -> str:
-    """What the costliest strategy (the slowest window throughput) buys in accuracy against the
-    fastest, and what it costs in throughput and peak memory."""
+def _cost_finding(name: str, t: pd.DataFrame, runs: pd.DataFrame,
+                  offered: str | None = None) -> str:
+    """What the costliest strategy (the slowest window throughput) buys in accuracy, and what it
+    costs in throughput and peak memory, against ``offered`` (the strategy the accuracy finding
+    offers) when that is another timed one, else against the fastest: a reader weighs the
+    costliest against what they were told to take, not against one they were told to skip."""
     timed = t[(~t["contended"].astype(bool)) & t["train_img_s_median"].notna()
               & (t["train_img_s_packed"] <= 1)]
     if len(timed) < 2:
         return ""
     slow = timed.loc[timed["train_img_s_median"].idxmin()]
     fast = timed.loc[timed["train_img_s_median"].idxmax()]
+    pick = timed[timed["strategy"] == offered]
+    against_pick = offered is not None and offered != slow["strategy"] and len(pick) > 0
+    if against_pick:
+        fast = pick.iloc[0]
     speed = ratio_interval(
         (fast["train_img_s_median"], fast["train_img_s_lo"], fast["train_img_s_hi"]),
         (slow["train_img_s_median"], slow["train_img_s_lo"], slow["train_img_s_hi"]))
@@ -193,7 +204,7 @@ def _cost_finding(name: str, t: pd.DataFrame, runs: pd.DataFrame) -> str:
                + (" (within 1%: a tie)" if tie else
                   f" ({slow['peak_mem_mib'] / fast['peak_mem_mib']:.2f}×)"))
     cost = (f"`{slow['strategy']}` trains at {_speed(slow)} against {_speed(fast)} for "
-            f"`{fast['strategy']}`, {slower},{mem}")
+            f"`{fast['strategy']}`{' (the pick above)' if against_pick else ''}, {slower},{mem}")
     if slow["test_acc_n"] == 0 or fast["test_acc_n"] == 0:
         missing = slow if slow["test_acc_n"] == 0 else fast
         return (f"**{name}: the costliest strategy**, {cost}; what it buys is not measured: "
@@ -240,9 +251,9 @@ def findings(runs: pd.DataFrame, table: pd.DataFrame, advice: list[Advice],
                     & (runs["device_name"] == key[2])]
         classes = num_classes(str(key[0]), None)
         chance_pct = 100.0 / classes if classes else 0.0
-        for text in (_accuracy_finding(name, t, verdicts[key], chance_pct)
-                     if key in verdicts else "",
-                     _cost_finding(name, t, rows)):
+        verdict, offered = (_accuracy_finding(name, t, verdicts[key], chance_pct)
+                            if key in verdicts else ("", None))
+        for text in (verdict, _cost_finding(name, t, rows, offered)):
             if text:
                 out.append(Finding(text, source))
     extra = len(out) - MAX_FINDINGS
