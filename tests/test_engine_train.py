@@ -23,15 +23,27 @@ def cell(model: str = "resnet18", strategy: str = "conv1", seed: int = 0) -> Cel
 
 @pytest.mark.slow
 def test_a_real_cell_learns_mnist_in_a_couple_of_minutes() -> None:
-    """4,000 images, one epoch: >= 90% accuracy. The wall-time bound only catches a pathology:
-    the 2-core AVX2 EPYC took 62.9 s and 63.4 s (busy host), so a minute was no bound."""
+    """4,000 images, one epoch: >= 90% accuracy. The time bound only catches a pathology: the
+    2-core AVX2 EPYC took 62.9 s and 63.4 s (busy host), so a minute was no bound. It is put on
+    the CPU seconds the cell used (at most 3 minutes of every thread), which another process on
+    the host does not inflate; the wall clock is held to 3 minutes only when the cell had its
+    threads to itself (a recipe run beside it once took it past 180 s)."""
+    import time
+
+    import torch
+
     cfg = Config(batch_size=32, train_size=4000, test_size=1000, epochs=1, lr=0.05,
                  profile_steps=0, peak_tflops=1.0, contended_retries=0)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     res = train.run_cell(cfg, cell("resnet18", "conv1"), device="cpu")
+    cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
     row = res.row
     assert row["status"] == "ok", row["reason"]
     assert row["test_acc"] >= 0.90
-    assert row["wall_s"] < 180
+    threads = torch.get_num_threads()
+    assert cpu_s < 180 * threads, (cpu_s, threads)
+    if cpu_s >= 0.8 * wall_s * threads:  # the threads ran nearly all the time: a quiet host
+        assert row["wall_s"] < 180, (row["wall_s"], cpu_s, threads)
     assert row["train_img_s"] > 0 and row["train_img_s_p10"] <= row["train_img_s_p90"]
     assert row["params"] > 10_000_000 and row["gflops_fwd_per_img"] > 0
     assert len(res.history) == 1 and len(res.history[0]["per_class_acc"]) == 10
