@@ -144,7 +144,8 @@ def prepare(opts: SweepOptions, dist: Dist | None = None) -> Prepared:
 
         problem = publish_problem(cfg, config_mod.profile_name(profile))
         if problem:
-            raise ConfigError(problem)
+            raise ConfigError(f"--publish: {problem}. Run it without --publish (into runs/) "
+                              "to measure it anyway.")
     validate_grid(cfg)
     validate_data(cfg)
     dist = dist or Dist.from_env()

@@ -21,7 +21,7 @@ def test_the_profiles_that_publish_answers_are_publishable(profile):
 
 def test_one_seed_or_no_validation_split_is_named_with_what_would_do():
     why = publish_problem(config.load("gpu-quick"), "gpu-quick")
-    assert why.startswith("--publish: profile gpu-quick cannot be published")
+    assert why.startswith("profile gpu-quick cannot be published")
     assert "seeds = [0] (a published run needs" in why and f"at least {MIN_SEEDS}" in why
     assert "val_size" not in why  # gpu-quick has its split
     why = publish_problem(config.load("cpu", ["seeds=4", "val_size=0"]))

@@ -44,6 +44,8 @@ def test_dry_run_writes_every_file_and_ends_with_the_summary(tmp_path: Path) -> 
     tail = proc.stdout.strip().splitlines()
     assert any("resnet18" in line and "repeat3" in line for line in tail[-4:])
     assert (out / "gpu_check.log").read_text().count("== ") >= 4
+    # The dry run's one seed is said to be no published answer (bench/results/publish.py).
+    assert "not a published answer: profile gpu cannot be published: seeds = [0]" in proc.stdout
 
     # The next lease resumes from these rows: the finished cell is not trained again.
     again = tmp_path / "again"

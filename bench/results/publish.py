@@ -35,5 +35,4 @@ def publish_problem(cfg: Any, profile: str = "") -> str:
                         "carved from train, e.g. --set val_size=500)")
     if not problems:
         return ""
-    return (f"--publish: {named} cannot be published: " + "; ".join(problems)
-            + ". Run it without --publish (into runs/) to measure it anyway.")
+    return f"{named} cannot be published: " + "; ".join(problems)

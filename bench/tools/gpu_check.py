@@ -608,6 +608,12 @@ def main(argv: list[str] | None = None) -> int:
     for line in summary_table(out / "gpu" / "runs.csv"):
         log(line)
     log(f"files: {out}")
+    from bench.results.publish import publish_problem
+
+    unpublishable = publish_problem(cfg, args.profile)
+    log(f"  not a published answer: {unpublishable}" if unpublishable else
+        "  publishable once complete (maintainers): copy its files into results/gpu and run "
+        "`python -m bench report results/gpu --readme README.md` (docs/gpu-check.md)")
     if rc == -1:  # stopped at the budget: the next call finishes what is left
         log("not finished: the budget ran out with the rows above kept; complete it with")
         log(f"  {resume_command(args)}")
