@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import config
-from bench.results.publish import MIN_SEEDS, publish_problem
+from bench.results.publish import PUBLISH_MIN_SEEDS, publish_problem
 from tests._cli import exit_code
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ def test_the_profiles_that_publish_answers_are_publishable(profile):
 def test_one_seed_or_no_validation_split_is_named_with_what_would_do():
     why = publish_problem(config.load("gpu-quick"), "gpu-quick")
     assert why.startswith("profile gpu-quick cannot be published")
-    assert "seeds = [0] (a published run needs" in why and f"at least {MIN_SEEDS}" in why
+    assert "seeds = [0] (a published run needs" in why and f"at least {PUBLISH_MIN_SEEDS}" in why
     assert "val_size" not in why  # gpu-quick has its split
     why = publish_problem(config.load("cpu", ["seeds=4", "val_size=0"]))
     assert "seeds = [4]" in why and "val_size = 0" in why

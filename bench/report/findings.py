@@ -184,7 +184,7 @@ def _cost_finding(name: str, t: pd.DataFrame, runs: pd.DataFrame,
     slow = timed.loc[timed["train_img_s_median"].idxmin()]
     fast = timed.loc[timed["train_img_s_median"].idxmax()]
     pick = timed[timed["strategy"] == offered]
-    against_pick = offered is not None and offered != slow["strategy"] and len(pick) > 0
+    against_pick = len(pick) > 0 and offered != slow["strategy"]
     if against_pick:
         fast = pick.iloc[0]
     speed = ratio_interval(

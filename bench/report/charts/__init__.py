@@ -121,18 +121,14 @@ def write_charts(table: pd.DataFrame, history: pd.DataFrame | None, ops: pd.Data
     return written, notes
 
 
-def prune_charts(out_dir: Path, written: list[Path]) -> list[Path]:
-    """Delete the report's own chart files in ``out_dir`` that this report did not write;
-    return what was deleted.
+def prune_charts(out_dir: Path, written: list[Path]) -> None:
+    """Delete the report's own chart files in ``out_dir`` that this report did not write.
 
     A chart this report could not draw (or, with every row superseded, drew none of) must not
     survive from an earlier report, where a README or page would still show it. Only the
     names in ``CHART_STEMS`` are touched: anything else in the folder is not the report's.
     """
-    removed = []
     for stem in CHART_STEMS:
         for old in (out_dir / f"{stem}.png", out_dir / f"{stem}.svg"):
             if old not in written and old.exists():
                 old.unlink()
-                removed.append(old)
-    return removed
